@@ -1,0 +1,1 @@
+//! Amazon States Language interpreter: parses, validates and runs Step Functions state machines.

@@ -1,0 +1,4 @@
+//! Domain model and ports of upsell-flow.
+//!
+//! This crate knows nothing about AWS, SQLite or the network: it holds the types that cross
+//! every boundary (events, features, agents, messages) and the port traits that adapters implement.

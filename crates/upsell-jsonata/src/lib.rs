@@ -1,0 +1,1 @@
+//! A JSONata parser and evaluator, with the functions AWS Step Functions adds.

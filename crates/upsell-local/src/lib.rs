@@ -1,0 +1,2 @@
+//! The local runtime: reads the SAM template, matches events to rules and runs the state machines
+//! with the ASL engine, calling each worker in-process.

@@ -1,0 +1,1 @@
+//! Integration tests of upsell-flow live in `tests/`, one topic module each.
