@@ -2,3 +2,11 @@
 //!
 //! This crate knows nothing about AWS, SQLite or the network: it holds the types that cross
 //! every boundary (events, features, agents, messages) and the port traits that adapters implement.
+
+pub mod agent;
+pub mod events;
+pub mod features;
+pub mod kb;
+pub mod message;
+pub mod ports;
+pub mod validate;
