@@ -1,1 +1,41 @@
-//! Amazon States Language interpreter: parses, validates and runs Step Functions state machines.
+//! Amazon States Language interpreter: parses, validates and runs Step Functions state
+//! machines locally with the same results, errors and history as AWS.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use upsell_asl::{Engine, Resources, StartOptions, parse_str, ParseOptions};
+//! let sm = parse_str(r#"{"StartAt":"A","States":{"A":{"Type":"Pass","End":true}}}"#, ParseOptions::default()).unwrap();
+//! let engine = Engine::builder().resources(Resources::new()).build();
+//! let run = engine.execute(&sm, serde_json::json!({}), StartOptions::default()).await;
+//! println!("{}", run.outcome.to_json());
+//! # }
+//! ```
+
+pub mod checkpoint;
+pub mod clock;
+pub mod definition;
+pub mod error;
+pub mod exec;
+pub mod history;
+pub mod intrinsics;
+pub mod items;
+pub mod jsonpath;
+#[cfg(not(feature = "jsonata"))]
+mod jsonata_shim;
+#[cfg(not(feature = "jsonata"))]
+pub(crate) use jsonata_shim as jsonata_api;
+#[cfg(feature = "jsonata")]
+pub(crate) use upsell_jsonata as jsonata_api;
+pub mod mock;
+pub mod task;
+pub mod template;
+
+pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
+pub use clock::{Clock, RealClock, VirtualClock, virtual_runtime};
+pub use definition::{MachineType, ParseOptions, QueryLanguage, StateMachine, parse, parse_str};
+pub use error::{Failure, InvalidDefinition, Problem};
+pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};
+pub use history::{HistoryEvent, HistorySink, MemorySink, NullSink};
+pub use items::{ItemSource, ResultSink};
+pub use mock::{MockedResponse, StateMocks};
+pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};

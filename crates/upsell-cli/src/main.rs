@@ -1,5 +1,52 @@
 //! `upsell`: the command-line entry point for running upsell-flow locally.
+//!
+//! Each subcommand lives in its own module under `cmd/`; adding one means adding a variant to
+//! [`Command`] and a module with an `Args` struct and a `run` function.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Personalised upsell messages for a home-services company, written by a Generator agent and
+/// checked by a Judge agent. Runs the same workflows locally as in AWS.
+#[derive(Debug, Parser)]
+#[command(name = "upsell", version, about, propagate_version = true)]
+struct Cli {
+    /// Where local state lives (SQLite stores, indexes, run outputs).
+    #[arg(long, global = true, env = "UPSELL_HOME", default_value = ".upsell", value_name = "DIR")]
+    home: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write realistic sample customer events (EventBridge JSON lines).
+    Sample(cmd::sample::Args),
+    /// Check events (JSON lines) against the event schemas and normalisation rules.
+    Validate(cmd::validate::Args),
+    /// Write the JSON Schemas generated from the Rust types, or check they are up to date.
+    Schemas(cmd::schemas::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = cmd::Context { home: cli.home };
+    let result = match cli.command {
+        Command::Sample(args) => cmd::sample::run(args, &ctx),
+        Command::Validate(args) => cmd::validate::run(args, &ctx),
+        Command::Schemas(args) => cmd::schemas::run(args, &ctx),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if cmd::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

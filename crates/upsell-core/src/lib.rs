@@ -9,4 +9,6 @@ pub mod features;
 pub mod kb;
 pub mod message;
 pub mod ports;
+pub mod sample;
+pub mod schema;
 pub mod validate;

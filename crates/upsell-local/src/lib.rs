@@ -1,2 +1,5 @@
 //! The local runtime: reads the SAM template, matches events to rules and runs the state machines
 //! with the ASL engine, calling each worker in-process.
+
+pub mod pattern;
+pub mod template;

@@ -1,0 +1,47 @@
+# Sourced by .ci/test and .ci/run: installs the outside tools the checks need, once per checkout.
+# Python tools go into .venv (moto server, SAM CLI, cfn-lint, checkov, cargo-lambda); npm tools
+# into node_modules (asl-validator). Set UPSELL_CI_TOOLS=test to install only what tests need.
+
+ci_tools() {
+    local want=${1:-all}
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    # shellcheck disable=SC1091
+    . .venv/bin/activate
+    if ! command -v moto_server >/dev/null 2>&1; then
+        echo "== installing moto server into .venv"
+        pip install -q --disable-pip-version-check 'moto[server]==5.*'
+    fi
+    if [ "$want" = all ]; then
+        if ! command -v sam >/dev/null 2>&1 || ! command -v cfn-lint >/dev/null 2>&1 \
+            || ! command -v checkov >/dev/null 2>&1 || ! command -v cargo-lambda >/dev/null 2>&1; then
+            echo "== installing aws-sam-cli, cfn-lint, checkov, cargo-lambda into .venv"
+            pip install -q --disable-pip-version-check aws-sam-cli cfn-lint checkov cargo-lambda ziglang
+        fi
+        if [ ! -x node_modules/.bin/asl-validator ]; then
+            echo "== installing asl-validator"
+            npm install --no-save --no-audit --no-fund --silent asl-validator@4 >/dev/null
+        fi
+    fi
+}
+
+# Starts moto server on a free loopback port and exports UPSELL_MOTO_ENDPOINT; stops it on exit.
+start_moto() {
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/upsell-moto-$port.log" 2>&1 &
+    MOTO_PID=$!
+    trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
+    for _ in $(seq 1 100); do
+        if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
+            export UPSELL_MOTO_ENDPOINT="http://127.0.0.1:$port"
+            echo "== moto server on $UPSELL_MOTO_ENDPOINT"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "moto server did not start; its log:" >&2
+    cat "${TMPDIR:-/tmp}/upsell-moto-$port.log" >&2
+    return 1
+}

@@ -1,0 +1,33 @@
+//! Subcommands, one module each.
+
+use std::path::PathBuf;
+
+pub mod sample;
+pub mod schemas;
+pub mod validate;
+
+/// What every subcommand gets besides its own arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Local state directory (`--home`, `UPSELL_HOME`, default `.upsell/`).
+    #[allow(dead_code)] // Read by the stateful commands (run, agents, kb...) as they land.
+    pub home: PathBuf,
+}
+
+/// Whether the error is a closed stdout (e.g. piped into `head`), which is not a failure.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parses a share between 0 and 1 (clap value parser).
+pub fn parse_share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}

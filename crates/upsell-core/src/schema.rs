@@ -1,0 +1,114 @@
+//! JSON Schema generation: the contracts in `schemas/` are generated from the Rust types here,
+//! committed, and checked by a test (`tests/schemas_up_to_date.rs`).
+//!
+//! Regenerate with `cargo run -p upsell-cli -- schemas`; check with `upsell schemas --check`.
+//! To publish a new type's schema, add one line to [`all_schemas`].
+
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde_json::{Value, json};
+
+use crate::agent::AgentSpec;
+use crate::events::{
+    CustomerProfileUpdated, EventDetail, EventEnvelope, KNOWN_DETAIL_TYPES, ServiceCompleted,
+    SurveySubmitted,
+};
+use crate::message::{
+    GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord,
+    QuarantineRecord,
+};
+
+/// The command that regenerates the committed schemas.
+pub const REGENERATE_COMMAND: &str = "cargo run -p upsell-cli -- schemas";
+
+/// The JSON Schema (draft 2020-12) of `T`.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// The full EventBridge event schema for detail type `D`, with `detail-type` pinned to
+/// `D::DETAIL_TYPE`.
+pub fn event_schema<D: EventDetail>() -> Value {
+    let mut s = schema_of::<EventEnvelope<D>>();
+    s["title"] = json!(D::DETAIL_TYPE);
+    s["description"] = json!(format!(
+        "EventBridge event with detail-type {} (envelope fields as EventBridge sends them).",
+        D::DETAIL_TYPE
+    ));
+    s["properties"]["detail-type"] = json!({
+        "description": "Name of the detail type; selects the schema of `detail`.",
+        "const": D::DETAIL_TYPE,
+    });
+    s
+}
+
+/// The envelope schema used when the `detail-type` is unknown: the envelope fields are checked,
+/// `detail` must be an object, `detail-type` must be a known one.
+pub fn envelope_schema() -> Value {
+    let mut s = schema_of::<EventEnvelope<Value>>();
+    s["title"] = json!("EventEnvelope");
+    s["description"] = json!("Any upstream EventBridge event, before its detail is checked.");
+    s["properties"]["detail"] = json!({
+        "description": "The payload; its schema depends on `detail-type`.",
+        "type": "object",
+    });
+    s["properties"]["detail-type"]["enum"] = json!(KNOWN_DETAIL_TYPES);
+    s
+}
+
+/// Every published schema as (path relative to `schemas/`, schema).
+pub fn all_schemas() -> Vec<(String, Value)> {
+    vec![
+        ("events/envelope.schema.json".into(), envelope_schema()),
+        (
+            "events/ServiceCompleted.schema.json".into(),
+            event_schema::<ServiceCompleted>(),
+        ),
+        (
+            "events/CustomerProfileUpdated.schema.json".into(),
+            event_schema::<CustomerProfileUpdated>(),
+        ),
+        (
+            "events/SurveySubmitted.schema.json".into(),
+            event_schema::<SurveySubmitted>(),
+        ),
+        ("agent-spec.schema.json".into(), schema_of::<AgentSpec>()),
+        (
+            "generation-request.schema.json".into(),
+            schema_of::<GenerationRequest>(),
+        ),
+        (
+            "generation-result.schema.json".into(),
+            schema_of::<GenerationResult>(),
+        ),
+        ("judge-verdict.schema.json".into(), schema_of::<JudgeVerdict>()),
+        ("judge-result.schema.json".into(), schema_of::<JudgeResult>()),
+        ("message-record.schema.json".into(), schema_of::<MessageRecord>()),
+        (
+            "quarantine-record.schema.json".into(),
+            schema_of::<QuarantineRecord>(),
+        ),
+    ]
+}
+
+/// The file text of a schema: pretty JSON with a trailing newline.
+pub fn render(schema: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(schema).expect("a JSON value always serialises");
+    s.push('\n');
+    s
+}
+
+/// Compares committed schema files under `dir` with the generated ones. Returns the relative
+/// paths that are missing or stale (empty when all are up to date).
+pub fn stale_schemas(dir: &std::path::Path) -> Vec<String> {
+    all_schemas()
+        .into_iter()
+        .filter(|(rel, schema)| {
+            std::fs::read_to_string(dir.join(rel)).ok().as_deref() != Some(render(schema).as_str())
+        })
+        .map(|(rel, _)| rel)
+        .collect()
+}

@@ -1,0 +1,1 @@
+//! Feature store adapter (in progress).

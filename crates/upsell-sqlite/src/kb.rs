@@ -1,0 +1,497 @@
+//! The local knowledge-base index: chunks, their metadata and embeddings in SQLite, keyword
+//! search with FTS5 BM25, exact vector search over an in-memory copy of the embeddings, and
+//! reciprocal rank fusion of the two. Implements [`upsell_core::kb::KnowledgeBase`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use upsell_core::kb::{
+    Chunk, Embedder, EmbedderInfo, Filter, KnowledgeBase, Metadata, RetrieveRequest,
+    RetrievedChunk, SearchMode, fts5_query, reciprocal_rank_fusion,
+};
+use upsell_core::ports::PortError;
+
+use crate::vectors::{VectorMatrix, blob_to_f32, f32_to_blob};
+use crate::{db_err, open_connection};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS kb_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_docs (
+    doc_id       TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    content_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_chunks (
+    id        INTEGER PRIMARY KEY,
+    chunk_id  TEXT NOT NULL UNIQUE,
+    doc_id    TEXT NOT NULL REFERENCES kb_docs(doc_id) ON DELETE CASCADE,
+    source    TEXT NOT NULL,
+    text      TEXT NOT NULL,
+    metadata  TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
+    text, content='kb_chunks', content_rowid='id',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS kb_chunks_ai AFTER INSERT ON kb_chunks BEGIN
+    INSERT INTO kb_fts(rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS kb_chunks_ad AFTER DELETE ON kb_chunks BEGIN
+    INSERT INTO kb_fts(kb_fts, rowid, text) VALUES ('delete', old.id, old.text);
+END;
+"#;
+
+/// A document ready to index: its chunks and a hash of everything that went into them.
+#[derive(Debug, Clone)]
+pub struct IndexDocument {
+    pub doc_id: String,
+    pub source: String,
+    /// Changes whenever the text, metadata or chunking settings change.
+    pub content_hash: String,
+    pub chunks: Vec<Chunk>,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestReport {
+    pub documents_added: usize,
+    pub documents_updated: usize,
+    pub documents_unchanged: usize,
+    pub documents_deleted: usize,
+    pub chunks_embedded: usize,
+    pub chunks_total: usize,
+}
+
+/// Everything vector search and filters need, kept in memory and reloaded when the data changes.
+struct Cache {
+    generation: u64,
+    data_version: i64,
+    rowids: Vec<i64>,
+    index_of: HashMap<i64, usize>,
+    metadata: Vec<Metadata>,
+    vectors: VectorMatrix,
+}
+
+/// SQLite knowledge-base index. Cheap to share: wrap it in an `Arc`.
+pub struct SqliteKnowledgeBase {
+    conn: Mutex<Connection>,
+    embedder: Arc<dyn Embedder>,
+    generation: Mutex<u64>,
+    cache: Mutex<Option<Arc<Cache>>>,
+}
+
+impl std::fmt::Debug for SqliteKnowledgeBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteKnowledgeBase")
+            .field("embedder", &self.embedder.info())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many candidates each retriever contributes to fusion.
+fn candidates_for(k: usize) -> usize {
+    (k * 4).max(50)
+}
+
+impl SqliteKnowledgeBase {
+    /// Opens (creating if needed) the index in the SQLite file at `path`.
+    pub fn open(path: &Path, embedder: Arc<dyn Embedder>) -> Result<Self, PortError> {
+        Self::from_connection(open_connection(path)?, embedder)
+    }
+
+    /// An index in memory, for tests.
+    pub fn in_memory(embedder: Arc<dyn Embedder>) -> Result<Self, PortError> {
+        Self::from_connection(Connection::open_in_memory().map_err(db_err)?, embedder)
+    }
+
+    fn from_connection(conn: Connection, embedder: Arc<dyn Embedder>) -> Result<Self, PortError> {
+        conn.execute_batch("PRAGMA foreign_keys = ON;")
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(SqliteKnowledgeBase {
+            conn: Mutex::new(conn),
+            embedder,
+            generation: Mutex::new(0),
+            cache: Mutex::new(None),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The embedder the index was built with, if it has been built.
+    pub fn indexed_with(&self) -> Result<Option<EmbedderInfo>, PortError> {
+        let conn = self.conn();
+        let raw: Option<String> = conn
+            .query_row("SELECT value FROM kb_meta WHERE key = 'embedder'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_err)?;
+        raw.map(|s| {
+            serde_json::from_str(&s)
+                .map_err(|e| PortError::Other(format!("corrupt kb_meta embedder: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Number of chunks in the index.
+    pub fn chunk_count(&self) -> Result<usize, PortError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM kb_chunks", [], |r| r.get(0))
+            .map_err(db_err)?;
+        Ok(n as usize)
+    }
+
+    /// Makes the index hold exactly `documents`, like a Bedrock ingestion job over the S3 prefix:
+    /// new and changed documents are (re-)embedded, unchanged ones kept, missing ones deleted.
+    /// Changing the embedder re-embeds everything. All in one transaction.
+    pub async fn sync(&self, documents: &[IndexDocument]) -> Result<IngestReport, PortError> {
+        let info = self.embedder.info();
+        let same_embedder = self.indexed_with()?.as_ref() == Some(&info);
+        let existing: HashMap<String, String> = if same_embedder {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT doc_id, content_hash FROM kb_docs")
+                .map_err(db_err)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?
+        } else {
+            HashMap::new()
+        };
+
+        let mut seen = BTreeSet::new();
+        let mut report = IngestReport::default();
+        let mut to_write = Vec::new();
+        for doc in documents {
+            if !seen.insert(doc.doc_id.as_str()) {
+                return Err(PortError::Invalid(format!(
+                    "document id `{}` appears twice",
+                    doc.doc_id
+                )));
+            }
+            match existing.get(&doc.doc_id) {
+                Some(h) if *h == doc.content_hash => report.documents_unchanged += 1,
+                Some(_) => {
+                    report.documents_updated += 1;
+                    to_write.push(doc);
+                }
+                None => {
+                    report.documents_added += 1;
+                    to_write.push(doc);
+                }
+            }
+        }
+
+        // Embed outside the connection lock, in batches.
+        let mut embedded: Vec<Vec<Vec<f32>>> = Vec::with_capacity(to_write.len());
+        for doc in &to_write {
+            let texts: Vec<String> = doc.chunks.iter().map(|c| c.text.clone()).collect();
+            let mut vectors = Vec::with_capacity(texts.len());
+            for batch in texts.chunks(32) {
+                vectors.extend(self.embedder.embed(batch).await?);
+            }
+            if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != info.dimensions)
+            {
+                return Err(PortError::Other(format!(
+                    "embedder {} returned vectors of the wrong count or size",
+                    info.model
+                )));
+            }
+            report.chunks_embedded += texts.len();
+            embedded.push(vectors);
+        }
+
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db_err)?;
+        if !same_embedder {
+            tx.execute_batch("DELETE FROM kb_chunks; DELETE FROM kb_docs;")
+                .map_err(db_err)?;
+            let json = serde_json::to_string(&info).map_err(|e| PortError::Other(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO kb_meta(key, value) VALUES ('embedder', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [json],
+            )
+            .map_err(db_err)?;
+        }
+        for doc_id in existing.keys() {
+            if !seen.contains(doc_id.as_str()) {
+                tx.execute("DELETE FROM kb_docs WHERE doc_id = ?1", [doc_id])
+                    .map_err(db_err)?;
+                report.documents_deleted += 1;
+            }
+        }
+        {
+            let mut del = tx
+                .prepare("DELETE FROM kb_docs WHERE doc_id = ?1")
+                .map_err(db_err)?;
+            let mut ins_doc = tx
+                .prepare("INSERT INTO kb_docs(doc_id, source, content_hash) VALUES (?1, ?2, ?3)")
+                .map_err(db_err)?;
+            let mut ins_chunk = tx
+                .prepare(
+                    "INSERT INTO kb_chunks(chunk_id, doc_id, source, text, metadata, embedding)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db_err)?;
+            for (doc, vectors) in to_write.iter().zip(&embedded) {
+                del.execute([&doc.doc_id]).map_err(db_err)?;
+                ins_doc
+                    .execute(params![doc.doc_id, doc.source, doc.content_hash])
+                    .map_err(db_err)?;
+                for (chunk, vector) in doc.chunks.iter().zip(vectors) {
+                    let meta = serde_json::to_string(&chunk.metadata)
+                        .map_err(|e| PortError::Other(e.to_string()))?;
+                    ins_chunk
+                        .execute(params![
+                            chunk.chunk_id,
+                            chunk.doc_id,
+                            chunk.source,
+                            chunk.text,
+                            meta,
+                            f32_to_blob(vector)
+                        ])
+                        .map_err(db_err)?;
+                }
+            }
+        }
+        report.chunks_total = tx
+            .query_row("SELECT count(*) FROM kb_chunks", [], |r| r.get::<_, i64>(0))
+            .map_err(db_err)? as usize;
+        tx.commit().map_err(db_err)?;
+        drop(conn);
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Ok(report)
+    }
+
+    /// The in-memory copy of ids, metadata and vectors, reloaded if this or another connection
+    /// changed the index since it was loaded.
+    fn cache(&self, conn: &Connection) -> Result<Arc<Cache>, PortError> {
+        let generation = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let data_version: i64 = conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(db_err)?;
+        let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = slot.as_ref()
+            && c.generation == generation
+            && c.data_version == data_version
+        {
+            return Ok(Arc::clone(c));
+        }
+        let dims = self.embedder.info().dimensions;
+        let mut stmt = conn
+            .prepare("SELECT id, metadata, embedding FROM kb_chunks ORDER BY id")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        let mut rowids = Vec::new();
+        let mut metadata = Vec::new();
+        let mut vectors = VectorMatrix::new(dims);
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let id: i64 = row.get(0).map_err(db_err)?;
+            let meta: String = row.get(1).map_err(db_err)?;
+            let blob: Vec<u8> = row.get(2).map_err(db_err)?;
+            let v = blob_to_f32(&blob);
+            if v.len() != dims {
+                return Err(PortError::Invalid(format!(
+                    "the index holds {}-dimensional vectors but the embedder gives {dims}: run `upsell kb ingest`",
+                    v.len()
+                )));
+            }
+            rowids.push(id);
+            metadata.push(serde_json::from_str(&meta).map_err(|e| {
+                PortError::Other(format!("corrupt metadata for chunk row {id}: {e}"))
+            })?);
+            vectors.push(&v);
+        }
+        let index_of = rowids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let cache = Arc::new(Cache {
+            generation,
+            data_version,
+            rowids,
+            index_of,
+            metadata,
+            vectors,
+        });
+        *slot = Some(Arc::clone(&cache));
+        Ok(cache)
+    }
+
+    fn keyword_ids(
+        conn: &Connection,
+        cache: &Cache,
+        query: &str,
+        filter: Option<&Filter>,
+        n: usize,
+    ) -> Result<Vec<(i64, f64)>, PortError> {
+        let Some(expr) = fts5_query(query) else {
+            return Ok(Vec::new());
+        };
+        // Without a filter SQLite can stop at n; with one we step through ranked rows until n pass.
+        let sql = if filter.is_some() {
+            "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank"
+        } else {
+            "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank LIMIT ?2"
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
+        let mut rows = if filter.is_some() {
+            stmt.query(params![expr])
+        } else {
+            stmt.query(params![expr, n as i64])
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let id: i64 = row.get(0).map_err(db_err)?;
+            let bm25: f64 = row.get(1).map_err(db_err)?;
+            if let Some(f) = filter {
+                let Some(&i) = cache.index_of.get(&id) else {
+                    continue;
+                };
+                if !f.matches(&cache.metadata[i]) {
+                    continue;
+                }
+            }
+            // bm25() is lower-is-better; negate so every score here is higher-is-better.
+            out.push((id, -bm25));
+            if out.len() >= n {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn vector_ids(
+        cache: &Cache,
+        query: &[f32],
+        filter: Option<&Filter>,
+        n: usize,
+    ) -> Vec<(i64, f64)> {
+        let allowed: Option<Vec<bool>> =
+            filter.map(|f| cache.metadata.iter().map(|m| f.matches(m)).collect());
+        cache
+            .vectors
+            .top_k(query, n, |i| allowed.as_ref().is_none_or(|a| a[i]))
+            .into_iter()
+            .map(|(i, s)| (cache.rowids[i], f64::from(s)))
+            .collect()
+    }
+
+    fn load_chunks(
+        conn: &Connection,
+        scored: &[(i64, f64)],
+    ) -> Result<Vec<RetrievedChunk>, PortError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT chunk_id, doc_id, text, metadata, source FROM kb_chunks WHERE id = ?1",
+            )
+            .map_err(db_err)?;
+        let mut out = Vec::with_capacity(scored.len());
+        for (id, score) in scored {
+            let chunk = stmt
+                .query_row([id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(db_err)?;
+            let metadata = serde_json::from_str(&chunk.3)
+                .map_err(|e| PortError::Other(format!("corrupt metadata for {}: {e}", chunk.0)))?;
+            out.push(RetrievedChunk {
+                chunk_id: chunk.0,
+                doc_id: chunk.1,
+                text: chunk.2,
+                metadata,
+                score: *score,
+                source: chunk.4,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The synchronous part of retrieval, given the query vector (if the mode needs one).
+    pub fn retrieve_with_vector(
+        &self,
+        request: &RetrieveRequest,
+        query_vector: Option<&[f32]>,
+    ) -> Result<Vec<RetrievedChunk>, PortError> {
+        request.validate()?;
+        let conn = self.conn();
+        let cache = self.cache(&conn)?;
+        if cache.rowids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = request.filter.as_ref();
+        let k = request.k;
+        let scored: Vec<(i64, f64)> = match request.mode {
+            SearchMode::Keyword => Self::keyword_ids(&conn, &cache, &request.query, filter, k)?,
+            SearchMode::Vector => {
+                let q = query_vector.ok_or_else(|| {
+                    PortError::Invalid("vector search needs a query vector".into())
+                })?;
+                Self::vector_ids(&cache, q, filter, k)
+            }
+            SearchMode::Hybrid => {
+                let n = candidates_for(k);
+                let q = query_vector.ok_or_else(|| {
+                    PortError::Invalid("hybrid search needs a query vector".into())
+                })?;
+                let kw = Self::keyword_ids(&conn, &cache, &request.query, filter, n)?;
+                let vec = Self::vector_ids(&cache, q, filter, n);
+                let lists: Vec<Vec<String>> = [kw, vec]
+                    .iter()
+                    .map(|l| l.iter().map(|(id, _)| id.to_string()).collect())
+                    .collect();
+                reciprocal_rank_fusion(&lists)
+                    .into_iter()
+                    .take(k)
+                    .map(|(id, s)| (id.parse::<i64>().unwrap_or_default(), s))
+                    .collect()
+            }
+        };
+        Self::load_chunks(&conn, &scored)
+    }
+
+    fn check_embedder(&self) -> Result<(), PortError> {
+        let info = self.embedder.info();
+        match self.indexed_with()? {
+            Some(built) if built != info => Err(PortError::Invalid(format!(
+                "the index was built with {} ({}), but queries use {} ({}): run `upsell kb ingest` with the same provider",
+                built.model, built.provider, info.model, info.provider
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl KnowledgeBase for SqliteKnowledgeBase {
+    async fn retrieve(&self, request: &RetrieveRequest) -> Result<Vec<RetrievedChunk>, PortError> {
+        request.validate()?;
+        self.check_embedder()?;
+        let vector = if request.mode == SearchMode::Keyword {
+            None
+        } else {
+            self.embedder
+                .embed(std::slice::from_ref(&request.query))
+                .await?
+                .pop()
+        };
+        self.retrieve_with_vector(request, vector.as_deref())
+    }
+}

@@ -1,0 +1,165 @@
+//! Reads the `knowledge-base/` folder the way a Bedrock Knowledge Base reads its S3 data source:
+//! `ingestion.json` gives the inclusion prefixes and the chunking settings; every `.md` or `.txt`
+//! file under those prefixes is a document, and `<file>.metadata.json` beside it holds its
+//! metadata attributes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use upsell_core::kb::{ChunkingSettings, Document, MetadataSidecar, chunk_document};
+use upsell_core::ports::PortError;
+
+use crate::kb::IndexDocument;
+
+/// `knowledge-base/ingestion.json`: the same fields as the CloudFormation data source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestionSettings {
+    /// Folder prefixes to ingest (Bedrock `inclusionPrefixes`); empty means everything.
+    #[serde(default)]
+    pub inclusion_prefixes: Vec<String>,
+    pub vector_ingestion_configuration: VectorIngestionConfiguration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VectorIngestionConfiguration {
+    pub chunking_configuration: ChunkingConfiguration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkingConfiguration {
+    pub chunking_strategy: String,
+    #[serde(default)]
+    pub fixed_size_chunking_configuration: Option<ChunkingSettings>,
+}
+
+impl IngestionSettings {
+    /// The chunking settings; only `FIXED_SIZE` (and `NONE`: one chunk per document) are supported.
+    pub fn chunking(&self) -> Result<ChunkingSettings, PortError> {
+        let c = &self.vector_ingestion_configuration.chunking_configuration;
+        match c.chunking_strategy.as_str() {
+            "FIXED_SIZE" => c.fixed_size_chunking_configuration.ok_or_else(|| {
+                PortError::Invalid(
+                    "ingestion.json: FIXED_SIZE needs fixedSizeChunkingConfiguration".into(),
+                )
+            }),
+            "NONE" => Ok(ChunkingSettings {
+                max_tokens: usize::MAX / 2,
+                overlap_percentage: 0,
+            }),
+            other => Err(PortError::Invalid(format!(
+                "ingestion.json: chunking strategy `{other}` is not supported locally (use FIXED_SIZE or NONE)"
+            ))),
+        }
+    }
+}
+
+/// Reads and parses `<root>/ingestion.json`.
+pub fn read_settings(root: &Path) -> Result<IngestionSettings, PortError> {
+    let path = root.join("ingestion.json");
+    let raw = std::fs::read_to_string(&path)
+        .map_err(|e| PortError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&raw)
+        .map_err(|e| PortError::Invalid(format!("{} is not valid: {e}", path.display())))
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PortError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PortError::Invalid(format!("cannot read folder {}: {e}", dir.display())))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| PortError::Other(format!("cannot list {}: {e}", dir.display())))?
+            .path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn hash_hex(parts: &[&[u8]]) -> String {
+    let mut h1 = 0xcbf2_9ce4_8422_2325_u64;
+    let mut h2 = 0x8422_2325_cbf2_9ce4_u64;
+    for part in parts {
+        for b in part.iter().chain(&[0xff]) {
+            h1 = (h1 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+            h2 = (h2 ^ u64::from(*b)).wrapping_mul(0x0000_0001_0000_01b3 | 0x1000);
+        }
+    }
+    format!("{h1:016x}{h2:016x}")
+}
+
+/// Loads every document under `root` that the settings include, chunked, sorted by id.
+/// A sidecar that is not valid JSON of the Bedrock shape is an error naming the file.
+pub fn load_documents(root: &Path) -> Result<Vec<IndexDocument>, PortError> {
+    let settings = read_settings(root)?;
+    let chunking = settings.chunking()?;
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    files.sort();
+    let mut docs = Vec::new();
+    for path in files {
+        let rel = path
+            .strip_prefix(root)
+            .map_err(|e| PortError::Other(e.to_string()))?
+            .to_string_lossy()
+            .replace('\\', "/");
+        let is_doc = rel.ends_with(".md") || rel.ends_with(".txt");
+        let included = settings.inclusion_prefixes.is_empty()
+            || settings
+                .inclusion_prefixes
+                .iter()
+                .any(|p| rel.starts_with(p.as_str()));
+        if !is_doc || !included {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| PortError::Invalid(format!("cannot read {}: {e}", path.display())))?;
+        let sidecar_path = PathBuf::from(format!("{}.metadata.json", path.display()));
+        let (sidecar, sidecar_raw) = if sidecar_path.exists() {
+            let raw = std::fs::read_to_string(&sidecar_path).map_err(|e| {
+                PortError::Invalid(format!("cannot read {}: {e}", sidecar_path.display()))
+            })?;
+            let parsed: MetadataSidecar = serde_json::from_str(&raw).map_err(|e| {
+                PortError::Invalid(format!(
+                    "{} is not a Bedrock metadata sidecar ({{\"metadataAttributes\": {{...}}}}): {e}",
+                    sidecar_path.display()
+                ))
+            })?;
+            (parsed, raw)
+        } else {
+            (MetadataSidecar::default(), String::new())
+        };
+        let doc_id = rel
+            .rsplit_once('.')
+            .map_or(rel.as_str(), |(stem, _)| stem)
+            .to_owned();
+        let mut metadata = sidecar.metadata_attributes;
+        metadata
+            .entry("doc_id".into())
+            .or_insert_with(|| upsell_core::kb::MetaValue::Text(doc_id.clone()));
+        let doc = Document {
+            doc_id: doc_id.clone(),
+            source: rel.clone(),
+            text,
+            metadata,
+        };
+        let settings_key = format!("{}:{}", chunking.max_tokens, chunking.overlap_percentage);
+        let content_hash = hash_hex(&[
+            doc.text.as_bytes(),
+            sidecar_raw.as_bytes(),
+            settings_key.as_bytes(),
+        ]);
+        docs.push(IndexDocument {
+            doc_id,
+            source: rel,
+            content_hash,
+            chunks: chunk_document(&doc, chunking),
+        });
+    }
+    Ok(docs)
+}
