@@ -42,11 +42,19 @@ pub struct MemoryCheckpoints {
 
 impl CheckpointStore for MemoryCheckpoints {
     fn save(&self, c: &Checkpoint) -> Result<(), String> {
-        self.map.lock().map_err(|e| e.to_string())?.insert(c.execution_arn.clone(), c.clone());
+        self.map
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(c.execution_arn.clone(), c.clone());
         Ok(())
     }
     fn load(&self, arn: &str) -> Result<Option<Checkpoint>, String> {
-        Ok(self.map.lock().map_err(|e| e.to_string())?.get(arn).cloned())
+        Ok(self
+            .map
+            .lock()
+            .map_err(|e| e.to_string())?
+            .get(arn)
+            .cloned())
     }
     fn clear(&self, arn: &str) -> Result<(), String> {
         self.map.lock().map_err(|e| e.to_string())?.remove(arn);

@@ -40,7 +40,10 @@ pub struct VirtualClock {
 impl VirtualClock {
     /// A virtual clock reading `start` now. Call inside the paused runtime.
     pub fn new(start: DateTime<Utc>) -> VirtualClock {
-        VirtualClock { start, origin: tokio::time::Instant::now() }
+        VirtualClock {
+            start,
+            origin: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -57,5 +60,8 @@ impl Clock for VirtualClock {
 
 /// A current-thread runtime with paused time, for [`VirtualClock`].
 pub fn virtual_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
 }

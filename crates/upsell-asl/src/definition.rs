@@ -92,6 +92,10 @@ pub struct State {
     pub catch: Vec<Catcher>,
     /// Step Functions' state type name (`Pass`, `Task`...).
     pub type_name: &'static str,
+    /// History event type on entry (`PassStateEntered`...).
+    pub entered_event: String,
+    /// History event type on exit.
+    pub exited_event: String,
 }
 
 /// A number given literally, by path or by JSONata.
@@ -360,7 +364,11 @@ pub fn parse_str(text: &str, opts: ParseOptions) -> Result<Arc<StateMachine>, In
 
 /// Parses and validates a definition.
 pub fn parse(v: &Value, opts: ParseOptions) -> Result<Arc<StateMachine>, InvalidDefinition> {
-    let mut p = Parser { problems: Vec::new(), opts };
+    let mut p = Parser {
+        problems: Vec::new(),
+        top_ql: QueryLanguage::JsonPath,
+        opts,
+    };
     let Some(obj) = v.as_object() else {
         return Err(InvalidDefinition {
             problems: vec![Problem {
@@ -379,16 +387,20 @@ pub fn parse(v: &Value, opts: ParseOptions) -> Result<Arc<StateMachine>, Invalid
             QueryLanguage::JsonPath
         }
     };
+    p.top_ql = top_ql;
     let sm = p.machine(obj, "", top_ql, true);
     if p.problems.is_empty() {
         Ok(Arc::new(sm.expect("machine without problems")))
     } else {
-        Err(InvalidDefinition { problems: p.problems })
+        Err(InvalidDefinition {
+            problems: p.problems,
+        })
     }
 }
 
 struct Parser {
     problems: Vec<Problem>,
+    top_ql: QueryLanguage,
     opts: ParseOptions,
 }
 
@@ -400,16 +412,45 @@ fn allowed_fields(ty: &str, ql: QueryLanguage) -> Option<Vec<&'static str>> {
     let extra: &[&str] = match ty {
         "Pass" => {
             if jp {
-                &["InputPath", "OutputPath", "Parameters", "ResultPath", "Result"]
+                &[
+                    "InputPath",
+                    "OutputPath",
+                    "Parameters",
+                    "ResultPath",
+                    "Result",
+                ]
             } else {
                 &["Output"]
             }
         }
         "Task" => {
             if jp {
-                &["Resource", "InputPath", "OutputPath", "Parameters", "ResultPath", "ResultSelector", "Retry", "Catch", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials"]
+                &[
+                    "Resource",
+                    "InputPath",
+                    "OutputPath",
+                    "Parameters",
+                    "ResultPath",
+                    "ResultSelector",
+                    "Retry",
+                    "Catch",
+                    "TimeoutSeconds",
+                    "TimeoutSecondsPath",
+                    "HeartbeatSeconds",
+                    "HeartbeatSecondsPath",
+                    "Credentials",
+                ]
             } else {
-                &["Resource", "Arguments", "Output", "Retry", "Catch", "TimeoutSeconds", "HeartbeatSeconds", "Credentials"]
+                &[
+                    "Resource",
+                    "Arguments",
+                    "Output",
+                    "Retry",
+                    "Catch",
+                    "TimeoutSeconds",
+                    "HeartbeatSeconds",
+                    "Credentials",
+                ]
             }
         }
         "Choice" => {
@@ -421,7 +462,14 @@ fn allowed_fields(ty: &str, ql: QueryLanguage) -> Option<Vec<&'static str>> {
         }
         "Wait" => {
             if jp {
-                &["InputPath", "OutputPath", "Seconds", "SecondsPath", "Timestamp", "TimestampPath"]
+                &[
+                    "InputPath",
+                    "OutputPath",
+                    "Seconds",
+                    "SecondsPath",
+                    "Timestamp",
+                    "TimestampPath",
+                ]
             } else {
                 &["Output", "Seconds", "Timestamp"]
             }
@@ -442,16 +490,62 @@ fn allowed_fields(ty: &str, ql: QueryLanguage) -> Option<Vec<&'static str>> {
         }
         "Parallel" => {
             if jp {
-                &["Branches", "InputPath", "OutputPath", "Parameters", "ResultPath", "ResultSelector", "Retry", "Catch"]
+                &[
+                    "Branches",
+                    "InputPath",
+                    "OutputPath",
+                    "Parameters",
+                    "ResultPath",
+                    "ResultSelector",
+                    "Retry",
+                    "Catch",
+                ]
             } else {
                 &["Branches", "Arguments", "Output", "Retry", "Catch"]
             }
         }
         "Map" => {
             if jp {
-                &["Iterator", "ItemProcessor", "ItemsPath", "ItemSelector", "Parameters", "MaxConcurrency", "MaxConcurrencyPath", "InputPath", "OutputPath", "ResultPath", "ResultSelector", "Retry", "Catch", "ItemReader", "ItemBatcher", "ResultWriter", "ToleratedFailureCount", "ToleratedFailureCountPath", "ToleratedFailurePercentage", "ToleratedFailurePercentagePath", "Label"]
+                &[
+                    "Iterator",
+                    "ItemProcessor",
+                    "ItemsPath",
+                    "ItemSelector",
+                    "Parameters",
+                    "MaxConcurrency",
+                    "MaxConcurrencyPath",
+                    "InputPath",
+                    "OutputPath",
+                    "ResultPath",
+                    "ResultSelector",
+                    "Retry",
+                    "Catch",
+                    "ItemReader",
+                    "ItemBatcher",
+                    "ResultWriter",
+                    "ToleratedFailureCount",
+                    "ToleratedFailureCountPath",
+                    "ToleratedFailurePercentage",
+                    "ToleratedFailurePercentagePath",
+                    "Label",
+                ]
             } else {
-                &["ItemProcessor", "Items", "ItemSelector", "MaxConcurrency", "Output", "Retry", "Catch", "ItemReader", "ItemBatcher", "ResultWriter", "ToleratedFailureCount", "ToleratedFailurePercentage", "Label", "Arguments"]
+                &[
+                    "ItemProcessor",
+                    "Items",
+                    "ItemSelector",
+                    "MaxConcurrency",
+                    "Output",
+                    "Retry",
+                    "Catch",
+                    "ItemReader",
+                    "ItemBatcher",
+                    "ResultWriter",
+                    "ToleratedFailureCount",
+                    "ToleratedFailurePercentage",
+                    "Label",
+                    "Arguments",
+                ]
             }
         }
         _ => return None,
@@ -470,7 +564,13 @@ impl Parser {
         });
     }
 
-    fn machine(&mut self, obj: &Map<String, Value>, at: &str, ql: QueryLanguage, top: bool) -> Option<StateMachine> {
+    fn machine(
+        &mut self,
+        obj: &Map<String, Value>,
+        at: &str,
+        ql: QueryLanguage,
+        top: bool,
+    ) -> Option<StateMachine> {
         let states_v = obj.get("States");
         let start_v = obj.get("StartAt");
         let mut missing = Vec::new();
@@ -481,15 +581,24 @@ impl Parser {
             missing.push("StartAt");
         }
         if !missing.is_empty() {
-            self.problem(at, format!("These fields are required: [{}]", missing.join(", ")));
+            self.problem(
+                at,
+                format!("These fields are required: [{}]", missing.join(", ")),
+            );
             return None;
         }
         let Some(states_obj) = states_v.and_then(Value::as_object) else {
-            self.problem(format!("{at}/States"), "The field 'States' must be an OBJECT");
+            self.problem(
+                format!("{at}/States"),
+                "The field 'States' must be an OBJECT",
+            );
             return None;
         };
         let Some(start) = start_v.and_then(Value::as_str) else {
-            self.problem(format!("{at}/StartAt"), "The field 'StartAt' must be a STRING");
+            self.problem(
+                format!("{at}/StartAt"),
+                "The field 'StartAt' must be a STRING",
+            );
             return None;
         };
         let timeout_seconds = match obj.get("TimeoutSeconds") {
@@ -497,15 +606,25 @@ impl Parser {
             Some(v) => match v.as_u64() {
                 Some(n) => Some(n),
                 None => {
-                    self.problem(format!("{at}/TimeoutSeconds"), "The field 'TimeoutSeconds' must be a positive integer");
+                    self.problem(
+                        format!("{at}/TimeoutSeconds"),
+                        "The field 'TimeoutSeconds' must be a positive integer",
+                    );
                     None
                 }
             },
         };
         let _ = top;
-        let index: HashMap<String, usize> = states_obj.keys().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+        let index: HashMap<String, usize> = states_obj
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
         if !index.contains_key(start) {
-            self.problem(format!("{at}/StartAt"), format!("Missing 'Next' target: {start}"));
+            self.problem(
+                format!("{at}/StartAt"),
+                format!("Missing 'Next' target: {start}"),
+            );
         }
         let mut states = Vec::with_capacity(states_obj.len());
         for (name, sv) in states_obj {
@@ -547,12 +666,18 @@ impl Parser {
             }
             for (i, st) in states.iter().enumerate() {
                 if !seen.contains(&i) {
-                    self.problem(format!("{at}/States/{}", st.name), format!("State '{}' is not reachable", st.name));
+                    self.problem(
+                        format!("{at}/States/{}", st.name),
+                        format!("State '{}' is not reachable", st.name),
+                    );
                 }
             }
         }
         Some(StateMachine {
-            comment: obj.get("Comment").and_then(Value::as_str).map(str::to_string),
+            comment: obj
+                .get("Comment")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             start_at: index.get(start).copied().unwrap_or(0),
             states,
             timeout_seconds,
@@ -561,7 +686,12 @@ impl Parser {
         })
     }
 
-    fn target(&mut self, v: Option<&Value>, loc: &str, index: &HashMap<String, usize>) -> Option<usize> {
+    fn target(
+        &mut self,
+        v: Option<&Value>,
+        loc: &str,
+        index: &HashMap<String, usize>,
+    ) -> Option<usize> {
         match v {
             Some(Value::String(s)) => match index.get(s) {
                 Some(i) => Some(*i),
@@ -585,12 +715,18 @@ impl Parser {
             Some(Value::String(s)) => match JsonPath::parse(s) {
                 Ok(p) => PathField::Path(p),
                 Err(_) => {
-                    self.problem(format!("{loc}/{key}"), format!("The value for the field '{key}' must be a valid JSONPath"));
+                    self.problem(
+                        format!("{loc}/{key}"),
+                        format!("The value for the field '{key}' must be a valid JSONPath"),
+                    );
                     PathField::Default
                 }
             },
             Some(_) => {
-                self.problem(format!("{loc}/{key}"), format!("The value for the field '{key}' must be a valid JSONPath"));
+                self.problem(
+                    format!("{loc}/{key}"),
+                    format!("The value for the field '{key}' must be a valid JSONPath"),
+                );
                 PathField::Default
             }
         }
@@ -611,27 +747,46 @@ impl Parser {
     fn jexpr(&mut self, s: &str, loc: &str) -> Option<Jexpr> {
         let body = jsonata_body(s)?;
         match crate::jsonata_api::Expression::parse(body) {
-            Ok(e) => Some(Jexpr { src: body.to_string(), expr: Arc::new(e) }),
+            Ok(e) => Some(Jexpr {
+                src: body.to_string(),
+                expr: Arc::new(e),
+            }),
             Err(e) => {
-                self.problem(loc, format!("Invalid JSONata expression '{}': {}", body.trim(), e));
+                self.problem(
+                    loc,
+                    format!("Invalid JSONata expression '{}': {}", body.trim(), e),
+                );
                 None
             }
         }
     }
 
-    fn number_field(&mut self, so: &Map<String, Value>, key: &str, loc: &str, ql: QueryLanguage) -> Option<NumberField> {
+    fn number_field(
+        &mut self,
+        so: &Map<String, Value>,
+        key: &str,
+        loc: &str,
+        ql: QueryLanguage,
+    ) -> Option<NumberField> {
         let path_key = format!("{key}Path");
         if let Some(v) = so.get(key) {
             if so.contains_key(&path_key) {
-                self.problem(loc, format!("Only one of '{key}' and '{path_key}' may be given"));
+                self.problem(
+                    loc,
+                    format!("Only one of '{key}' and '{path_key}' may be given"),
+                );
             }
             return match v {
                 Value::Number(n) => Some(NumberField::Lit(n.as_f64().unwrap_or(0.0))),
                 Value::String(s) if ql == QueryLanguage::Jsonata && jsonata_body(s).is_some() => {
-                    self.jexpr(s, &format!("{loc}/{key}")).map(NumberField::Jsonata)
+                    self.jexpr(s, &format!("{loc}/{key}"))
+                        .map(NumberField::Jsonata)
                 }
                 _ => {
-                    self.problem(format!("{loc}/{key}"), format!("The field '{key}' must be a number"));
+                    self.problem(
+                        format!("{loc}/{key}"),
+                        format!("The field '{key}' must be a number"),
+                    );
                     None
                 }
             };
@@ -640,19 +795,32 @@ impl Parser {
             Some(Value::String(s)) => match JsonPath::parse(s) {
                 Ok(p) => Some(NumberField::Path(p)),
                 Err(_) => {
-                    self.problem(format!("{loc}/{path_key}"), format!("The value for the field '{path_key}' must be a valid JSONPath"));
+                    self.problem(
+                        format!("{loc}/{path_key}"),
+                        format!("The value for the field '{path_key}' must be a valid JSONPath"),
+                    );
                     None
                 }
             },
             Some(_) => {
-                self.problem(format!("{loc}/{path_key}"), format!("The value for the field '{path_key}' must be a valid JSONPath"));
+                self.problem(
+                    format!("{loc}/{path_key}"),
+                    format!("The value for the field '{path_key}' must be a valid JSONPath"),
+                );
                 None
             }
             None => None,
         }
     }
 
-    fn state(&mut self, name: &str, so: &Map<String, Value>, loc: &str, parent_ql: QueryLanguage, index: &HashMap<String, usize>) -> Option<State> {
+    fn state(
+        &mut self,
+        name: &str,
+        so: &Map<String, Value>,
+        loc: &str,
+        parent_ql: QueryLanguage,
+        index: &HashMap<String, usize>,
+    ) -> Option<State> {
         let ty = match so.get("Type") {
             Some(Value::String(t)) => t.as_str(),
             Some(_) | None => {
@@ -663,7 +831,7 @@ impl Parser {
         let ql = match so.get("QueryLanguage").and_then(Value::as_str) {
             Some("JSONata") => QueryLanguage::Jsonata,
             Some("JSONPath") => {
-                if parent_ql == QueryLanguage::Jsonata {
+                if self.top_ql == QueryLanguage::Jsonata {
                     self.problem(loc, "'QueryLanguage' can not be 'JSONPath' if set to 'JSONata' for whole state machine");
                 }
                 QueryLanguage::JsonPath
@@ -680,13 +848,32 @@ impl Parser {
         };
         for k in so.keys() {
             if !allowed.contains(&k.as_str()) {
-                let qls = if ql == QueryLanguage::Jsonata { "JSONata" } else { "JSONPath" };
-                let other_ok = allowed_fields(ty, if ql == QueryLanguage::Jsonata { QueryLanguage::JsonPath } else { QueryLanguage::Jsonata })
-                    .is_some_and(|o| o.contains(&k.as_str()));
-                if other_ok {
-                    self.problem(format!("{loc}/{k}"), format!("This field is not supported for states with QueryLanguage '{qls}'"));
+                let qls = if ql == QueryLanguage::Jsonata {
+                    "JSONata"
                 } else {
-                    self.problem(format!("{loc}/{k}"), format!("Field '{k}' is not supported"));
+                    "JSONPath"
+                };
+                let other_ok = allowed_fields(
+                    ty,
+                    if ql == QueryLanguage::Jsonata {
+                        QueryLanguage::JsonPath
+                    } else {
+                        QueryLanguage::Jsonata
+                    },
+                )
+                .is_some_and(|o| o.contains(&k.as_str()));
+                if other_ok {
+                    self.problem(
+                        format!("{loc}/{k}"),
+                        format!(
+                            "This field is not supported for states with QueryLanguage '{qls}'"
+                        ),
+                    );
+                } else {
+                    self.problem(
+                        format!("{loc}/{k}"),
+                        format!("Field '{k}' is not supported"),
+                    );
                 }
             }
         }
@@ -697,38 +884,76 @@ impl Parser {
             if so.contains_key("Next") && end {
                 self.problem(loc, "Only one of 'Next' and 'End' may be given");
             } else if !so.contains_key("Next") && !end {
-                self.problem(loc, "This state must have either a 'Next' or an 'End: true' field");
+                self.problem(
+                    loc,
+                    "This state must have either a 'Next' or an 'End: true' field",
+                );
             }
         }
         let jp = ql == QueryLanguage::JsonPath;
-        let input_path = if jp { self.path_field(so, "InputPath", loc) } else { PathField::Default };
-        let output_path = if jp { self.path_field(so, "OutputPath", loc) } else { PathField::Default };
-        let result_path = if jp { self.path_field(so, "ResultPath", loc) } else { PathField::Default };
+        let input_path = if jp {
+            self.path_field(so, "InputPath", loc)
+        } else {
+            PathField::Default
+        };
+        let output_path = if jp {
+            self.path_field(so, "OutputPath", loc)
+        } else {
+            PathField::Default
+        };
+        let result_path = if jp {
+            self.path_field(so, "ResultPath", loc)
+        } else {
+            PathField::Default
+        };
         if let PathField::Path(p) = &result_path
             && (!p.is_definite() || *p.root() != crate::jsonpath::Root::Input)
         {
-            self.problem(format!("{loc}/ResultPath"), "The value for the field 'ResultPath' must be a valid reference path");
+            self.problem(
+                format!("{loc}/ResultPath"),
+                "The value for the field 'ResultPath' must be a valid reference path",
+            );
         }
         let param_key = if jp { "Parameters" } else { "Arguments" };
         let parameters = if ty == "Map" {
-            let k = if so.contains_key("ItemSelector") { "ItemSelector" } else { param_key };
-            so.get(k).map(|v| self.template(v, &format!("{loc}/{k}"), ql))
+            let k = if so.contains_key("ItemSelector") {
+                "ItemSelector"
+            } else {
+                param_key
+            };
+            so.get(k)
+                .map(|v| self.template(v, &format!("{loc}/{k}"), ql))
         } else {
-            so.get(param_key).map(|v| self.template(v, &format!("{loc}/{param_key}"), ql))
+            so.get(param_key)
+                .map(|v| self.template(v, &format!("{loc}/{param_key}"), ql))
         };
-        let result_selector = so.get("ResultSelector").map(|v| self.template(v, &format!("{loc}/ResultSelector"), ql));
-        let output = so.get("Output").map(|v| self.template(v, &format!("{loc}/Output"), ql));
-        let assign = so.get("Assign").map(|v| self.assign(v, &format!("{loc}/Assign"), ql));
+        let result_selector = so
+            .get("ResultSelector")
+            .map(|v| self.template(v, &format!("{loc}/ResultSelector"), ql));
+        let output = so
+            .get("Output")
+            .map(|v| self.template(v, &format!("{loc}/Output"), ql));
+        let assign = so
+            .get("Assign")
+            .map(|v| self.assign(v, &format!("{loc}/Assign"), ql));
         let retry = self.retry(so.get("Retry"), loc);
         let catch = self.catch(so.get("Catch"), loc, ql, index);
         let (kind, type_name) = match ty {
-            "Pass" => (Kind::Pass { result: so.get("Result").cloned() }, "Pass"),
+            "Pass" => (
+                Kind::Pass {
+                    result: so.get("Result").cloned(),
+                },
+                "Pass",
+            ),
             "Succeed" => (Kind::Succeed, "Succeed"),
             "Fail" => {
-                let mut field = |p: &mut Parser, key: &str| -> Option<Template> {
+                let field = |p: &mut Parser, key: &str| -> Option<Template> {
                     let path_key = format!("{key}Path");
                     if so.contains_key(key) && so.contains_key(&path_key) {
-                        p.problem(loc, format!("Only one of '{key}' and '{path_key}' may be given"));
+                        p.problem(
+                            loc,
+                            format!("Only one of '{key}' and '{path_key}' may be given"),
+                        );
                     }
                     if let Some(v) = so.get(key) {
                         return Some(p.template(v, &format!("{loc}/{key}"), ql));
@@ -736,14 +961,23 @@ impl Parser {
                     match so.get(&path_key) {
                         Some(Value::String(s)) => {
                             let mut probs = Vec::new();
-                            let t = Template::dynamic_string(s, &format!("{loc}/{path_key}"), &mut probs);
+                            let t = Template::dynamic_string(
+                                s,
+                                &format!("{loc}/{path_key}"),
+                                &mut probs,
+                            );
                             for (l, m) in probs {
                                 p.problem(l, m);
                             }
                             Some(t)
                         }
                         Some(_) => {
-                            p.problem(format!("{loc}/{path_key}"), format!("The value for the field '{path_key}' must be a valid JSONPath"));
+                            p.problem(
+                                format!("{loc}/{path_key}"),
+                                format!(
+                                    "The value for the field '{path_key}' must be a valid JSONPath"
+                                ),
+                            );
                             None
                         }
                         None => None,
@@ -770,13 +1004,19 @@ impl Parser {
                         }
                         specs.push(WaitSpec::Timestamp(s.clone()));
                     }
-                    Some(_) => self.problem(format!("{loc}/Timestamp"), "The field 'Timestamp' must be a STRING"),
+                    Some(_) => self.problem(
+                        format!("{loc}/Timestamp"),
+                        "The field 'Timestamp' must be a STRING",
+                    ),
                     None => {}
                 }
                 if let Some(v) = so.get("TimestampPath") {
                     match v.as_str().map(JsonPath::parse) {
                         Some(Ok(p)) => specs.push(WaitSpec::TimestampPath(p)),
-                        _ => self.problem(format!("{loc}/TimestampPath"), "The value for the field 'TimestampPath' must be a valid JSONPath"),
+                        _ => self.problem(
+                            format!("{loc}/TimestampPath"),
+                            "The value for the field 'TimestampPath' must be a valid JSONPath",
+                        ),
                     }
                 }
                 if specs.len() != 1 {
@@ -795,19 +1035,31 @@ impl Parser {
                                 self.problem(&cl, "A choice rule must be a JSON object");
                                 continue;
                             };
-                            let next = match self.target(co.get("Next"), &format!("{cl}/Next"), index) {
-                                Some(n) => n,
-                                None => {
-                                    if !co.contains_key("Next") {
-                                        self.problem(&cl, "These fields are required: [Next]");
+                            let next =
+                                match self.target(co.get("Next"), &format!("{cl}/Next"), index) {
+                                    Some(n) => n,
+                                    None => {
+                                        if !co.contains_key("Next") {
+                                            self.problem(&cl, "These fields are required: [Next]");
+                                        }
+                                        continue;
                                     }
-                                    continue;
-                                }
+                                };
+                            let Some(rule) = self.rule(co, &cl, ql) else {
+                                continue;
                             };
-                            let Some(rule) = self.rule(co, &cl, ql) else { continue };
-                            let assign = co.get("Assign").map(|v| self.assign(v, &format!("{cl}/Assign"), ql));
-                            let output = co.get("Output").map(|v| self.template(v, &format!("{cl}/Output"), ql));
-                            choices.push(ChoiceBranch { rule, next, assign, output });
+                            let assign = co
+                                .get("Assign")
+                                .map(|v| self.assign(v, &format!("{cl}/Assign"), ql));
+                            let output = co
+                                .get("Output")
+                                .map(|v| self.template(v, &format!("{cl}/Output"), ql));
+                            choices.push(ChoiceBranch {
+                                rule,
+                                next,
+                                assign,
+                                output,
+                            });
                         }
                     }
                     _ => self.problem(loc, "A Choice state must have a non-empty 'Choices' array"),
@@ -825,19 +1077,34 @@ impl Parser {
                 };
                 if self.opts.machine_type == MachineType::Express {
                     if resource.ends_with(".sync") || resource.contains(".sync:") {
-                        self.problem(format!("{loc}/Resource"), "Express state machine does not support '.sync' service integration");
+                        self.problem(
+                            format!("{loc}/Resource"),
+                            "Express state machine does not support '.sync' service integration",
+                        );
                     } else if resource.ends_with(".waitForTaskToken") {
                         self.problem(format!("{loc}/Resource"), "Express state machine does not support '.waitForTaskToken' service integration ");
                     }
                 }
                 if let Some(c) = so.get("Credentials")
-                    && c.as_object().is_some_and(|o| !o.contains_key("RoleArn") && !o.contains_key("RoleArn.$"))
+                    && c.as_object()
+                        .is_some_and(|o| !o.contains_key("RoleArn") && !o.contains_key("RoleArn.$"))
                 {
-                    self.problem(format!("{loc}/Credentials"), "The field 'RoleArn' is required but was missing");
+                    self.problem(
+                        format!("{loc}/Credentials"),
+                        "The field 'RoleArn' is required but was missing",
+                    );
                 }
                 let timeout = self.number_field(so, "TimeoutSeconds", loc, ql);
                 let heartbeat = self.number_field(so, "HeartbeatSeconds", loc, ql);
-                (Kind::Task(Box::new(TaskSpec { resource, timeout, heartbeat, credentials: so.get("Credentials").cloned() })), "Task")
+                (
+                    Kind::Task(Box::new(TaskSpec {
+                        resource,
+                        timeout,
+                        heartbeat,
+                        credentials: so.get("Credentials").cloned(),
+                    })),
+                    "Task",
+                )
             }
             "Parallel" => {
                 let mut branches = Vec::new();
@@ -874,14 +1141,24 @@ impl Parser {
                     self.problem(&pl, "The field must be a JSON object");
                     return None;
                 };
-                let mode = match po.get("ProcessorConfig").and_then(|c| c.get("Mode")).and_then(Value::as_str) {
+                let mode = match po
+                    .get("ProcessorConfig")
+                    .and_then(|c| c.get("Mode"))
+                    .and_then(Value::as_str)
+                {
                     Some("DISTRIBUTED") => MapMode::Distributed,
                     _ => MapMode::Inline,
                 };
                 let pql = branch_ql(po, ql);
                 let processor = self.machine(po, &pl, pql, false).map(Arc::new);
-                let items_path = if jp { self.path_field(so, "ItemsPath", loc) } else { PathField::Default };
-                let items = so.get("Items").map(|v| self.template(v, &format!("{loc}/Items"), ql));
+                let items_path = if jp {
+                    self.path_field(so, "ItemsPath", loc)
+                } else {
+                    PathField::Default
+                };
+                let items = so
+                    .get("Items")
+                    .map(|v| self.template(v, &format!("{loc}/Items"), ql));
                 let label = match so.get("Label") {
                     Some(Value::String(l)) => {
                         if let Some(msg) = label_problem(l) {
@@ -897,11 +1174,15 @@ impl Parser {
                 };
                 let max_concurrency = self.number_field(so, "MaxConcurrency", loc, ql);
                 let tolerated_count = self.number_field(so, "ToleratedFailureCount", loc, ql);
-                let tolerated_percentage = self.number_field(so, "ToleratedFailurePercentage", loc, ql);
+                let tolerated_percentage =
+                    self.number_field(so, "ToleratedFailurePercentage", loc, ql);
                 if let Some(NumberField::Lit(p)) = tolerated_percentage
                     && !(0.0..=100.0).contains(&p)
                 {
-                    self.problem(format!("{loc}/ToleratedFailurePercentage"), "ToleratedFailurePercentage must be between 0 and 100");
+                    self.problem(
+                        format!("{loc}/ToleratedFailurePercentage"),
+                        "ToleratedFailurePercentage must be between 0 and 100",
+                    );
                 }
                 let processor = processor?;
                 (
@@ -946,6 +1227,8 @@ impl Parser {
             retry,
             catch,
             type_name,
+            entered_event: format!("{type_name}StateEntered"),
+            exited_event: format!("{type_name}StateExited"),
         })
     }
 
@@ -953,8 +1236,14 @@ impl Parser {
         if let Some(o) = v.as_object() {
             for k in o.keys() {
                 let name = k.strip_suffix(".$").unwrap_or(k);
-                if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) || name.contains(['.', '$', ' ']) {
-                    self.problem(format!("{loc}/{k}"), format!("The variable name '{name}' is not valid"));
+                if name.is_empty()
+                    || name.starts_with(|c: char| c.is_ascii_digit())
+                    || name.contains(['.', '$', ' '])
+                {
+                    self.problem(
+                        format!("{loc}/{k}"),
+                        format!("The variable name '{name}' is not valid"),
+                    );
                 }
             }
         } else {
@@ -976,15 +1265,24 @@ impl Parser {
             let num = |k: &str| r.get(k).and_then(Value::as_f64);
             let max_attempts = num("MaxAttempts").unwrap_or(3.0);
             if max_attempts < 0.0 {
-                self.problem(format!("{rl}/MaxAttempts"), "MaxAttempts must be a non-negative integer");
+                self.problem(
+                    format!("{rl}/MaxAttempts"),
+                    "MaxAttempts must be a non-negative integer",
+                );
             }
             let backoff_rate = num("BackoffRate").unwrap_or(2.0);
             if backoff_rate < 1.0 {
-                self.problem(format!("{rl}/BackoffRate"), "BackoffRate must be greater than or equal to 1.0");
+                self.problem(
+                    format!("{rl}/BackoffRate"),
+                    "BackoffRate must be greater than or equal to 1.0",
+                );
             }
             let interval = num("IntervalSeconds").unwrap_or(1.0);
             if interval < 1.0 && r.get("IntervalSeconds").is_some() {
-                self.problem(format!("{rl}/IntervalSeconds"), "IntervalSeconds must be a positive integer");
+                self.problem(
+                    format!("{rl}/IntervalSeconds"),
+                    "IntervalSeconds must be a positive integer",
+                );
             }
             out.push(Retrier {
                 error_equals,
@@ -1000,19 +1298,31 @@ impl Parser {
 
     fn error_equals(&mut self, r: &Value, rl: &str, last: bool) -> Vec<String> {
         let list: Vec<String> = match r.get("ErrorEquals").and_then(Value::as_array) {
-            Some(a) if !a.is_empty() => a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect(),
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect(),
             _ => {
                 self.problem(rl, "These fields are required: [ErrorEquals]");
                 Vec::new()
             }
         };
         if list.iter().any(|e| e == "States.ALL") && (list.len() > 1 || !last) {
-            self.problem(format!("{rl}/ErrorEquals"), "States.ALL must appear alone in the last ErrorEquals entry");
+            self.problem(
+                format!("{rl}/ErrorEquals"),
+                "States.ALL must appear alone in the last ErrorEquals entry",
+            );
         }
         list
     }
 
-    fn catch(&mut self, v: Option<&Value>, loc: &str, ql: QueryLanguage, index: &HashMap<String, usize>) -> Vec<Catcher> {
+    fn catch(
+        &mut self,
+        v: Option<&Value>,
+        loc: &str,
+        ql: QueryLanguage,
+        index: &HashMap<String, usize>,
+    ) -> Vec<Catcher> {
         let Some(v) = v else { return Vec::new() };
         let Some(arr) = v.as_array() else {
             self.problem(format!("{loc}/Catch"), "The field 'Catch' must be an array");
@@ -1027,11 +1337,25 @@ impl Parser {
             if !co.contains_key("Next") {
                 self.problem(&cl, "These fields are required: [Next]");
             }
-            let result_path = if ql == QueryLanguage::JsonPath { self.path_field(co, "ResultPath", &cl) } else { PathField::Default };
-            let output = co.get("Output").map(|v| self.template(v, &format!("{cl}/Output"), ql));
-            let assign = co.get("Assign").map(|v| self.assign(v, &format!("{cl}/Assign"), ql));
+            let result_path = if ql == QueryLanguage::JsonPath {
+                self.path_field(co, "ResultPath", &cl)
+            } else {
+                PathField::Default
+            };
+            let output = co
+                .get("Output")
+                .map(|v| self.template(v, &format!("{cl}/Output"), ql));
+            let assign = co
+                .get("Assign")
+                .map(|v| self.assign(v, &format!("{cl}/Assign"), ql));
             if let Some(next) = next {
-                out.push(Catcher { error_equals, next, result_path, output, assign });
+                out.push(Catcher {
+                    error_equals,
+                    next,
+                    result_path,
+                    output,
+                    assign,
+                });
             }
         }
         out
@@ -1040,7 +1364,11 @@ impl Parser {
     fn rule(&mut self, co: &Map<String, Value>, cl: &str, ql: QueryLanguage) -> Option<Rule> {
         if ql == QueryLanguage::Jsonata {
             return match co.get("Condition") {
-                Some(v) => Some(Rule::Condition(self.template(v, &format!("{cl}/Condition"), ql))),
+                Some(v) => Some(Rule::Condition(self.template(
+                    v,
+                    &format!("{cl}/Condition"),
+                    ql,
+                ))),
                 None => {
                     self.problem(cl, "These fields are required: [Condition]");
                     None
@@ -1051,7 +1379,10 @@ impl Parser {
             if let Some(v) = co.get(k) {
                 let arr = v.as_array().cloned().unwrap_or_default();
                 if arr.is_empty() {
-                    self.problem(format!("{cl}/{k}"), format!("The field '{k}' must be a non-empty array"));
+                    self.problem(
+                        format!("{cl}/{k}"),
+                        format!("The field '{k}' must be a non-empty array"),
+                    );
                     return None;
                 }
                 let mut rules = Vec::new();
@@ -1059,23 +1390,37 @@ impl Parser {
                     let o = x.as_object()?;
                     rules.push(self.rule(o, &format!("{cl}/{k}[{i}]"), ql)?);
                 }
-                return Some(if ctor == 0 { Rule::And(rules) } else { Rule::Or(rules) });
+                return Some(if ctor == 0 {
+                    Rule::And(rules)
+                } else {
+                    Rule::Or(rules)
+                });
             }
         }
         if let Some(v) = co.get("Not") {
             let o = v.as_object()?;
-            return Some(Rule::Not(Box::new(self.rule(o, &format!("{cl}/Not"), ql)?)));
+            return Some(Rule::Not(Box::new(self.rule(
+                o,
+                &format!("{cl}/Not"),
+                ql,
+            )?)));
         }
         let variable = match co.get("Variable").and_then(Value::as_str) {
             Some(s) => match JsonPath::parse(s) {
                 Ok(p) => p,
                 Err(_) => {
-                    self.problem(format!("{cl}/Variable"), "The value for the field 'Variable' must be a valid JSONPath");
+                    self.problem(
+                        format!("{cl}/Variable"),
+                        "The value for the field 'Variable' must be a valid JSONPath",
+                    );
                     return None;
                 }
             },
             None => {
-                self.problem(cl, "A choice rule must have a 'Variable' and a comparison operator, or And/Or/Not");
+                self.problem(
+                    cl,
+                    "A choice rule must have a 'Variable' and a comparison operator, or And/Or/Not",
+                );
                 return None;
             }
         };
@@ -1089,29 +1434,55 @@ impl Parser {
                 match v.as_str().map(JsonPath::parse) {
                     Some(Ok(p)) => found = Some((*op, Operand::Path(p), *name)),
                     _ => {
-                        self.problem(format!("{cl}/{pk}"), format!("The value for the field '{pk}' must be a valid JSONPath"));
+                        self.problem(
+                            format!("{cl}/{pk}"),
+                            format!("The value for the field '{pk}' must be a valid JSONPath"),
+                        );
                         return None;
                     }
                 }
             }
         }
         let Some((op, operand, name)) = found else {
-            self.problem(cl, "A choice rule must have a 'Variable' and a comparison operator, or And/Or/Not");
+            self.problem(
+                cl,
+                "A choice rule must have a 'Variable' and a comparison operator, or And/Or/Not",
+            );
             return None;
         };
         if let Operand::Lit(v) = &operand {
             let ok = match op {
-                Op::StringEquals | Op::StringLessThan | Op::StringGreaterThan | Op::StringLessThanEquals | Op::StringGreaterThanEquals | Op::StringMatches => v.is_string(),
-                Op::NumericEquals | Op::NumericLessThan | Op::NumericGreaterThan | Op::NumericLessThanEquals | Op::NumericGreaterThanEquals => v.is_number(),
-                Op::TimestampEquals | Op::TimestampLessThan | Op::TimestampGreaterThan | Op::TimestampLessThanEquals | Op::TimestampGreaterThanEquals => v.is_string(),
+                Op::StringEquals
+                | Op::StringLessThan
+                | Op::StringGreaterThan
+                | Op::StringLessThanEquals
+                | Op::StringGreaterThanEquals
+                | Op::StringMatches => v.is_string(),
+                Op::NumericEquals
+                | Op::NumericLessThan
+                | Op::NumericGreaterThan
+                | Op::NumericLessThanEquals
+                | Op::NumericGreaterThanEquals => v.is_number(),
+                Op::TimestampEquals
+                | Op::TimestampLessThan
+                | Op::TimestampGreaterThan
+                | Op::TimestampLessThanEquals
+                | Op::TimestampGreaterThanEquals => v.is_string(),
                 _ => v.is_boolean(),
             };
             if !ok {
-                self.problem(format!("{cl}/{name}"), format!("The field '{name}' has an invalid value type"));
+                self.problem(
+                    format!("{cl}/{name}"),
+                    format!("The field '{name}' has an invalid value type"),
+                );
                 return None;
             }
         }
-        Some(Rule::Compare { variable, op, operand })
+        Some(Rule::Compare {
+            variable,
+            op,
+            operand,
+        })
     }
 }
 
@@ -1133,7 +1504,30 @@ pub fn label_problem(l: &str) -> Option<String> {
     }
     for c in l.chars() {
         let bad = c.is_whitespace()
-            || matches!(c, '<' | '>' | '{' | '}' | '[' | ']' | '?' | '*' | '"' | '#' | '%' | '\\' | '^' | '|' | '~' | '`' | '$' | '&' | ',' | ';' | ':' | '/')
+            || matches!(
+                c,
+                '<' | '>'
+                    | '{'
+                    | '}'
+                    | '['
+                    | ']'
+                    | '?'
+                    | '*'
+                    | '"'
+                    | '#'
+                    | '%'
+                    | '\\'
+                    | '^'
+                    | '|'
+                    | '~'
+                    | '`'
+                    | '$'
+                    | '&'
+                    | ','
+                    | ';'
+                    | ':'
+                    | '/'
+            )
             || (c as u32) < 0x20
             || (0x7f..=0x9f).contains(&(c as u32));
         if bad {
@@ -1141,7 +1535,9 @@ pub fn label_problem(l: &str) -> Option<String> {
                 '\t' => "\\t".to_string(),
                 '\r' => "\\r".to_string(),
                 '\n' => "\\n".to_string(),
-                c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => format!("\\x{:02x}", c as u32),
+                c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
+                    format!("\\x{:02x}", c as u32)
+                }
                 c => c.to_string(),
             };
             return Some(format!("Label contains invalid character: '{shown}'"));

@@ -35,12 +35,18 @@ pub struct Failure {
 impl Failure {
     /// A failure with a cause.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: Some(cause.into()) }
+        Failure {
+            error: error.into(),
+            cause: Some(cause.into()),
+        }
     }
 
     /// A failure without a cause.
     pub fn bare(error: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: None }
+        Failure {
+            error: error.into(),
+            cause: None,
+        }
     }
 
     /// `States.Runtime` bypasses Retry and Catch.

@@ -43,7 +43,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("region", &self.region).finish()
+        f.debug_struct("Engine")
+            .field("region", &self.region)
+            .finish()
     }
 }
 
@@ -216,41 +218,96 @@ impl Engine {
     }
 
     /// Runs an execution to completion.
-    pub async fn execute(&self, sm: &Arc<StateMachine>, input: Value, opts: StartOptions) -> Execution {
-        let name = opts.name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let sm_name = opts.state_machine_name.unwrap_or_else(|| "StateMachine".into());
-        let ex = self.new_exec(&name, &sm_name, opts.role_arn, input.clone(), fmt_time(self.clock.now()), 0);
+    pub async fn execute(
+        &self,
+        sm: &Arc<StateMachine>,
+        input: Value,
+        opts: StartOptions,
+    ) -> Execution {
+        let name = opts
+            .name
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let sm_name = opts
+            .state_machine_name
+            .unwrap_or_else(|| "StateMachine".into());
+        let ex = self.new_exec(
+            &name,
+            &sm_name,
+            opts.role_arn,
+            input.clone(),
+            fmt_time(self.clock.now()),
+            0,
+        );
         let mut prev = 0;
         self.emit(&ex, &mut prev, "ExecutionStarted", || {
             ("executionStartedEventDetails".into(), json!({"input": input.to_string(), "inputDetails": {"truncated": false}, "roleArn": ex.role_arn}))
         });
-        let frame = Frame { vars: Map::new(), map_item: None, prev };
+        let frame = Frame {
+            vars: Map::new(),
+            map_item: None,
+            prev,
+        };
         self.finish(sm, &ex, input, frame, sm.start_at).await
     }
 
     /// Resumes an execution from its last checkpoint (after a crash). `Ok(None)` when no
     /// checkpoint exists for `execution_arn`.
-    pub async fn resume(&self, sm: &Arc<StateMachine>, execution_arn: &str) -> Result<Option<Execution>, String> {
-        let Some(store) = &self.checkpoints else { return Err("no checkpoint store configured".into()) };
-        let Some(cp) = store.load(execution_arn)? else { return Ok(None) };
+    pub async fn resume(
+        &self,
+        sm: &Arc<StateMachine>,
+        execution_arn: &str,
+    ) -> Result<Option<Execution>, String> {
+        let Some(store) = &self.checkpoints else {
+            return Err("no checkpoint store configured".into());
+        };
+        let Some(cp) = store.load(execution_arn)? else {
+            return Ok(None);
+        };
         let Some(start) = sm.state(&cp.next_state) else {
-            return Err(format!("checkpoint refers to unknown state '{}'", cp.next_state));
+            return Err(format!(
+                "checkpoint refers to unknown state '{}'",
+                cp.next_state
+            ));
         };
         let name = execution_arn.rsplit(':').next().unwrap_or("").to_string();
-        let sm_name = execution_arn.rsplit(':').nth(1).unwrap_or("StateMachine").to_string();
-        let ex = self.new_exec(&name, &sm_name, None, cp.execution_input.clone(), cp.start_time.clone(), cp.last_event_id);
-        let frame = Frame { vars: cp.variables.clone(), map_item: None, prev: cp.last_event_id };
+        let sm_name = execution_arn
+            .rsplit(':')
+            .nth(1)
+            .unwrap_or("StateMachine")
+            .to_string();
+        let ex = self.new_exec(
+            &name,
+            &sm_name,
+            None,
+            cp.execution_input.clone(),
+            cp.start_time.clone(),
+            cp.last_event_id,
+        );
+        let frame = Frame {
+            vars: cp.variables.clone(),
+            map_item: None,
+            prev: cp.last_event_id,
+        };
         Ok(Some(self.finish(sm, &ex, cp.input, frame, start).await))
     }
 
-    fn new_exec(&self, name: &str, sm_name: &str, role: Option<String>, input: Value, start_time: String, last_id: u64) -> Exec {
+    fn new_exec(
+        &self,
+        name: &str,
+        sm_name: &str,
+        role: Option<String>,
+        input: Value,
+        start_time: String,
+        last_id: u64,
+    ) -> Exec {
         let prefix = format!("arn:aws:states:{}:{}", self.region, self.account);
         Exec {
             arn: format!("{prefix}:execution:{sm_name}:{name}"),
             name: name.to_string(),
             sm_arn: format!("{prefix}:stateMachine:{sm_name}"),
             sm_name: sm_name.to_string(),
-            role_arn: role.unwrap_or_else(|| format!("arn:aws:iam::{}:role/StepFunctionsRole", self.account)),
+            role_arn: role
+                .unwrap_or_else(|| format!("arn:aws:iam::{}:role/StepFunctionsRole", self.account)),
             input,
             start_time,
             ids: AtomicU64::new(last_id),
@@ -258,12 +315,22 @@ impl Engine {
         }
     }
 
-    async fn finish(&self, sm: &Arc<StateMachine>, ex: &Exec, input: Value, mut frame: Frame, start: usize) -> Execution {
+    async fn finish(
+        &self,
+        sm: &Arc<StateMachine>,
+        ex: &Exec,
+        input: Value,
+        mut frame: Frame,
+        start: usize,
+    ) -> Execution {
         let run = self.run_machine(ex, sm, input, &mut frame, start, true);
         let res = match sm.timeout_seconds {
             Some(t) => match tokio::time::timeout(Duration::from_secs(t), run).await {
                 Ok(r) => r,
-                Err(_) => Err(Failure { error: names::TIMEOUT.into(), cause: None }),
+                Err(_) => Err(Failure {
+                    error: names::TIMEOUT.into(),
+                    cause: None,
+                }),
             },
             None => run.await,
         };
@@ -271,19 +338,34 @@ impl Engine {
         let outcome = match res {
             Ok(out) => {
                 self.emit(ex, &mut prev, "ExecutionSucceeded", || {
-                    ("executionSucceededEventDetails".into(), json!({"output": out.to_string(), "outputDetails": {"truncated": false}}))
+                    (
+                        "executionSucceededEventDetails".into(),
+                        json!({"output": out.to_string(), "outputDetails": {"truncated": false}}),
+                    )
                 });
                 Outcome::Succeeded(out)
             }
             Err(f) => {
-                let ty = if f.error == names::TIMEOUT && f.cause.is_none() { "ExecutionTimedOut" } else { "ExecutionFailed" };
+                let ty = if f.error == names::TIMEOUT && f.cause.is_none() {
+                    "ExecutionTimedOut"
+                } else {
+                    "ExecutionFailed"
+                };
                 self.emit(ex, &mut prev, ty, || {
                     let mut d = Map::new();
                     d.insert("error".into(), Value::String(f.error.clone()));
                     if let Some(c) = &f.cause {
                         d.insert("cause".into(), Value::String(c.clone()));
                     }
-                    (if ty == "ExecutionTimedOut" { "executionTimedOutEventDetails" } else { "executionFailedEventDetails" }.into(), Value::Object(d))
+                    (
+                        if ty == "ExecutionTimedOut" {
+                            "executionTimedOutEventDetails"
+                        } else {
+                            "executionFailedEventDetails"
+                        }
+                        .into(),
+                        Value::Object(d),
+                    )
                 });
                 Outcome::Failed(f)
             }
@@ -291,10 +373,19 @@ impl Engine {
         if let Some(store) = &self.checkpoints {
             let _ = store.clear(&ex.arn);
         }
-        Execution { arn: ex.arn.clone(), outcome }
+        Execution {
+            arn: ex.arn.clone(),
+            outcome,
+        }
     }
 
-    fn emit(&self, ex: &Exec, prev: &mut u64, ty: &str, details: impl FnOnce() -> (String, Value)) -> u64 {
+    fn emit(
+        &self,
+        ex: &Exec,
+        prev: &mut u64,
+        ty: &str,
+        details: impl FnOnce() -> (String, Value),
+    ) -> u64 {
         let id = ex.ids.fetch_add(1, Ordering::Relaxed) + 1;
         if self.history.enabled() {
             let (k, v) = details();
@@ -311,7 +402,15 @@ impl Engine {
         id
     }
 
-    fn run_machine<'a>(&'a self, ex: &'a Exec, sm: &'a StateMachine, input: Value, frame: &'a mut Frame, start: usize, top: bool) -> BoxFut<'a, Result<Value, Failure>> {
+    fn run_machine<'a>(
+        &'a self,
+        ex: &'a Exec,
+        sm: &'a StateMachine,
+        input: Value,
+        frame: &'a mut Frame,
+        start: usize,
+        top: bool,
+    ) -> BoxFut<'a, Result<Value, Failure>> {
         Box::pin(async move {
             let mut cur = start;
             let mut input = input;
@@ -333,7 +432,9 @@ impl Engine {
                                     last_event_id: frame.prev,
                                     start_time: ex.start_time.clone(),
                                 })
-                                .map_err(|e| Failure::new(names::RUNTIME, format!("checkpoint failed: {e}")))?;
+                                .map_err(|e| {
+                                    Failure::new(names::RUNTIME, format!("checkpoint failed: {e}"))
+                                })?;
                         }
                     }
                     None => return Ok(step.output),
@@ -342,13 +443,20 @@ impl Engine {
         })
     }
 
-    fn context(&self, ex: &Exec, st: &State, entered: &str, retry: u32, frame: &Frame) -> Value {
+    fn context(
+        &self,
+        ex: &Exec,
+        st: &State,
+        entered: DateTime<Utc>,
+        retry: u32,
+        frame: &Frame,
+    ) -> Value {
         let mut c = json!({
             "Execution": {
                 "Id": ex.arn, "Input": ex.input, "Name": ex.name, "RoleArn": ex.role_arn,
                 "StartTime": ex.start_time, "RedriveCount": 0
             },
-            "State": {"EnteredTime": entered, "Name": st.name, "RetryCount": retry},
+            "State": {"EnteredTime": fmt_time(entered), "Name": st.name, "RetryCount": retry},
             "StateMachine": {"Id": ex.sm_arn, "Name": ex.sm_name},
         });
         if let Some((i, v)) = &frame.map_item {
@@ -362,14 +470,24 @@ impl Engine {
         c
     }
 
-    async fn run_state(&self, ex: &Exec, st: &State, raw: Value, frame: &mut Frame) -> Result<Step, Failure> {
-        let entered_id = self.emit(ex, &mut frame.prev, &format!("{}StateEntered", st.type_name), || {
+    async fn run_state(
+        &self,
+        ex: &Exec,
+        st: &State,
+        raw: Value,
+        frame: &mut Frame,
+    ) -> Result<Step, Failure> {
+        let entered_id = self.emit(ex, &mut frame.prev, &st.entered_event, || {
             ("stateEnteredEventDetails".into(), json!({"name": st.name, "input": raw.to_string(), "inputDetails": {"truncated": false}}))
         });
-        let entered = if self.history.enabled() || true { fmt_time(self.clock.now()) } else { String::new() };
+        let entered = self.clock.now();
         let prefix = |f: Failure| -> Failure {
-            if (f.error == names::RUNTIME || f.error == names::QUERY_EVALUATION || f.error == names::INTRINSIC)
-                && f.cause.as_deref().is_some_and(|c| !c.starts_with("An error occurred while executing the state"))
+            if (f.error == names::RUNTIME
+                || f.error == names::QUERY_EVALUATION
+                || f.error == names::INTRINSIC)
+                && f.cause
+                    .as_deref()
+                    .is_some_and(|c| !c.starts_with("An error occurred while executing the state"))
             {
                 Failure::new(
                     f.error,
@@ -386,7 +504,9 @@ impl Engine {
         let mut retry_count: u32 = 0;
         let mut attempts = vec![0u32; st.retry.len()];
         let result = loop {
-            let r = self.attempt(ex, st, &raw, frame, &entered, retry_count).await;
+            let r = self
+                .attempt(ex, st, &raw, frame, entered, retry_count)
+                .await;
             match r {
                 Ok(step) => break Ok(step),
                 Err(f) => {
@@ -397,7 +517,8 @@ impl Engine {
                     if let Some(i) = st.retry.iter().position(|r| f.matches(&r.error_equals)) {
                         let r = &st.retry[i];
                         if attempts[i] < r.max_attempts {
-                            let mut delay = r.interval_seconds * r.backoff_rate.powi(attempts[i] as i32);
+                            let mut delay =
+                                r.interval_seconds * r.backoff_rate.powi(attempts[i] as i32);
                             if let Some(m) = r.max_delay_seconds {
                                 delay = delay.min(m);
                             }
@@ -406,12 +527,14 @@ impl Engine {
                             }
                             attempts[i] += 1;
                             retry_count += 1;
-                            self.clock.sleep(Duration::from_secs_f64(delay.max(0.0))).await;
+                            self.clock
+                                .sleep(Duration::from_secs_f64(delay.max(0.0)))
+                                .await;
                             continue;
                         }
                     }
                     if let Some(c) = st.catch.iter().find(|c| f.matches(&c.error_equals)) {
-                        match self.apply_catch(ex, st, c, &raw, &f, frame, &entered, retry_count) {
+                        match self.apply_catch(ex, st, c, &raw, &f, frame, entered, retry_count) {
                             Ok(step) => break Ok(step),
                             Err(e) => break Err(prefix(e)),
                         }
@@ -424,17 +547,30 @@ impl Engine {
         if payload_exceeds(&step.output) {
             return Err(Failure::new(
                 names::DATA_LIMIT,
-                format!("The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.", st.name),
+                format!(
+                    "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                    st.name
+                ),
             ));
         }
-        self.emit(ex, &mut frame.prev, &format!("{}StateExited", st.type_name), || {
+        self.emit(ex, &mut frame.prev, &st.exited_event, || {
             ("stateExitedEventDetails".into(), json!({"name": st.name, "output": step.output.to_string(), "outputDetails": {"truncated": false}}))
         });
         Ok(step)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn apply_catch(&self, ex: &Exec, st: &State, c: &Catcher, raw: &Value, f: &Failure, frame: &mut Frame, entered: &str, retry: u32) -> Result<Step, Failure> {
+    fn apply_catch(
+        &self,
+        ex: &Exec,
+        st: &State,
+        c: &Catcher,
+        raw: &Value,
+        f: &Failure,
+        frame: &mut Frame,
+        entered: DateTime<Utc>,
+        retry: u32,
+    ) -> Result<Step, Failure> {
         let mut err = Map::new();
         err.insert("Error".into(), Value::String(f.error.clone()));
         if let Some(cause) = &f.cause {
@@ -445,7 +581,13 @@ impl Engine {
         let ctx = LazyContext::new(&build);
         let mut new_vars = None;
         let output = if st.ql == QueryLanguage::Jsonata {
-            let scope = Scope { input: raw, context: &ctx, vars: &frame.vars, result: None, error_output: Some(&err) };
+            let scope = Scope {
+                input: raw,
+                context: &ctx,
+                vars: &frame.vars,
+                result: None,
+                error_output: Some(&err),
+            };
             if let Some(a) = &c.assign {
                 new_vars = Some(a.eval(&scope, "Assign")?);
             }
@@ -454,7 +596,13 @@ impl Engine {
                 None => err.clone(),
             }
         } else {
-            let scope = Scope { input: &err, context: &ctx, vars: &frame.vars, result: None, error_output: None };
+            let scope = Scope {
+                input: &err,
+                context: &ctx,
+                vars: &frame.vars,
+                result: None,
+                error_output: None,
+            };
             if let Some(a) = &c.assign {
                 new_vars = Some(a.eval(&scope, "Assign")?);
             }
@@ -462,23 +610,53 @@ impl Engine {
         };
         drop(ctx);
         assign_vars(&mut frame.vars, new_vars);
-        Ok(Step { output, next: Some(c.next) })
+        Ok(Step {
+            output,
+            next: Some(c.next),
+        })
     }
 
-    fn input_path(&self, st: &State, raw: &Value, scope_ctx: &LazyContext<'_>, vars: &Map<String, Value>) -> Result<Value, Failure> {
+    fn input_path(
+        &self,
+        st: &State,
+        raw: &Value,
+        scope_ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<Value, Failure> {
         match &st.input_path {
             PathField::Default => Ok(raw.clone()),
             PathField::Null => Ok(json!({})),
             PathField::Path(p) => {
-                let scope = Scope { input: raw, context: scope_ctx, vars, result: None, error_output: None };
+                let scope = Scope {
+                    input: raw,
+                    context: scope_ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
                 scope.read(p).ok_or_else(|| {
-                    Failure::new(names::RUNTIME, format!("Invalid path '{}' : No results for path: {}", p.source(), p.bracketed()))
+                    Failure::new(
+                        names::RUNTIME,
+                        format!(
+                            "Invalid path '{}' : No results for path: {}",
+                            p.source(),
+                            p.bracketed()
+                        ),
+                    )
                 })
             }
         }
     }
 
-    async fn attempt(&self, ex: &Exec, st: &State, raw: &Value, frame: &mut Frame, entered: &str, retry: u32) -> Result<Step, Failure> {
+    async fn attempt(
+        &self,
+        ex: &Exec,
+        st: &State,
+        raw: &Value,
+        frame: &mut Frame,
+        entered: DateTime<Utc>,
+        retry: u32,
+    ) -> Result<Step, Failure> {
         let jsonata = st.ql == QueryLanguage::Jsonata;
         // Synchronous states first: no awaits, so the lazily built context can live on the stack.
         match &st.kind {
@@ -491,8 +669,18 @@ impl Engine {
         let (effective, extra) = {
             let build = || self.context(ex, st, entered, retry, frame);
             let ctx = LazyContext::new(&build);
-            let input = if jsonata { raw.clone() } else { self.input_path(st, raw, &ctx, &frame.vars)? };
-            let scope = Scope { input: &input, context: &ctx, vars: &frame.vars, result: None, error_output: None };
+            let input = if jsonata {
+                raw.clone()
+            } else {
+                self.input_path(st, raw, &ctx, &frame.vars)?
+            };
+            let scope = Scope {
+                input: &input,
+                context: &ctx,
+                vars: &frame.vars,
+                result: None,
+                error_output: None,
+            };
             let effective = match &st.parameters {
                 Some(t) => t.eval(&scope, if jsonata { "Arguments" } else { "Parameters" })?,
                 None => input.clone(),
@@ -502,16 +690,28 @@ impl Engine {
         };
         // Phase 2: the work.
         let result = match &st.kind {
-            Kind::Task(t) => self.run_task(ex, st, t, effective, &extra, frame, entered, retry).await?,
+            Kind::Task(t) => {
+                self.run_task(ex, st, t, effective, &extra, frame, entered, retry)
+                    .await?
+            }
             Kind::Wait(_) => {
                 if let Prep::Wait(d) = extra {
                     self.clock.sleep(d).await;
                 }
                 effective
             }
-            Kind::Parallel { branches } => self.run_parallel(ex, st, branches, effective, frame).await?,
+            Kind::Parallel { branches } => {
+                self.run_parallel(ex, st, branches, effective, frame)
+                    .await?
+            }
             Kind::Map(m) => match extra {
-                Prep::Map(items, conc, tol_count, tol_pct) => self.run_map(ex, st, m, effective, items, conc, tol_count, tol_pct, frame, entered, retry).await?,
+                Prep::Map(items, conc, tol_count, tol_pct) => {
+                    self.run_map(
+                        ex, st, m, effective, items, conc, tol_count, tol_pct, frame, entered,
+                        retry,
+                    )
+                    .await?
+                }
                 _ => unreachable!("map prep"),
             },
             _ => unreachable!("sync states handled above"),
@@ -526,7 +726,10 @@ impl Engine {
         };
         drop(ctx);
         assign_vars(&mut frame.vars, new_vars);
-        Ok(Step { output, next: st.next })
+        Ok(Step {
+            output,
+            next: st.next,
+        })
     }
 
     /// Evaluates everything a state needs before awaiting (wait time, map items...).
@@ -546,7 +749,10 @@ impl Engine {
                     Some(n) => {
                         let v = self.int_field(n, scope, "MaxConcurrencyPath")?;
                         if v < 0 {
-                            return Err(Failure::new(names::RUNTIME, "MaxConcurrency cannot be negative."));
+                            return Err(Failure::new(
+                                names::RUNTIME,
+                                "MaxConcurrency cannot be negative.",
+                            ));
                         }
                         v as usize
                     }
@@ -556,7 +762,10 @@ impl Engine {
                     Some(n) => {
                         let v = self.int_field(n, scope, "ToleratedFailureCountPath")?;
                         if v < 0 {
-                            return Err(Failure::new(names::RUNTIME, "ToleratedFailureCount cannot be negative."));
+                            return Err(Failure::new(
+                                names::RUNTIME,
+                                "ToleratedFailureCount cannot be negative.",
+                            ));
                         }
                         Some(v as usize)
                     }
@@ -566,7 +775,10 @@ impl Engine {
                     Some(n) => {
                         let v = self.number(n, scope, "ToleratedFailurePercentagePath")?;
                         if !(0.0..=100.0).contains(&v) {
-                            return Err(Failure::new(names::RUNTIME, "ToleratedFailurePercentage must be between 0 and 100."));
+                            return Err(Failure::new(
+                                names::RUNTIME,
+                                "ToleratedFailurePercentage must be between 0 and 100.",
+                            ));
                         }
                         Some(v)
                     }
@@ -583,10 +795,12 @@ impl Engine {
             NumberField::Lit(x) => Ok(*x),
             NumberField::Path(p) => {
                 let v = scope.read(p).ok_or_else(|| missing_path(p, field, scope))?;
-                v.as_f64().ok_or_else(|| Failure::new(names::RUNTIME, format!("The {field} field refers to value {v} which is not a valid number: {}", p.source())))
+                v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse::<f64>().ok())).ok_or_else(|| Failure::new(names::RUNTIME, format!("The {field} field refers to value {v} which is not a valid number: {}", p.source())))
             }
             NumberField::Jsonata(j) => {
-                let v = scope.jsonata(j, field.trim_end_matches("Path"))?.unwrap_or(Value::Null);
+                let v = scope
+                    .jsonata(j, field.trim_end_matches("Path"))?
+                    .unwrap_or(Value::Null);
                 v.as_f64().ok_or_else(|| {
                     Failure::new(names::QUERY_EVALUATION, format!("The JSONata expression '{}' specified for the field '{}' returned an unexpected result type. Expected 'number', but was '{}' for value: {v}", j.src.trim(), field.trim_end_matches("Path"), type_name(&v)))
                 })
@@ -597,9 +811,18 @@ impl Engine {
     fn int_field(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<i64, Failure> {
         if let NumberField::Path(p) = n {
             let v = scope.read(p).ok_or_else(|| missing_path(p, field, scope))?;
-            return match v.as_i64() {
+            let parsed = v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse::<i64>().ok()));
+            return match parsed {
                 Some(i) => Ok(i),
-                None => Err(Failure::new(names::RUNTIME, format!("The {field} field refers to value {v} which is not a valid integer: {}", p.source()))),
+                None => Err(Failure::new(
+                    names::RUNTIME,
+                    format!(
+                        "The {field} field refers to value {v} which is not a valid integer: {}",
+                        p.source()
+                    ),
+                )),
             };
         }
         Ok(self.number(n, scope, field)? as i64)
@@ -610,86 +833,183 @@ impl Engine {
         let until = |t: DateTime<FixedOffset>| -> Result<Duration, Failure> {
             let d = t.with_timezone(&Utc) - now;
             if d.num_days() > 366 {
-                return Err(Failure::new(names::RUNTIME, "Wait state delay is too long."));
+                return Err(Failure::new(
+                    names::RUNTIME,
+                    "Wait state delay is too long.",
+                ));
             }
             Ok(d.to_std().unwrap_or_default())
         };
         match w {
             WaitSpec::Seconds(NumberField::Path(p)) => {
-                let v = scope.read(p).ok_or_else(|| missing_path(p, "SecondsPath", scope))?;
+                let v = scope
+                    .read(p)
+                    .ok_or_else(|| missing_path(p, "SecondsPath", scope))?;
                 let Some(n) = v.as_i64() else {
-                    return Err(Failure::new(names::RUNTIME, format!("The SecondsPath parameter cannot be parsed as a long value: {} == {v}", p.source())));
+                    return Err(Failure::new(
+                        names::RUNTIME,
+                        format!(
+                            "The SecondsPath parameter cannot be parsed as a long value: {} == {v}",
+                            p.source()
+                        ),
+                    ));
                 };
                 if n < 0 {
-                    return Err(Failure::new(names::RUNTIME, format!("The SecondsPath parameter references a negative value: {} == {n}", p.source())));
+                    return Err(Failure::new(
+                        names::RUNTIME,
+                        format!(
+                            "The SecondsPath parameter references a negative value: {} == {n}",
+                            p.source()
+                        ),
+                    ));
                 }
                 Ok(Duration::from_secs(n as u64))
             }
             WaitSpec::Seconds(n) => {
                 let s = self.number(n, scope, "Seconds")?;
                 if s < 0.0 {
-                    return Err(Failure::new(names::QUERY_EVALUATION, "The Seconds field cannot be negative."));
+                    return Err(Failure::new(
+                        names::QUERY_EVALUATION,
+                        "The Seconds field cannot be negative.",
+                    ));
                 }
                 Ok(Duration::from_secs_f64(s.trunc()))
             }
-            WaitSpec::Timestamp(s) => until(parse_timestamp(s).ok_or_else(|| Failure::new(names::RUNTIME, format!("Invalid timestamp {s}")))?),
+            WaitSpec::Timestamp(s) => {
+                until(parse_timestamp(s).ok_or_else(|| {
+                    Failure::new(names::RUNTIME, format!("Invalid timestamp {s}"))
+                })?)
+            }
             WaitSpec::TimestampPath(p) => {
-                let v = scope.read(p).ok_or_else(|| missing_path(p, "TimestampPath", scope))?;
+                let v = scope
+                    .read(p)
+                    .ok_or_else(|| missing_path(p, "TimestampPath", scope))?;
                 match v.as_str().and_then(parse_timestamp) {
                     Some(t) => until(t),
-                    None => Err(Failure::new(names::RUNTIME, format!("The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}", p.source(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))),
+                    None => Err(Failure::new(
+                        names::RUNTIME,
+                        format!(
+                            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                            p.source(),
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        ),
+                    )),
                 }
             }
             WaitSpec::TimestampJsonata(j) => {
                 let v = scope.jsonata(j, "Timestamp")?.unwrap_or(Value::Null);
                 match v.as_str().and_then(parse_timestamp) {
                     Some(t) => until(t),
-                    None => Err(Failure::new(names::QUERY_EVALUATION, format!("The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))),
+                    None => Err(Failure::new(
+                        names::QUERY_EVALUATION,
+                        format!(
+                            "The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {}",
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        ),
+                    )),
                 }
             }
         }
     }
 
-    fn map_items(&self, st: &State, m: &MapSpec, scope: &Scope<'_>, effective: &Value) -> Result<Vec<Value>, Failure> {
+    fn map_items(
+        &self,
+        st: &State,
+        m: &MapSpec,
+        scope: &Scope<'_>,
+        effective: &Value,
+    ) -> Result<Vec<Value>, Failure> {
         if let Some(reader) = &m.item_reader {
             let Some(src) = &self.items else {
-                return Err(Failure::new(names::ITEM_READER, "No item source is configured for ItemReader"));
+                return Err(Failure::new(
+                    names::ITEM_READER,
+                    "No item source is configured for ItemReader",
+                ));
             };
-            return crate::items::read_items(src.as_ref(), reader, scope).map_err(|e| Failure::new(names::ITEM_READER, e));
+            return crate::items::read_items(src.as_ref(), reader, scope)
+                .map_err(|e| Failure::new(names::ITEM_READER, e));
         }
         if st.ql == QueryLanguage::Jsonata {
             let v = match &m.items {
                 Some(Template::Jsonata(j)) => match scope.jsonata(j, "Items")? {
                     Some(v) => {
                         if !v.is_array() {
-                            return Err(Failure::new(names::QUERY_EVALUATION, format!("The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {v}", j.src.trim(), type_name(&v))));
+                            return Err(Failure::new(
+                                names::QUERY_EVALUATION,
+                                format!(
+                                    "The JSONata expression '{}' specified for the field 'Items' returned an unexpected result type. Expected 'array', but was '{}' for value: {v}",
+                                    j.src.trim(),
+                                    type_name(&v)
+                                ),
+                            ));
                         }
                         v
                     }
-                    None => return Err(Failure::new(names::QUERY_EVALUATION, format!("The JSONata expression '{}' specified for the field 'Items' returned an unsupported result type.", j.src.trim()))),
+                    None => {
+                        return Err(Failure::new(
+                            names::QUERY_EVALUATION,
+                            format!(
+                                "The JSONata expression '{}' specified for the field 'Items' returned an unsupported result type.",
+                                j.src.trim()
+                            ),
+                        ));
+                    }
                 },
                 Some(t) => t.eval(scope, "Items")?,
                 None => effective.clone(),
             };
             return match v {
                 Value::Array(a) => Ok(a),
-                other => Err(Failure::new(names::QUERY_EVALUATION, format!("Map state input must be an array but was: {other}"))),
+                other => Err(Failure::new(
+                    names::QUERY_EVALUATION,
+                    format!("Map state input must be an array but was: {other}"),
+                )),
             };
         }
         let v = match &m.items_path {
             PathField::Path(p) => {
-                let inner = Scope { input: scope.input, context: scope.context, vars: scope.vars, result: None, error_output: None };
-                inner.read(p).ok_or_else(|| Failure::new(names::RUNTIME, format!("Invalid path '{}' : No results for path: {}", p.source(), p.bracketed())))?
+                let inner = Scope {
+                    input: scope.input,
+                    context: scope.context,
+                    vars: scope.vars,
+                    result: None,
+                    error_output: None,
+                };
+                inner.read(p).ok_or_else(|| {
+                    Failure::new(
+                        names::RUNTIME,
+                        format!(
+                            "Invalid path '{}' : No results for path: {}",
+                            p.source(),
+                            p.bracketed()
+                        ),
+                    )
+                })?
             }
             _ => scope.input.clone(),
         };
         match v {
             Value::Array(a) => Ok(a),
-            other => Err(Failure::new(names::RUNTIME, format!("Map state input must be an array but was: {other}"))),
+            other => Err(Failure::new(
+                names::RUNTIME,
+                format!("Map state input must be an array but was: {other}"),
+            )),
         }
     }
 
-    fn sync_state(&self, ex: &Exec, st: &State, raw: &Value, frame: &mut Frame, entered: &str, retry: u32) -> Result<Step, Failure> {
+    fn sync_state(
+        &self,
+        ex: &Exec,
+        st: &State,
+        raw: &Value,
+        frame: &mut Frame,
+        entered: DateTime<Utc>,
+        retry: u32,
+    ) -> Result<Step, Failure> {
         let jsonata = st.ql == QueryLanguage::Jsonata;
         let build = || self.context(ex, st, entered, retry, frame);
         let ctx = LazyContext::new(&build);
@@ -698,32 +1018,58 @@ impl Engine {
             Kind::Pass { result } => {
                 if jsonata {
                     let (output, nv) = self.post(st, raw, raw.clone(), &ctx, vars)?;
-                    (Step { output, next: st.next }, nv)
+                    (
+                        Step {
+                            output,
+                            next: st.next,
+                        },
+                        nv,
+                    )
                 } else {
                     let input = self.input_path(st, raw, &ctx, vars)?;
                     let r = match result {
                         Some(r) => r.clone(),
                         None => match &st.parameters {
                             Some(t) => {
-                                let scope = Scope { input: &input, context: &ctx, vars, result: None, error_output: None };
+                                let scope = Scope {
+                                    input: &input,
+                                    context: &ctx,
+                                    vars,
+                                    result: None,
+                                    error_output: None,
+                                };
                                 t.eval(&scope, "Parameters")?
                             }
                             None => input,
                         },
                     };
                     let (output, nv) = self.post(st, raw, r, &ctx, vars)?;
-                    (Step { output, next: st.next }, nv)
+                    (
+                        Step {
+                            output,
+                            next: st.next,
+                        },
+                        nv,
+                    )
                 }
             }
             Kind::Succeed => {
-                let (output, nv) = if jsonata { self.post(st, raw, raw.clone(), &ctx, vars)? } else {
+                let (output, nv) = if jsonata {
+                    self.post(st, raw, raw.clone(), &ctx, vars)?
+                } else {
                     let input = self.input_path(st, raw, &ctx, vars)?;
                     self.post_plain(st, raw, &input, &ctx, vars)?
                 };
                 (Step { output, next: None }, nv)
             }
             Kind::Fail { error, cause } => {
-                let scope = Scope { input: raw, context: &ctx, vars, result: None, error_output: None };
+                let scope = Scope {
+                    input: raw,
+                    context: &ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
                 let text = |t: &Option<Template>, field: &str| -> Result<Option<String>, Failure> {
                     match t {
                         None => Ok(None),
@@ -736,11 +1082,23 @@ impl Engine {
                         }
                     }
                 };
-                let ef = if matches!(error, Some(Template::Const(_)) | Some(Template::Jsonata(_))) { "Error" } else { "ErrorPath" };
-                let cf = if matches!(cause, Some(Template::Const(_)) | Some(Template::Jsonata(_))) { "Cause" } else { "CausePath" };
+                let ef = if matches!(error, Some(Template::Const(_)) | Some(Template::Jsonata(_))) {
+                    "Error"
+                } else {
+                    "ErrorPath"
+                };
+                let cf = if matches!(cause, Some(Template::Const(_)) | Some(Template::Jsonata(_))) {
+                    "Cause"
+                } else {
+                    "CausePath"
+                };
                 let e = text(error, ef)?;
                 let c = text(cause, cf)?;
-                return Err(Failure { error: e.unwrap_or_default(), cause: c }).map_err(|f| {
+                return Err(Failure {
+                    error: e.unwrap_or_default(),
+                    cause: c,
+                })
+                .map_err(|f| {
                     let mut f = f;
                     if f.error.is_empty() {
                         f.error = String::new();
@@ -749,8 +1107,18 @@ impl Engine {
                 });
             }
             Kind::Choice { choices, default } => {
-                let input = if jsonata { raw.clone() } else { self.input_path(st, raw, &ctx, vars)? };
-                let scope = Scope { input: &input, context: &ctx, vars, result: None, error_output: None };
+                let input = if jsonata {
+                    raw.clone()
+                } else {
+                    self.input_path(st, raw, &ctx, vars)?
+                };
+                let scope = Scope {
+                    input: &input,
+                    context: &ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
                 let mut chosen = None;
                 for c in choices {
                     if eval_rule(&c.rule, &scope)? {
@@ -778,7 +1146,13 @@ impl Engine {
                 } else {
                     output_path(&st.output_path, &input, &scope)?
                 };
-                (Step { output, next: Some(next) }, nv)
+                (
+                    Step {
+                        output,
+                        next: Some(next),
+                    },
+                    nv,
+                )
             }
             _ => unreachable!("async states"),
         };
@@ -788,11 +1162,24 @@ impl Engine {
     }
 
     /// Output processing for states without a result (Wait, Succeed in JSONPath).
-    fn post_plain(&self, st: &State, raw: &Value, input: &Value, ctx: &LazyContext<'_>, vars: &Map<String, Value>) -> Result<(Value, Option<Value>), Failure> {
+    fn post_plain(
+        &self,
+        st: &State,
+        raw: &Value,
+        input: &Value,
+        ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<(Value, Option<Value>), Failure> {
         if st.ql == QueryLanguage::Jsonata {
             return self.post(st, raw, raw.clone(), ctx, vars);
         }
-        let scope = Scope { input, context: ctx, vars, result: None, error_output: None };
+        let scope = Scope {
+            input,
+            context: ctx,
+            vars,
+            result: None,
+            error_output: None,
+        };
         let nv = match &st.assign {
             Some(a) => Some(a.eval(&scope, "Assign")?),
             None => None,
@@ -801,10 +1188,23 @@ impl Engine {
     }
 
     /// ResultSelector, Assign, ResultPath and OutputPath (JSONPath) or Assign and Output (JSONata).
-    fn post(&self, st: &State, raw: &Value, result: Value, ctx: &LazyContext<'_>, vars: &Map<String, Value>) -> Result<(Value, Option<Value>), Failure> {
+    fn post(
+        &self,
+        st: &State,
+        raw: &Value,
+        result: Value,
+        ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<(Value, Option<Value>), Failure> {
         if st.ql == QueryLanguage::Jsonata {
             let is_pass = matches!(st.kind, Kind::Pass { .. } | Kind::Succeed);
-            let scope = Scope { input: raw, context: ctx, vars, result: if is_pass { None } else { Some(&result) }, error_output: None };
+            let scope = Scope {
+                input: raw,
+                context: ctx,
+                vars,
+                result: if is_pass { None } else { Some(&result) },
+                error_output: None,
+            };
             let nv = match &st.assign {
                 Some(a) => Some(a.eval(&scope, "Assign")?),
                 None => None,
@@ -817,37 +1217,72 @@ impl Engine {
         }
         let result = match &st.result_selector {
             Some(rs) => {
-                let scope = Scope { input: &result, context: ctx, vars, result: None, error_output: None };
+                let scope = Scope {
+                    input: &result,
+                    context: ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
                 rs.eval(&scope, "ResultSelector")?
             }
             None => result,
         };
         let nv = match &st.assign {
             Some(a) => {
-                let scope = Scope { input: &result, context: ctx, vars, result: None, error_output: None };
+                let scope = Scope {
+                    input: &result,
+                    context: ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
                 Some(a.eval(&scope, "Assign")?)
             }
             None => None,
         };
         let combined = apply_result_path(&st.result_path, raw, result)?;
-        let scope = Scope { input: &combined, context: ctx, vars, result: None, error_output: None };
+        let scope = Scope {
+            input: &combined,
+            context: ctx,
+            vars,
+            result: None,
+            error_output: None,
+        };
         Ok((output_path(&st.output_path, &combined, &scope)?, nv))
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn run_task(&self, ex: &Exec, st: &State, t: &TaskSpec, input: Value, prep: &Prep, frame: &mut Frame, entered: &str, retry: u32) -> Result<Value, Failure> {
+    async fn run_task(
+        &self,
+        ex: &Exec,
+        st: &State,
+        t: &TaskSpec,
+        input: Value,
+        prep: &Prep,
+        frame: &mut Frame,
+        entered: DateTime<Utc>,
+        retry: u32,
+    ) -> Result<Value, Failure> {
         let (rtype, rname) = resource_parts(&t.resource);
         let plain_lambda = t.resource.starts_with("arn:aws:lambda:");
         if plain_lambda {
             self.emit(ex, &mut frame.prev, "LambdaFunctionScheduled", || {
                 ("lambdaFunctionScheduledEventDetails".into(), json!({"resource": t.resource, "input": input.to_string(), "inputDetails": {"truncated": false}}))
             });
-            self.emit(ex, &mut frame.prev, "LambdaFunctionStarted", || (String::new(), Value::Null));
+            self.emit(ex, &mut frame.prev, "LambdaFunctionStarted", || {
+                (String::new(), Value::Null)
+            });
         } else {
             self.emit(ex, &mut frame.prev, "TaskScheduled", || {
                 ("taskScheduledEventDetails".into(), json!({"resourceType": rtype, "resource": rname, "region": self.region, "parameters": input.to_string()}))
             });
-            self.emit(ex, &mut frame.prev, "TaskStarted", || ("taskStartedEventDetails".into(), json!({"resourceType": rtype, "resource": rname})));
+            self.emit(ex, &mut frame.prev, "TaskStarted", || {
+                (
+                    "taskStartedEventDetails".into(),
+                    json!({"resourceType": rtype, "resource": rname}),
+                )
+            });
         }
         let timeout = match prep {
             Prep::Task(t) => *t,
@@ -862,10 +1297,15 @@ impl Engine {
         };
         let call = self.call_resource(ex, st, &t.resource, input, &ctx);
         let res = match timeout.or(Some(99_999_999.0)) {
-            Some(secs) if secs > 0.0 => match tokio::time::timeout(Duration::from_secs_f64(secs), call).await {
-                Ok(r) => r,
-                Err(_) => Err(Failure { error: names::TIMEOUT.into(), cause: None }),
-            },
+            Some(secs) if secs > 0.0 => {
+                match tokio::time::timeout(Duration::from_secs_f64(secs), call).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Failure {
+                        error: names::TIMEOUT.into(),
+                        cause: None,
+                    }),
+                }
+            }
             _ => call.await,
         };
         let res = res.and_then(|v| {
@@ -879,7 +1319,12 @@ impl Engine {
         match &res {
             Ok(v) => {
                 if plain_lambda {
-                    self.emit(ex, &mut frame.prev, "LambdaFunctionSucceeded", || ("lambdaFunctionSucceededEventDetails".into(), json!({"output": v.to_string(), "outputDetails": {"truncated": false}})));
+                    self.emit(ex, &mut frame.prev, "LambdaFunctionSucceeded", || {
+                        (
+                            "lambdaFunctionSucceededEventDetails".into(),
+                            json!({"output": v.to_string(), "outputDetails": {"truncated": false}}),
+                        )
+                    });
                 } else {
                     self.emit(ex, &mut frame.prev, "TaskSucceeded", || ("taskSucceededEventDetails".into(), json!({"resourceType": rtype, "resource": rname, "output": v.to_string(), "outputDetails": {"truncated": false}})));
                 }
@@ -887,7 +1332,10 @@ impl Engine {
             Err(f) => {
                 let timed_out = f.error == names::TIMEOUT;
                 let (ty, key) = match (plain_lambda, timed_out) {
-                    (true, true) => ("LambdaFunctionTimedOut", "lambdaFunctionTimedOutEventDetails"),
+                    (true, true) => (
+                        "LambdaFunctionTimedOut",
+                        "lambdaFunctionTimedOutEventDetails",
+                    ),
                     (true, false) => ("LambdaFunctionFailed", "lambdaFunctionFailedEventDetails"),
                     (false, true) => ("TaskTimedOut", "taskTimedOutEventDetails"),
                     (false, false) => ("TaskFailed", "taskFailedEventDetails"),
@@ -908,7 +1356,14 @@ impl Engine {
         res
     }
 
-    async fn call_resource(&self, ex: &Exec, st: &State, resource: &str, input: Value, ctx: &TaskContext) -> Result<Value, Failure> {
+    async fn call_resource(
+        &self,
+        ex: &Exec,
+        st: &State,
+        resource: &str,
+        input: Value,
+        ctx: &TaskContext,
+    ) -> Result<Value, Failure> {
         if let Some(m) = &self.mocks {
             let n = {
                 let mut calls = ex.mock_calls.lock().expect("mock calls");
@@ -921,22 +1376,37 @@ impl Engine {
             }
         }
         let Some(h) = self.resources.find(resource) else {
-            return Err(Failure::new(names::TASK_FAILED, format!("No task handler is registered for resource '{resource}'")));
+            return Err(Failure::new(
+                names::TASK_FAILED,
+                format!("No task handler is registered for resource '{resource}'"),
+            ));
         };
         h.invoke(resource, input, ctx).await.map_err(Into::into)
     }
 
-    async fn run_parallel(&self, ex: &Exec, st: &State, branches: &[Arc<StateMachine>], input: Value, frame: &mut Frame) -> Result<Value, Failure> {
-        self.emit(ex, &mut frame.prev, "ParallelStateStarted", || (String::new(), Value::Null));
+    async fn run_parallel(
+        &self,
+        ex: &Exec,
+        st: &State,
+        branches: &[Arc<StateMachine>],
+        input: Value,
+        frame: &mut Frame,
+    ) -> Result<Value, Failure> {
+        self.emit(ex, &mut frame.prev, "ParallelStateStarted", || {
+            (String::new(), Value::Null)
+        });
         let base = frame.clone();
         let mut futs = FuturesUnordered::new();
         for (i, b) in branches.iter().enumerate() {
             let mut f = base.clone();
             let input = input.clone();
             futs.push(Box::pin(async move {
-                let r = self.run_machine(ex, b, input, &mut f, b.start_at, false).await;
+                let r = self
+                    .run_machine(ex, b, input, &mut f, b.start_at, false)
+                    .await;
                 (i, r)
-            }) as BoxFut<'_, (usize, Result<Value, Failure>)>);
+            })
+                as BoxFut<'_, (usize, Result<Value, Failure>)>);
         }
         let mut results = vec![Value::Null; branches.len()];
         while let Some((i, r)) = futs.next().await {
@@ -944,21 +1414,43 @@ impl Engine {
                 Ok(v) => results[i] = v,
                 Err(f) => {
                     drop(futs);
-                    self.emit(ex, &mut frame.prev, "ParallelStateFailed", || ("parallelStateFailedEventDetails".into(), json!({"error": f.error, "cause": f.cause})));
+                    self.emit(ex, &mut frame.prev, "ParallelStateFailed", || {
+                        (
+                            "parallelStateFailedEventDetails".into(),
+                            json!({"error": f.error, "cause": f.cause}),
+                        )
+                    });
                     let _ = st;
                     return Err(f);
                 }
             }
         }
-        self.emit(ex, &mut frame.prev, "ParallelStateSucceeded", || (String::new(), Value::Null));
+        self.emit(ex, &mut frame.prev, "ParallelStateSucceeded", || {
+            (String::new(), Value::Null)
+        });
         Ok(Value::Array(results))
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn run_map(&self, ex: &Exec, st: &State, m: &MapSpec, effective: Value, items: Vec<Value>, conc: usize, tol_count: Option<usize>, tol_pct: Option<f64>, frame: &mut Frame, entered: &str, retry: u32) -> Result<Value, Failure> {
+    async fn run_map(
+        &self,
+        ex: &Exec,
+        st: &State,
+        m: &MapSpec,
+        effective: Value,
+        items: Vec<Value>,
+        conc: usize,
+        tol_count: Option<usize>,
+        tol_pct: Option<f64>,
+        frame: &mut Frame,
+        entered: DateTime<Utc>,
+        retry: u32,
+    ) -> Result<Value, Failure> {
         let n = items.len();
         let distributed = m.mode == MapMode::Distributed;
-        self.emit(ex, &mut frame.prev, "MapStateStarted", || ("mapStateStartedEventDetails".into(), json!({"length": n})));
+        self.emit(ex, &mut frame.prev, "MapStateStarted", || {
+            ("mapStateStartedEventDetails".into(), json!({"length": n}))
+        });
         // Build each iteration's input: ItemSelector sees the Map's effective input as `$`
         // and the item as $$.Map.Item.Value.
         let mut inputs = Vec::with_capacity(n);
@@ -971,7 +1463,13 @@ impl Engine {
                         c
                     };
                     let ctx = LazyContext::new(&build);
-                    let scope = Scope { input: &effective, context: &ctx, vars: &frame.vars, result: None, error_output: None };
+                    let scope = Scope {
+                        input: &effective,
+                        context: &ctx,
+                        vars: &frame.vars,
+                        result: None,
+                        error_output: None,
+                    };
                     sel.eval(&scope, "ItemSelector")?
                 }
                 None => item,
@@ -991,14 +1489,24 @@ impl Engine {
         let mut pending = inputs.into_iter().enumerate();
         let mut futs = FuturesUnordered::new();
         let processor = &m.processor;
-        let spawn = |i: usize, input: Value, prev_holder: &mut u64| -> BoxFut<'_, (usize, Result<Value, Failure>)> {
+        let spawn = |i: usize,
+                     input: Value,
+                     prev_holder: &mut u64|
+         -> BoxFut<'_, (usize, Result<Value, Failure>)> {
             let mut f = base.clone();
             f.map_item = None;
             let it_name = st.name.clone();
-            self.emit(ex, prev_holder, "MapIterationStarted", || ("mapIterationStartedEventDetails".into(), json!({"name": it_name, "index": i})));
+            self.emit(ex, prev_holder, "MapIterationStarted", || {
+                (
+                    "mapIterationStartedEventDetails".into(),
+                    json!({"name": it_name, "index": i}),
+                )
+            });
             f.prev = *prev_holder;
             Box::pin(async move {
-                let r = self.run_machine(ex, processor, input, &mut f, processor.start_at, false).await;
+                let r = self
+                    .run_machine(ex, processor, input, &mut f, processor.start_at, false)
+                    .await;
                 (i, r)
             })
         };
@@ -1010,22 +1518,40 @@ impl Engine {
         while let Some((i, r)) = futs.next().await {
             match r {
                 Ok(v) => {
-                    self.emit(ex, &mut frame.prev, "MapIterationSucceeded", || ("mapIterationSucceededEventDetails".into(), json!({"name": st.name, "index": i})));
+                    self.emit(ex, &mut frame.prev, "MapIterationSucceeded", || {
+                        (
+                            "mapIterationSucceededEventDetails".into(),
+                            json!({"name": st.name, "index": i}),
+                        )
+                    });
                     results[i] = v;
                 }
                 Err(f) => {
-                    self.emit(ex, &mut frame.prev, "MapIterationFailed", || ("mapIterationFailedEventDetails".into(), json!({"name": st.name, "index": i})));
+                    self.emit(ex, &mut frame.prev, "MapIterationFailed", || {
+                        (
+                            "mapIterationFailedEventDetails".into(),
+                            json!({"name": st.name, "index": i}),
+                        )
+                    });
                     failures += 1;
                     let tolerated = distributed
-                        && (tol_count.is_some_and(|c| failures <= c) || tol_pct.is_some_and(|p| (failures as f64) * 100.0 / (n.max(1) as f64) <= p));
+                        && (tol_count.is_some_and(|c| failures <= c)
+                            || tol_pct.is_some_and(|p| {
+                                (failures as f64) * 100.0 / (n.max(1) as f64) <= p
+                            }));
                     if !tolerated {
                         drop(futs);
                         let f = if distributed && (tol_count.is_some() || tol_pct.is_some()) {
-                            Failure::new(names::EXCEED_TOLERATED, "The specified tolerated failure threshold was exceeded")
+                            Failure::new(
+                                names::EXCEED_TOLERATED,
+                                "The specified tolerated failure threshold was exceeded",
+                            )
                         } else {
                             f
                         };
-                        self.emit(ex, &mut frame.prev, "MapStateFailed", || (String::new(), Value::Null));
+                        self.emit(ex, &mut frame.prev, "MapStateFailed", || {
+                            (String::new(), Value::Null)
+                        });
                         return Err(f);
                     }
                     if first_failure.is_none() {
@@ -1038,17 +1564,26 @@ impl Engine {
                 futs.push(spawn(i, input, &mut frame.prev));
             }
         }
-        self.emit(ex, &mut frame.prev, "MapStateSucceeded", || (String::new(), Value::Null));
+        self.emit(ex, &mut frame.prev, "MapStateSucceeded", || {
+            (String::new(), Value::Null)
+        });
         if let (Some(w), Some(sink)) = (&m.result_writer, &self.results) {
-            return crate::items::write_results(sink.as_ref(), w, &ex.arn, &results).map_err(|e| Failure::new(names::RESULT_WRITER, e));
+            return crate::items::write_results(sink.as_ref(), w, &ex.arn, &results)
+                .map_err(|e| Failure::new(names::RESULT_WRITER, e));
         }
         Ok(Value::Array(results))
     }
 }
 
 fn batch(m: &MapSpec, inputs: Vec<Value>) -> Result<Vec<Value>, Failure> {
-    let Some(b) = &m.item_batcher else { return Ok(inputs) };
-    let size = b.get("MaxItemsPerBatch").and_then(Value::as_u64).unwrap_or(u64::MAX).max(1) as usize;
+    let Some(b) = &m.item_batcher else {
+        return Ok(inputs);
+    };
+    let size = b
+        .get("MaxItemsPerBatch")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
+        .max(1) as usize;
     let batch_input = b.get("BatchInput").cloned();
     Ok(inputs
         .chunks(size.min(inputs.len().max(1)))
@@ -1087,9 +1622,17 @@ fn apply_result_path(rp: &PathField, raw: &Value, result: Value) -> Result<Value
             }
             let mut base = raw.clone();
             if !base.is_object() {
-                return Err(Failure::new(names::RESULT_PATH, format!("Unable to apply ResultPath \"{}\" to input {}", p.source(), raw)));
+                return Err(Failure::new(
+                    names::RESULT_PATH,
+                    format!(
+                        "Unable to apply ResultPath \"{}\" to input {}",
+                        p.source(),
+                        raw
+                    ),
+                ));
             }
-            p.write(&mut base, result).map_err(|e| Failure::new(names::RESULT_PATH, e))?;
+            p.write(&mut base, result)
+                .map_err(|e| Failure::new(names::RESULT_PATH, e))?;
             Ok(base)
         }
     }
@@ -1099,9 +1642,16 @@ fn output_path(op: &PathField, v: &Value, scope: &Scope<'_>) -> Result<Value, Fa
     match op {
         PathField::Default => Ok(v.clone()),
         PathField::Null => Ok(json!({})),
-        PathField::Path(p) => scope
-            .read(p)
-            .ok_or_else(|| Failure::new(names::RUNTIME, format!("Invalid path '{}' : No results for path: {}", p.source(), p.bracketed()))),
+        PathField::Path(p) => scope.read(p).ok_or_else(|| {
+            Failure::new(
+                names::RUNTIME,
+                format!(
+                    "Invalid path '{}' : No results for path: {}",
+                    p.source(),
+                    p.bracketed()
+                ),
+            )
+        }),
     }
 }
 
@@ -1113,7 +1663,10 @@ fn resource_parts(r: &str) -> (String, String) {
         if a == "aws-sdk" {
             let mut p2 = b.splitn(2, ':');
             let svc = p2.next().unwrap_or("").to_string();
-            return (format!("aws-sdk:{svc}"), p2.next().unwrap_or("").to_string());
+            return (
+                format!("aws-sdk:{svc}"),
+                p2.next().unwrap_or("").to_string(),
+            );
         }
         return (a, b);
     }
@@ -1155,7 +1708,9 @@ pub fn payload_exceeds(v: &Value) -> bool {
         return false;
     }
     // Close to the limit: measure exactly.
-    serde_json::to_vec(v).map(|b| b.len() > PAYLOAD_LIMIT).unwrap_or(true)
+    serde_json::to_vec(v)
+        .map(|b| b.len() > PAYLOAD_LIMIT)
+        .unwrap_or(true)
 }
 
 /// Evaluates a Choice rule.
@@ -1184,11 +1739,18 @@ pub(crate) fn eval_rule(rule: &Rule, scope: &Scope<'_>) -> Result<bool, Failure>
                 Value::Bool(b) => Ok(b),
                 other => Err(Failure::new(
                     names::QUERY_EVALUATION,
-                    format!("The JSONata expression specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {other}", type_name(&other)),
+                    format!(
+                        "The JSONata expression specified for the field 'Condition' returned an unexpected result type. Expected 'boolean', but was '{}' for value: {other}",
+                        type_name(&other)
+                    ),
                 )),
             }
         }
-        Rule::Compare { variable, op, operand } => {
+        Rule::Compare {
+            variable,
+            op,
+            operand,
+        } => {
             let var = scope.read(variable);
             if *op == Op::IsPresent {
                 let present = match &var {
@@ -1201,7 +1763,10 @@ pub(crate) fn eval_rule(rule: &Rule, scope: &Scope<'_>) -> Result<bool, Failure>
             let Some(var) = var else {
                 return Err(Failure::new(
                     names::RUNTIME,
-                    format!("Invalid path '{}': The choice state's condition path references an invalid value.", variable.source()),
+                    format!(
+                        "Invalid path '{}': The choice state's condition path references an invalid value.",
+                        variable.source()
+                    ),
                 ));
             };
             let rhs = match operand {
@@ -1225,7 +1790,12 @@ fn operand_lit(o: &Operand) -> Value {
 fn compare(op: Op, a: &Value, b: &Value) -> bool {
     use std::cmp::Ordering as O;
     let strs = || Some((a.as_str()?, b.as_str()?));
-    let nums = || Some((a.as_f64().filter(|_| a.is_number())?, b.as_f64().filter(|_| b.is_number())?));
+    let nums = || {
+        Some((
+            a.as_f64().filter(|_| a.is_number())?,
+            b.as_f64().filter(|_| b.is_number())?,
+        ))
+    };
     let ts = || Some((parse_timestamp(a.as_str()?)?, parse_timestamp(b.as_str()?)?));
     let ord_s = || strs().map(|(x, y)| x.encode_utf16().cmp(y.encode_utf16()));
     let ord_n = || nums().and_then(|(x, y)| x.partial_cmp(&y));
@@ -1252,7 +1822,9 @@ fn compare(op: Op, a: &Value, b: &Value) -> bool {
         Op::IsNumeric => a.is_number() == b.as_bool().unwrap_or(false),
         Op::IsString => a.is_string() == b.as_bool().unwrap_or(false),
         Op::IsBoolean => a.is_boolean() == b.as_bool().unwrap_or(false),
-        Op::IsTimestamp => a.as_str().and_then(parse_timestamp).is_some() == b.as_bool().unwrap_or(false),
+        Op::IsTimestamp => {
+            a.as_str().and_then(parse_timestamp).is_some() == b.as_bool().unwrap_or(false)
+        }
         Op::IsPresent => unreachable!("handled above"),
     }
 }
@@ -1275,7 +1847,9 @@ fn string_matches(s: &str, pattern: &str) -> bool {
     if parts.len() == 1 {
         return s == parts[0];
     }
-    let Some(mut rest) = s.strip_prefix(parts[0].as_str()) else { return false };
+    let Some(mut rest) = s.strip_prefix(parts[0].as_str()) else {
+        return false;
+    };
     for (i, p) in parts[1..].iter().enumerate() {
         if i + 2 == parts.len() {
             return rest.ends_with(p.as_str()) && rest.len() >= p.len();

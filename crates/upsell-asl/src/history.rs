@@ -30,7 +30,10 @@ impl HistoryEvent {
         m.insert("previousEventId".into(), self.previous_event_id.into());
         m.insert(
             "timestamp".into(),
-            Value::String(self.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            Value::String(
+                self.timestamp
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
         );
         m.insert("type".into(), Value::String(self.event_type.clone()));
         if let Some((k, v)) = &self.details {

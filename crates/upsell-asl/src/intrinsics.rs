@@ -57,16 +57,22 @@ impl Intrinsic {
     pub fn parse(src: &str) -> Result<Intrinsic, String> {
         let chars: Vec<char> = src.trim().chars().collect();
         let mut pos = 0;
-        let call = parse_call(&chars, &mut pos).map_err(|e| format!("The value '{src}' is not a valid intrinsic function: {e}"))?;
+        let call = parse_call(&chars, &mut pos)
+            .map_err(|e| format!("The value '{src}' is not a valid intrinsic function: {e}"))?;
         skip_ws(&chars, &mut pos);
         if pos != chars.len() {
-            return Err(format!("The value '{src}' is not a valid intrinsic function: unexpected trailing text"));
+            return Err(format!(
+                "The value '{src}' is not a valid intrinsic function: unexpected trailing text"
+            ));
         }
         Ok(call)
     }
 
     /// Evaluates the call; `resolve` reads a JSONPath argument.
-    pub fn eval(&self, resolve: &dyn Fn(&JsonPath) -> Result<Value, Failure>) -> Result<Value, Failure> {
+    pub fn eval(
+        &self,
+        resolve: &dyn Fn(&JsonPath) -> Result<Value, Failure>,
+    ) -> Result<Value, Failure> {
         let mut args = Vec::with_capacity(self.args.len());
         for a in &self.args {
             args.push(match a {
@@ -177,7 +183,9 @@ fn parse_arg(c: &[char], pos: &mut usize) -> Result<Arg, String> {
         Some(ch) if ch.is_ascii_digit() || *ch == '-' => {
             let start = *pos;
             *pos += 1;
-            while *pos < c.len() && (c[*pos].is_ascii_digit() || matches!(c[*pos], '.' | 'e' | 'E' | '+' | '-')) {
+            while *pos < c.len()
+                && (c[*pos].is_ascii_digit() || matches!(c[*pos], '.' | 'e' | 'E' | '+' | '-'))
+            {
                 *pos += 1;
             }
             let s: String = c[start..*pos].iter().collect();
@@ -186,7 +194,11 @@ fn parse_arg(c: &[char], pos: &mut usize) -> Result<Arg, String> {
         }
         Some(_) => {
             let rest: String = c[*pos..].iter().collect();
-            for (word, v) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)] {
+            for (word, v) in [
+                ("true", Value::Bool(true)),
+                ("false", Value::Bool(false)),
+                ("null", Value::Null),
+            ] {
                 if rest.starts_with(word) {
                     *pos += word.len();
                     return Ok(Arg::Literal(v));
@@ -215,6 +227,20 @@ fn arity(name: &str, args: &[Value], n: usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Java's Math.round: half rounds up (towards positive infinity).
+fn java_round(f: f64) -> i64 {
+    (f + 0.5).floor() as i64
+}
+
+fn as_rounded(name: &str, v: &Value) -> Result<i64, Failure> {
+    match v {
+        Value::Number(n) => Ok(n
+            .as_i64()
+            .unwrap_or_else(|| java_round(n.as_f64().unwrap_or(0.0)))),
+        _ => Err(fail(format!("{name}: expected a number but got {v}"))),
+    }
+}
+
 fn as_int(name: &str, v: &Value) -> Result<i64, Failure> {
     match v {
         Value::Number(n) => n
@@ -226,11 +252,13 @@ fn as_int(name: &str, v: &Value) -> Result<i64, Failure> {
 }
 
 fn as_str<'a>(name: &str, v: &'a Value) -> Result<&'a str, Failure> {
-    v.as_str().ok_or_else(|| fail(format!("{name}: expected a string but got {v}")))
+    v.as_str()
+        .ok_or_else(|| fail(format!("{name}: expected a string but got {v}")))
 }
 
 fn as_array<'a>(name: &str, v: &'a Value) -> Result<&'a Vec<Value>, Failure> {
-    v.as_array().ok_or_else(|| fail(format!("{name}: expected an array but got {v}")))
+    v.as_array()
+        .ok_or_else(|| fail(format!("{name}: expected an array but got {v}")))
 }
 
 /// Renders a value the way States.Format does (strings unquoted, others as JSON).
@@ -238,15 +266,6 @@ fn format_arg(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
-    }
-}
-
-/// Number that is integral when possible (MathAdd 1.0 + 1 = 2).
-pub(crate) fn number(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        Value::Number(Number::from(f as i64))
-    } else {
-        Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
     }
 }
 
@@ -290,7 +309,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
         "States.StringToJson" => {
             arity(name, &args, 1)?;
             let s = as_str(name, &args[0])?;
-            serde_json::from_str(s).map_err(|e| fail(format!("States.StringToJson: invalid JSON: {e}")))
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            serde_json::from_str(s)
+                .map_err(|e| fail(format!("States.StringToJson: invalid JSON: {e}")))
         }
         "States.JsonToString" => {
             arity(name, &args, 1)?;
@@ -302,10 +325,14 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
             let arr = as_array(name, &args[0])?;
             let size = as_int(name, &args[1])?;
             if size <= 0 {
-                return Err(fail("States.ArrayPartition: the chunk size must be greater than 0"));
+                return Err(fail(
+                    "States.ArrayPartition: the chunk size must be greater than 0",
+                ));
             }
             Ok(Value::Array(
-                arr.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect(),
+                arr.chunks(size as usize)
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
             ))
         }
         "States.ArrayContains" => {
@@ -315,7 +342,11 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
         }
         "States.ArrayRange" => {
             arity(name, &args, 3)?;
-            let (a, b, s) = (as_int(name, &args[0])?, as_int(name, &args[1])?, as_int(name, &args[2])?);
+            let (a, b, s) = (
+                as_int(name, &args[0])?,
+                as_int(name, &args[1])?,
+                as_int(name, &args[2])?,
+            );
             if s == 0 {
                 return Err(fail("States.ArrayRange: the step must not be 0"));
             }
@@ -335,7 +366,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
             let arr = as_array(name, &args[0])?;
             let i = as_int(name, &args[1])?;
             if i < 0 || i as usize >= arr.len() {
-                return Err(fail(format!("States.ArrayGetItem: index {i} out of bounds")));
+                return Err(fail(format!(
+                    "States.ArrayGetItem: index {i} out of bounds"
+                )));
             }
             Ok(arr[i as usize].clone())
         }
@@ -360,7 +393,9 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
             if s.len() > 10_000 {
                 return Err(fail("States.Base64Encode: input exceeds 10000 characters"));
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s),
+            ))
         }
         "States.Base64Decode" => {
             arity(name, &args, 1)?;
@@ -383,10 +418,14 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
         "States.JsonMerge" => {
             arity(name, &args, 3)?;
             if args[2] != Value::Bool(false) {
-                return Err(fail("States.JsonMerge: deep merging is not supported; the third argument must be false"));
+                return Err(fail(
+                    "States.JsonMerge: deep merging is not supported; the third argument must be false",
+                ));
             }
             let (Value::Object(a), Value::Object(b)) = (&args[0], &args[1]) else {
-                return Err(fail("States.JsonMerge: both arguments must be JSON objects"));
+                return Err(fail(
+                    "States.JsonMerge: both arguments must be JSON objects",
+                ));
             };
             let mut m: Map<String, Value> = a.clone();
             for (k, v) in b {
@@ -398,8 +437,8 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
             if args.len() != 2 && args.len() != 3 {
                 return Err(fail("States.MathRandom expects 2 or 3 arguments"));
             }
-            let a = as_int(name, &args[0])?;
-            let b = as_int(name, &args[1])?;
+            let a = as_rounded(name, &args[0])?;
+            let b = as_rounded(name, &args[1])?;
             if a >= b {
                 return Err(fail("States.MathRandom: start must be less than end"));
             }
@@ -414,13 +453,10 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, Failure> {
         }
         "States.MathAdd" => {
             arity(name, &args, 2)?;
-            let (Some(a), Some(b)) = (args[0].as_f64(), args[1].as_f64()) else {
-                return Err(fail(format!("States.MathAdd: expected numbers but got {} and {}", args[0], args[1])));
-            };
-            if let (Some(x), Some(y)) = (args[0].as_i64(), args[1].as_i64()) {
-                return Ok(Value::from(x + y));
-            }
-            Ok(number(a + b))
+            // Step Functions rounds both operands to integers (Java Math.round) before adding.
+            let a = as_rounded(name, &args[0])?;
+            let b = as_rounded(name, &args[1])?;
+            Ok(Value::from(a + b))
         }
         "States.StringSplit" => {
             arity(name, &args, 2)?;
@@ -463,9 +499,13 @@ fn hash_hex(alg: &str, data: &[u8]) -> Result<String, Failure> {
 pub(crate) fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_eq(p, q))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -483,19 +523,39 @@ mod tests {
 
     #[test]
     fn format_and_nesting() {
-        assert_eq!(run("States.Format('a {} b {}', $.x, 3)", json!({"x": "X"})).unwrap(), json!("a X b 3"));
-        assert_eq!(run("States.MathAdd(States.MathAdd(1, 2), -1)", json!({})).unwrap(), json!(2));
-        assert_eq!(run("States.Format('\\{\\}')", json!({})).unwrap(), json!("{}"));
+        assert_eq!(
+            run("States.Format('a {} b {}', $.x, 3)", json!({"x": "X"})).unwrap(),
+            json!("a X b 3")
+        );
+        assert_eq!(
+            run("States.MathAdd(States.MathAdd(1, 2), -1)", json!({})).unwrap(),
+            json!(2)
+        );
+        assert_eq!(
+            run("States.Format('\\{\\}')", json!({})).unwrap(),
+            json!("{}")
+        );
     }
 
     #[test]
     fn arrays_and_hash() {
-        assert_eq!(run("States.ArrayRange(0, 6, 2)", json!({})).unwrap(), json!([0, 2, 4, 6]));
-        assert_eq!(run("States.ArrayPartition($.a, 2)", json!({"a": [1, 2, 3]})).unwrap(), json!([[1, 2], [3]]));
+        assert_eq!(
+            run("States.ArrayRange(0, 6, 2)", json!({})).unwrap(),
+            json!([0, 2, 4, 6])
+        );
+        assert_eq!(
+            run("States.ArrayPartition($.a, 2)", json!({"a": [1, 2, 3]})).unwrap(),
+            json!([[1, 2], [3]])
+        );
         assert_eq!(
             run("States.Hash('abc', 'MD5')", json!({})).unwrap(),
             json!("900150983cd24fb0d6963f7d28e17f72")
         );
-        assert_eq!(run("States.ArrayGetItem($.a, 5)", json!({"a": []})).unwrap_err().error, names::INTRINSIC);
+        assert_eq!(
+            run("States.ArrayGetItem($.a, 5)", json!({"a": []}))
+                .unwrap_err()
+                .error,
+            names::INTRINSIC
+        );
     }
 }

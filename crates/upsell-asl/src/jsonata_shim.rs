@@ -46,10 +46,16 @@ pub struct Expression {
 impl Expression {
     /// Keeps the source.
     pub fn parse(src: &str) -> Result<Expression, Error> {
-        Ok(Expression { src: src.to_string() })
+        Ok(Expression {
+            src: src.to_string(),
+        })
     }
     /// Always fails.
     pub fn evaluate(&self, _input: &Value, _env: &Env) -> Result<Option<Value>, Error> {
-        Err(Error { code: "S0000".into(), message: format!("JSONata support is not compiled in: {}", self.src), position: None })
+        Err(Error {
+            code: "S0000".into(),
+            message: format!("JSONata support is not compiled in: {}", self.src),
+            position: None,
+        })
     }
 }

@@ -50,7 +50,10 @@ impl fmt::Display for JsonPath {
 }
 
 fn is_ident_char(c: char) -> bool {
-    !matches!(c, '.' | '[' | ']' | ' ' | '(' | ')' | ',' | '\'' | '"' | '*' | '?' | '@')
+    !matches!(
+        c,
+        '.' | '[' | ']' | ' ' | '(' | ')' | ',' | '\'' | '"' | '*' | '?' | '@'
+    )
 }
 
 impl JsonPath {
@@ -66,7 +69,10 @@ impl JsonPath {
         let root = if chars.get(1) == Some(&'$') {
             i = 2;
             Root::Context
-        } else if chars.get(1).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+        } else if chars
+            .get(1)
+            .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+        {
             let start = i;
             while i < chars.len() && is_ident_char(chars[i]) {
                 i += 1;
@@ -116,7 +122,7 @@ impl JsonPath {
                     } else if (inner.starts_with('\'') && inner.ends_with('\'') && inner.len() >= 2)
                         || (inner.starts_with('"') && inner.ends_with('"') && inner.len() >= 2)
                     {
-                        let name = inner[1..inner.len() - 1].replace("\\'", "'").replace("\\\"", "\"");
+                        let name = inner[1..inner.len() - 1].replace("\\'", "'");
                         segments.push(Segment::Field(name));
                     } else if inner.contains(':') {
                         let parts: Vec<&str> = inner.split(':').collect();
@@ -125,11 +131,19 @@ impl JsonPath {
                         }
                         let num = |p: &str| -> Result<Option<i64>, PathSyntaxError> {
                             let p = p.trim();
-                            if p.is_empty() { Ok(None) } else { p.parse().map(Some).map_err(|_| err()) }
+                            if p.is_empty() {
+                                Ok(None)
+                            } else {
+                                p.parse().map(Some).map_err(|_| err())
+                            }
                         };
                         let a = num(parts[0])?;
                         let b = num(parts[1])?;
-                        let c = if parts.len() == 3 { num(parts[2])? } else { None };
+                        let c = if parts.len() == 3 {
+                            num(parts[2])?
+                        } else {
+                            None
+                        };
                         segments.push(Segment::Slice(a, b, c));
                     } else {
                         let n: i64 = inner.parse().map_err(|_| err())?;
@@ -142,7 +156,12 @@ impl JsonPath {
         let definite = segments
             .iter()
             .all(|s| matches!(s, Segment::Field(_) | Segment::Index(_)));
-        Ok(JsonPath { source: src.to_string(), root, segments, definite })
+        Ok(JsonPath {
+            source: src.to_string(),
+            root,
+            segments,
+            definite,
+        })
     }
 
     /// The path as written.
@@ -285,7 +304,12 @@ impl JsonPath {
                     }
                     cur = &mut a[idx as usize];
                 }
-                _ => return Err(format!("Invalid ResultPath {}: must be definite", self.source)),
+                _ => {
+                    return Err(format!(
+                        "Invalid ResultPath {}: must be definite",
+                        self.source
+                    ));
+                }
             }
         }
         Ok(())
@@ -345,26 +369,47 @@ mod tests {
     #[test]
     fn reads_definite_and_indefinite_paths() {
         let v = json!({"a": {"b": [1, 2, 3]}, "c-d": 4});
-        assert_eq!(JsonPath::parse("$.a.b[1]").unwrap().read(&v), Some(json!(2)));
-        assert_eq!(JsonPath::parse("$.a.b[-1]").unwrap().read(&v), Some(json!(3)));
-        assert_eq!(JsonPath::parse("$.a.b[1:]").unwrap().read(&v), Some(json!([2, 3])));
-        assert_eq!(JsonPath::parse("$['c-d']").unwrap().read(&v), Some(json!(4)));
+        assert_eq!(
+            JsonPath::parse("$.a.b[1]").unwrap().read(&v),
+            Some(json!(2))
+        );
+        assert_eq!(
+            JsonPath::parse("$.a.b[-1]").unwrap().read(&v),
+            Some(json!(3))
+        );
+        assert_eq!(
+            JsonPath::parse("$.a.b[1:]").unwrap().read(&v),
+            Some(json!([2, 3]))
+        );
+        assert_eq!(
+            JsonPath::parse("$['c-d']").unwrap().read(&v),
+            Some(json!(4))
+        );
         assert_eq!(JsonPath::parse("$.c-d").unwrap().read(&v), Some(json!(4)));
         assert_eq!(JsonPath::parse("$.x").unwrap().read(&v), None);
         assert_eq!(JsonPath::parse("$.x[*]").unwrap().read(&v), Some(json!([])));
-        assert_eq!(JsonPath::parse("$..b").unwrap().read(&v), Some(json!([[1, 2, 3]])));
+        assert_eq!(
+            JsonPath::parse("$..b").unwrap().read(&v),
+            Some(json!([[1, 2, 3]]))
+        );
     }
 
     #[test]
     fn writes_nested_result_paths() {
         let mut v = json!({"a": 1});
-        JsonPath::parse("$.x.y").unwrap().write(&mut v, json!(2)).unwrap();
+        JsonPath::parse("$.x.y")
+            .unwrap()
+            .write(&mut v, json!(2))
+            .unwrap();
         assert_eq!(v, json!({"a": 1, "x": {"y": 2}}));
     }
 
     #[test]
     fn parses_roots() {
-        assert_eq!(JsonPath::parse("$$.Execution.Id").unwrap().root(), &Root::Context);
+        assert_eq!(
+            JsonPath::parse("$$.Execution.Id").unwrap().root(),
+            &Root::Context
+        );
         assert_eq!(
             JsonPath::parse("$var.x").unwrap().root(),
             &Root::Variable("var".into())

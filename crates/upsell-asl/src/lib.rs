@@ -19,9 +19,9 @@ pub mod exec;
 pub mod history;
 pub mod intrinsics;
 pub mod items;
-pub mod jsonpath;
 #[cfg(not(feature = "jsonata"))]
 mod jsonata_shim;
+pub mod jsonpath;
 #[cfg(not(feature = "jsonata"))]
 pub(crate) use jsonata_shim as jsonata_api;
 #[cfg(feature = "jsonata")]

@@ -31,7 +31,10 @@ pub struct TaskFailure {
 
 impl From<TaskFailure> for Failure {
     fn from(t: TaskFailure) -> Failure {
-        Failure { error: t.error, cause: t.cause }
+        Failure {
+            error: t.error,
+            cause: t.cause,
+        }
     }
 }
 
@@ -39,7 +42,12 @@ impl From<TaskFailure> for Failure {
 #[async_trait::async_trait]
 pub trait TaskHandler: Send + Sync {
     /// Invokes `resource` with the effective input.
-    async fn invoke(&self, resource: &str, input: Value, ctx: &TaskContext) -> Result<Value, TaskFailure>;
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure>;
 }
 
 /// An error returned by a Lambda function (its error payload).
@@ -73,11 +81,17 @@ impl LambdaError {
 
     fn into_failure(self) -> TaskFailure {
         match self {
-            LambdaError::Function { error_type, payload } => TaskFailure {
+            LambdaError::Function {
+                error_type,
+                payload,
+            } => TaskFailure {
                 error: error_type,
                 cause: Some(serde_json::to_string(&payload).unwrap_or_default()),
             },
-            LambdaError::Service { error, cause } => TaskFailure { error, cause: Some(cause) },
+            LambdaError::Service { error, cause } => TaskFailure {
+                error,
+                cause: Some(cause),
+            },
         }
     }
 }
@@ -103,37 +117,82 @@ impl LambdaTasks {
 
 #[async_trait::async_trait]
 impl TaskHandler for LambdaTasks {
-    async fn invoke(&self, resource: &str, input: Value, _ctx: &TaskContext) -> Result<Value, TaskFailure> {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        _ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
         if resource.starts_with("arn:aws:states:::lambda:invoke") {
             let Some(function) = input.get("FunctionName").and_then(Value::as_str) else {
                 return Err(TaskFailure {
                     error: names::RUNTIME.into(),
-                    cause: Some("The field 'FunctionName' is required for arn:aws:states:::lambda:invoke".into()),
+                    cause: Some(
+                        "The field 'FunctionName' is required for arn:aws:states:::lambda:invoke"
+                            .into(),
+                    ),
                 });
             };
-            let payload = input.get("Payload").cloned().unwrap_or(Value::Null);
-            let result = self.invoker.invoke(function, payload).await.map_err(LambdaError::into_failure)?;
+            // A string Payload is sent as the raw request body, so Lambda sees the JSON it holds.
+            let payload = match input.get("Payload") {
+                Some(Value::String(s)) => {
+                    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.clone()))
+                }
+                Some(v) => v.clone(),
+                None => json!({}),
+            };
+            let result = self
+                .invoker
+                .invoke(function, payload)
+                .await
+                .map_err(LambdaError::into_failure)?;
+            let length = serde_json::to_string(&result)
+                .map(|s| s.len())
+                .unwrap_or(0)
+                .to_string();
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let trace = format!(
+                "Root=1-{:08x}-{}",
+                chrono::Utc::now().timestamp(),
+                &uuid::Uuid::new_v4().simple().to_string()[..24]
+            );
+            let date = chrono::Utc::now()
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string();
             return Ok(json!({
                 "ExecutedVersion": "$LATEST",
                 "Payload": result,
                 "SdkHttpMetadata": {
                     "AllHttpHeaders": {
                         "X-Amz-Executed-Version": ["$LATEST"],
+                        "x-amzn-Remapped-Content-Length": ["0"],
                         "Connection": ["keep-alive"],
+                        "x-amzn-RequestId": [request_id],
+                        "Content-Length": [length],
+                        "Date": [date],
+                        "X-Amzn-Trace-Id": [trace],
                         "Content-Type": ["application/json"]
                     },
                     "HttpHeaders": {
                         "Connection": "keep-alive",
+                        "Content-Length": length,
                         "Content-Type": "application/json",
-                        "X-Amz-Executed-Version": "$LATEST"
+                        "Date": date,
+                        "X-Amz-Executed-Version": "$LATEST",
+                        "x-amzn-Remapped-Content-Length": "0",
+                        "x-amzn-RequestId": request_id,
+                        "X-Amzn-Trace-Id": trace
                     },
                     "HttpStatusCode": 200
                 },
-                "SdkResponseMetadata": {"RequestId": uuid::Uuid::new_v4().to_string()},
+                "SdkResponseMetadata": {"RequestId": request_id},
                 "StatusCode": 200
             }));
         }
-        self.invoker.invoke(resource, input).await.map_err(LambdaError::into_failure)
+        self.invoker
+            .invoke(resource, input)
+            .await
+            .map_err(LambdaError::into_failure)
     }
 }
 
@@ -168,7 +227,10 @@ impl Resources {
 
     /// Registers a handler for ARNs matching `pattern`, where `*` matches any run of characters.
     pub fn register_pattern(&mut self, pattern: &str, h: Arc<dyn TaskHandler>) -> &mut Self {
-        self.entries.push((Key::Pattern(pattern.split('*').map(str::to_string).collect()), h));
+        self.entries.push((
+            Key::Pattern(pattern.split('*').map(str::to_string).collect()),
+            h,
+        ));
         self
     }
 
@@ -185,14 +247,22 @@ impl Resources {
         self.entries
             .iter()
             .find(|(k, _)| matches!(k, Key::Exact(a) if a == resource))
-            .or_else(|| self.entries.iter().find(|(k, _)| matches!(k, Key::Pattern(p) if glob(p, resource))))
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|(k, _)| matches!(k, Key::Pattern(p) if glob(p, resource)))
+            })
             .map(|(_, h)| h)
     }
 }
 
 fn glob(parts: &[String], s: &str) -> bool {
-    let Some((first, rest)) = parts.split_first() else { return s.is_empty() };
-    let Some(mut remaining) = s.strip_prefix(first.as_str()) else { return false };
+    let Some((first, rest)) = parts.split_first() else {
+        return s.is_empty();
+    };
+    let Some(mut remaining) = s.strip_prefix(first.as_str()) else {
+        return false;
+    };
     if rest.is_empty() {
         return remaining.is_empty();
     }
@@ -215,7 +285,10 @@ mod tests {
 
     #[test]
     fn glob_matches() {
-        let p: Vec<String> = "arn:aws:lambda:*:*:function:*".split('*').map(str::to_string).collect();
+        let p: Vec<String> = "arn:aws:lambda:*:*:function:*"
+            .split('*')
+            .map(str::to_string)
+            .collect();
         assert!(glob(&p, "arn:aws:lambda:us-east-1:1:function:f"));
         assert!(!glob(&p, "arn:aws:states:::lambda:invoke"));
     }

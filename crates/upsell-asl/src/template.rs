@@ -51,7 +51,10 @@ pub struct LazyContext<'a> {
 impl<'a> LazyContext<'a> {
     /// A context object produced by `build` on first use.
     pub fn new(build: &'a dyn Fn() -> Value) -> LazyContext<'a> {
-        LazyContext { cell: std::cell::OnceCell::new(), build }
+        LazyContext {
+            cell: std::cell::OnceCell::new(),
+            build,
+        }
     }
     /// The context object.
     pub fn get(&self) -> &Value {
@@ -136,11 +139,18 @@ impl Template {
                         members.push((k.clone(), t));
                     }
                 }
-                if dynamic { Template::Object(members) } else { Template::Const(v.clone()) }
+                if dynamic {
+                    Template::Object(members)
+                } else {
+                    Template::Const(v.clone())
+                }
             }
             Value::Array(a) => {
-                let items: Vec<Template> =
-                    a.iter().enumerate().map(|(i, x)| Self::jsonpath(x, &format!("{at}[{i}]"), problems)).collect();
+                let items: Vec<Template> = a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| Self::jsonpath(x, &format!("{at}[{i}]"), problems))
+                    .collect();
                 if items.iter().all(|t| matches!(t, Template::Const(_))) {
                     Template::Const(v.clone())
                 } else {
@@ -180,17 +190,25 @@ impl Template {
         match v {
             Value::String(s) => match jsonata_body(s) {
                 Some(body) => match crate::jsonata_api::Expression::parse(body) {
-                    Ok(e) => Template::Jsonata(Jexpr { src: body.to_string(), expr: Arc::new(e) }),
+                    Ok(e) => Template::Jsonata(Jexpr {
+                        src: body.to_string(),
+                        expr: Arc::new(e),
+                    }),
                     Err(e) => {
-                        problems.push((at.to_string(), format!("Invalid JSONata expression '{}': {}", body.trim(), e)));
+                        problems.push((
+                            at.to_string(),
+                            format!("Invalid JSONata expression '{}': {}", body.trim(), e),
+                        ));
                         Template::Const(Value::Null)
                     }
                 },
                 None => Template::Const(v.clone()),
             },
             Value::Object(m) => {
-                let members: Vec<(String, Template)> =
-                    m.iter().map(|(k, x)| (k.clone(), Self::jsonata(x, &format!("{at}/{k}"), problems))).collect();
+                let members: Vec<(String, Template)> = m
+                    .iter()
+                    .map(|(k, x)| (k.clone(), Self::jsonata(x, &format!("{at}/{k}"), problems)))
+                    .collect();
                 if members.iter().all(|(_, t)| matches!(t, Template::Const(_))) {
                     Template::Const(v.clone())
                 } else {
@@ -198,8 +216,11 @@ impl Template {
                 }
             }
             Value::Array(a) => {
-                let items: Vec<Template> =
-                    a.iter().enumerate().map(|(i, x)| Self::jsonata(x, &format!("{at}[{i}]"), problems)).collect();
+                let items: Vec<Template> = a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| Self::jsonata(x, &format!("{at}[{i}]"), problems))
+                    .collect();
                 if items.iter().all(|t| matches!(t, Template::Const(_))) {
                     Template::Const(v.clone())
                 } else {

@@ -16,7 +16,13 @@ mod cmd;
 #[command(name = "upsell", version, about, propagate_version = true)]
 struct Cli {
     /// Where local state lives (SQLite stores, indexes, run outputs).
-    #[arg(long, global = true, env = "UPSELL_HOME", default_value = ".upsell", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "UPSELL_HOME",
+        default_value = ".upsell",
+        value_name = "DIR"
+    )]
     home: PathBuf,
 
     #[command(subcommand)]
@@ -31,6 +37,12 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Write the JSON Schemas generated from the Rust types, or check they are up to date.
     Schemas(cmd::schemas::Args),
+    /// Customer features: ingest events, show (as of a time), history, similar customers.
+    Features(cmd::features::Args),
+    /// Knowledge base (RAG): ingest, query, eval.
+    Kb(cmd::kb::Args),
+    /// Validate and run Amazon States Language state machines locally.
+    Asl(cmd::asl::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +52,9 @@ fn main() -> ExitCode {
         Command::Sample(args) => cmd::sample::run(args, &ctx),
         Command::Validate(args) => cmd::validate::run(args, &ctx),
         Command::Schemas(args) => cmd::schemas::run(args, &ctx),
+        Command::Features(args) => cmd::features::run(args, &ctx),
+        Command::Kb(args) => cmd::kb::run(args, &ctx),
+        Command::Asl(args) => cmd::asl::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -244,14 +244,20 @@ impl AgentSpec {
             p.push(Problem::new("/config/topP", "must be between 0.0 and 1.0"));
         }
         if !(1..=10_000).contains(&self.config.max_tokens) {
-            p.push(Problem::new("/config/maxTokens", "must be between 1 and 10000"));
+            p.push(Problem::new(
+                "/config/maxTokens",
+                "must be between 1 and 10000",
+            ));
         }
         if !(1..=10).contains(&self.max_attempts) {
             p.push(Problem::new("/maxAttempts", "must be between 1 and 10"));
         }
         match (self.role, self.approval_threshold) {
             (AgentRole::Judge, Some(t)) if t > 10 => {
-                p.push(Problem::new("/approvalThreshold", "must be between 0 and 10"));
+                p.push(Problem::new(
+                    "/approvalThreshold",
+                    "must be between 0 and 10",
+                ));
             }
             (AgentRole::Generator, Some(_)) => p.push(Problem::new(
                 "/approvalThreshold",
@@ -311,10 +317,7 @@ mod tests {
     fn lenient_versions() {
         assert_eq!(parse_version("2.1").unwrap().to_string(), "2.1.0");
         assert_eq!(parse_version("v3").unwrap().to_string(), "3.0.0");
-        assert_eq!(
-            parse_version("1.2-rc.1").unwrap().to_string(),
-            "1.2.0-rc.1"
-        );
+        assert_eq!(parse_version("1.2-rc.1").unwrap().to_string(), "1.2.0-rc.1");
         assert!(parse_version("two").is_err());
     }
 

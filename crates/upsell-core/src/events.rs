@@ -49,7 +49,7 @@ pub struct EventEnvelope<D> {
 pub type RawEvent = EventEnvelope<serde_json::Value>;
 
 /// A typed detail payload that travels as `detail-type` = [`EventDetail::DETAIL_TYPE`].
-pub trait EventDetail: Serialize + DeserializeOwned + JsonSchema + Clone {
+pub trait EventDetail: Serialize + DeserializeOwned + JsonSchema + Clone + std::fmt::Debug {
     /// The EventBridge `detail-type` string.
     const DETAIL_TYPE: &'static str;
     /// The customer this event is about.
@@ -249,7 +249,10 @@ impl Region {
 
     /// Whether winters bring snow (snow removal sells, pools close early).
     pub fn has_snow(self) -> bool {
-        matches!(self, Region::Northeast | Region::Midwest | Region::Northwest)
+        matches!(
+            self,
+            Region::Northeast | Region::Midwest | Region::Northwest
+        )
     }
 }
 
@@ -403,6 +406,8 @@ impl EventDetail for SurveySubmitted {
 ///
 /// Serialises as the plain EventBridge event. Deserialising picks the variant from
 /// `detail-type` and fails on unknown ones (use [`crate::validate`] for full error reports).
+// Profiles are bigger than the other details; events are few and short-lived, so no boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomerEvent {
     /// `ServiceCompleted`.
@@ -554,7 +559,8 @@ fn de_cents<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error>
         return Ok(v);
     }
     match n.as_f64() {
-        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= 9.0e15 => {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= 9.0e15 =>
+        {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             Ok(f as u64)
         }
@@ -593,7 +599,9 @@ mod tests {
     fn unknown_detail_type_lists_known_ones() {
         let mut v = service_event();
         v["detail-type"] = json!("InvoicePaid");
-        let err = serde_json::from_value::<CustomerEvent>(v).unwrap_err().to_string();
+        let err = serde_json::from_value::<CustomerEvent>(v)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("InvoicePaid"), "{err}");
         assert!(
             err.contains("ServiceCompleted, CustomerProfileUpdated, SurveySubmitted"),

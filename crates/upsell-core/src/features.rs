@@ -1,1 +1,696 @@
-//! TODO(owner): module doc.
+//! Customer features computed from the event stream, the customer embedding built from them,
+//! and the ports that store them (`FeatureStore`) and search them (`CustomerIndex`).
+//!
+//! Features are a fold over a customer's events in event-time order. Every snapshot records the
+//! event time it describes (`as_of`), so a point-in-time read returns only what was known then.
+//! Time-relative features (tenure, days since last service, home age, season) are recomputed
+//! for the read time by [`CustomerFeatures::at`]. The definitions are documented in
+//! docs/feature-store.md; changing any of them means bumping [`FEATURE_SET_VERSION`].
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{CustomerEvent, HomeType, Pet, Region, Service};
+use crate::ports::PortError;
+
+/// Version of the feature definitions below.
+pub const FEATURE_SET_VERSION: &str = "fs-v1";
+/// Version of the customer embedding layout and scaling ([`embed_customer`]).
+pub const EMBEDDING_VERSION: &str = "cust-emb-v1";
+/// How many of the most recent surveys the satisfaction average and trend use.
+pub const SATISFACTION_WINDOW: usize = 5;
+
+/// Meteorological season (northern hemisphere) of a date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Season {
+    Spring,
+    Summer,
+    Autumn,
+    Winter,
+}
+
+impl Season {
+    pub fn of(date: NaiveDate) -> Season {
+        match date.month() {
+            3..=5 => Season::Spring,
+            6..=8 => Season::Summer,
+            9..=11 => Season::Autumn,
+            _ => Season::Winter,
+        }
+    }
+}
+
+/// One snapshot of a customer's features, valid from `as_of` until the next snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerFeatures {
+    pub customer_id: String,
+    pub feature_set_version: String,
+    /// The point in time the values describe: the newest event time included, or the read time.
+    pub as_of: DateTime<Utc>,
+    /// Event time of the newest event included.
+    pub last_event_time: DateTime<Utc>,
+    /// Number of distinct events folded in.
+    pub event_count: u32,
+    /// Date of the first completed service, else of the first event.
+    pub customer_since: NaiveDate,
+    /// Days from `customer_since` to `as_of`.
+    pub tenure_days: i64,
+    /// Completed services.
+    pub service_count: u32,
+    /// Completed services per year of tenure (tenure floored at 90 days).
+    pub services_per_year: f64,
+    /// Sum of completed services' prices, US cents.
+    pub lifetime_value_cents: u64,
+    pub last_service_date: Option<NaiveDate>,
+    /// Days from the last completed service to `as_of`.
+    pub days_since_last_service: Option<i64>,
+    /// Services completed at least once, catalogue order.
+    pub services_bought: Vec<Service>,
+    /// Catalogue services never completed, catalogue order.
+    pub services_not_bought: Vec<Service>,
+    /// Satisfaction scores (1..=5) of the last [`SATISFACTION_WINDOW`] surveys, oldest first.
+    pub recent_satisfaction: Vec<u8>,
+    /// Mean of `recent_satisfaction`.
+    pub satisfaction_avg: Option<f64>,
+    /// Least-squares slope of `recent_satisfaction` against survey index (points per survey);
+    /// needs two surveys.
+    pub satisfaction_trend: Option<f64>,
+    pub lot_size_sqft: Option<u32>,
+    pub has_pool: Option<bool>,
+    pub has_pets: Option<bool>,
+    #[serde(default)]
+    pub pets: Vec<Pet>,
+    pub year_built: Option<u16>,
+    /// Years from `year_built` to the year of `as_of`.
+    pub home_age_years: Option<u32>,
+    pub home_type: Option<HomeType>,
+    pub region: Option<Region>,
+    pub marketing_opt_in: Option<bool>,
+    /// Season of `as_of`.
+    pub season: Season,
+}
+
+impl CustomerFeatures {
+    /// The same snapshot seen at a later read time: time-relative features recomputed for `when`.
+    /// A read time earlier than the snapshot is ignored (a snapshot never moves back in time).
+    pub fn at(mut self, when: DateTime<Utc>) -> CustomerFeatures {
+        if when > self.as_of {
+            self.as_of = when;
+            self.refresh_time_relative();
+        }
+        self
+    }
+
+    fn refresh_time_relative(&mut self) {
+        let today = self.as_of.date_naive();
+        self.tenure_days = (today - self.customer_since).num_days().max(0);
+        let years = (self.tenure_days.max(90) as f64) / 365.25;
+        self.services_per_year = f64::from(self.service_count) / years;
+        self.days_since_last_service = self
+            .last_service_date
+            .map(|d| (today - d).num_days().max(0));
+        self.home_age_years = self
+            .year_built
+            .map(|y| u32::try_from(today.year() - i32::from(y)).unwrap_or(0));
+        self.season = Season::of(today);
+    }
+}
+
+/// Folds one customer's events into features. Events may arrive in any order and more than
+/// once: [`features_from_events`] sorts and deduplicates before folding.
+#[derive(Debug, Clone)]
+pub struct FeatureBuilder {
+    customer_id: String,
+    seen: HashSet<String>,
+    first_event: Option<DateTime<Utc>>,
+    last_event: Option<DateTime<Utc>>,
+    first_service: Option<NaiveDate>,
+    last_service: Option<NaiveDate>,
+    service_count: u32,
+    ltv: u64,
+    bought: BTreeSet<Service>,
+    /// (survey date, event time, score), kept sorted.
+    surveys: Vec<(NaiveDate, DateTime<Utc>, u8)>,
+    profile: Option<crate::events::CustomerProfileUpdated>,
+    profile_time: Option<DateTime<Utc>>,
+}
+
+impl FeatureBuilder {
+    pub fn new(customer_id: impl Into<String>) -> Self {
+        FeatureBuilder {
+            customer_id: customer_id.into(),
+            seen: HashSet::new(),
+            first_event: None,
+            last_event: None,
+            first_service: None,
+            last_service: None,
+            service_count: 0,
+            ltv: 0,
+            bought: BTreeSet::new(),
+            surveys: Vec::new(),
+            profile: None,
+            profile_time: None,
+        }
+    }
+
+    /// Applies one event. Another customer's event is refused; a repeated event id is ignored
+    /// (returns `Ok(false)`).
+    pub fn apply(&mut self, event: &CustomerEvent) -> Result<bool, PortError> {
+        if event.customer_id() != self.customer_id {
+            return Err(PortError::Invalid(format!(
+                "event {} is for customer {}, not {}",
+                event.id(),
+                event.customer_id(),
+                self.customer_id
+            )));
+        }
+        if !self.seen.insert(event.id().to_owned()) {
+            return Ok(false);
+        }
+        let t = event.time();
+        self.first_event = Some(self.first_event.map_or(t, |f| f.min(t)));
+        self.last_event = Some(self.last_event.map_or(t, |l| l.max(t)));
+        match event {
+            CustomerEvent::ServiceCompleted(e) => {
+                let d = &e.detail;
+                self.service_count += 1;
+                self.ltv = self.ltv.saturating_add(d.price_cents);
+                self.bought.insert(d.service);
+                self.first_service = Some(
+                    self.first_service
+                        .map_or(d.service_date, |f| f.min(d.service_date)),
+                );
+                self.last_service = Some(
+                    self.last_service
+                        .map_or(d.service_date, |l| l.max(d.service_date)),
+                );
+            }
+            CustomerEvent::SurveySubmitted(e) => {
+                let d = &e.detail;
+                self.surveys.push((d.survey_date, t, d.satisfaction));
+                self.surveys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            }
+            CustomerEvent::CustomerProfileUpdated(e) => {
+                // The newest profile by event time wins, whatever the arrival order.
+                if self.profile_time.is_none_or(|pt| t >= pt) {
+                    self.profile = Some(e.detail.clone());
+                    self.profile_time = Some(t);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The features as of `when` (at least the newest event time). `None` before any event.
+    pub fn snapshot(&self, when: Option<DateTime<Utc>>) -> Option<CustomerFeatures> {
+        let last_event = self.last_event?;
+        let first_event = self.first_event?;
+        let as_of = when.map_or(last_event, |w| w.max(last_event));
+        let recent: Vec<u8> = self
+            .surveys
+            .iter()
+            .rev()
+            .take(SATISFACTION_WINDOW)
+            .rev()
+            .map(|s| s.2)
+            .collect();
+        let profile = self.profile.as_ref();
+        let mut f = CustomerFeatures {
+            customer_id: self.customer_id.clone(),
+            feature_set_version: FEATURE_SET_VERSION.to_owned(),
+            as_of,
+            last_event_time: last_event,
+            event_count: self.seen.len() as u32,
+            customer_since: self
+                .first_service
+                .unwrap_or_else(|| first_event.date_naive())
+                .min(first_event.date_naive()),
+            tenure_days: 0,
+            service_count: self.service_count,
+            services_per_year: 0.0,
+            lifetime_value_cents: self.ltv,
+            last_service_date: self.last_service,
+            days_since_last_service: None,
+            services_bought: Service::ALL
+                .into_iter()
+                .filter(|s| self.bought.contains(s))
+                .collect(),
+            services_not_bought: Service::ALL
+                .into_iter()
+                .filter(|s| !self.bought.contains(s))
+                .collect(),
+            satisfaction_avg: mean(&recent),
+            satisfaction_trend: slope(&recent),
+            recent_satisfaction: recent,
+            lot_size_sqft: profile.map(|p| p.property.lot_size_sqft),
+            has_pool: profile.map(|p| p.property.has_pool),
+            has_pets: profile.map(|p| !p.property.pets.is_empty()),
+            pets: profile.map(|p| p.property.pets.clone()).unwrap_or_default(),
+            year_built: profile.and_then(|p| p.property.year_built),
+            home_age_years: None,
+            home_type: profile.map(|p| p.property.home_type),
+            region: profile.map(|p| p.address.region),
+            marketing_opt_in: profile.map(|p| p.marketing_opt_in),
+            season: Season::of(as_of.date_naive()),
+        };
+        f.refresh_time_relative();
+        Some(f)
+    }
+}
+
+fn mean(xs: &[u8]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().map(|x| f64::from(*x)).sum::<f64>() / xs.len() as f64)
+}
+
+/// Least-squares slope of `xs` against 0, 1, 2, ...
+fn slope(xs: &[u8]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mx = (n - 1.0) / 2.0;
+    let my = mean(xs)?;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, y) in xs.iter().enumerate() {
+        let dx = i as f64 - mx;
+        num += dx * (f64::from(*y) - my);
+        den += dx * dx;
+    }
+    Some(num / den)
+}
+
+/// Orders events for folding: by event time, then id (stable across runs).
+fn sorted_unique(events: &[CustomerEvent]) -> Vec<&CustomerEvent> {
+    let mut seen = HashSet::new();
+    let mut v: Vec<&CustomerEvent> = events.iter().filter(|e| seen.insert(e.id())).collect();
+    v.sort_by(|a, b| (a.time(), a.id()).cmp(&(b.time(), b.id())));
+    v
+}
+
+/// The features of `customer_id` as of `as_of` from its events: events after `as_of` are
+/// ignored, so the result never uses the future. `None` if no event happened by then.
+pub fn features_from_events(
+    customer_id: &str,
+    events: &[CustomerEvent],
+    as_of: DateTime<Utc>,
+) -> Result<Option<CustomerFeatures>, PortError> {
+    let mut b = FeatureBuilder::new(customer_id);
+    for e in sorted_unique(events) {
+        if e.time() <= as_of {
+            b.apply(e)?;
+        }
+    }
+    Ok(b.snapshot(Some(as_of)))
+}
+
+/// One snapshot per distinct event time, oldest first: the history a feature store keeps.
+pub fn replay(
+    customer_id: &str,
+    events: &[CustomerEvent],
+) -> Result<Vec<CustomerFeatures>, PortError> {
+    let mut b = FeatureBuilder::new(customer_id);
+    let events = sorted_unique(events);
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        b.apply(e)?;
+        let next_same_time = events.get(i + 1).is_some_and(|n| n.time() == e.time());
+        if !next_same_time && let Some(s) = b.snapshot(None) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Customer embedding and similar customers.
+
+/// Names of the embedding's dimensions, in order (`region:*` and `bought:*` are one-hot).
+pub fn embedding_dimensions() -> Vec<String> {
+    let mut names: Vec<String> = [
+        "services_per_year",
+        "tenure_years",
+        "log_lifetime_value",
+        "log_days_since_last_service",
+        "satisfaction_avg",
+        "satisfaction_trend",
+        "log_lot_size",
+        "has_pool",
+        "has_pets",
+        "home_age",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    names.extend(
+        Region::ALL
+            .iter()
+            .map(|r| format!("region:{}", region_code(*r))),
+    );
+    names.extend(Service::ALL.iter().map(|s| format!("bought:{}", s.code())));
+    names
+}
+
+/// Number of dimensions of the customer embedding.
+pub fn embedding_len() -> usize {
+    10 + Region::ALL.len() + Service::ALL.len()
+}
+
+pub fn region_code(r: Region) -> &'static str {
+    match r {
+        Region::Northeast => "northeast",
+        Region::Southeast => "southeast",
+        Region::Midwest => "midwest",
+        Region::Southwest => "southwest",
+        Region::West => "west",
+        Region::Northwest => "northwest",
+    }
+}
+
+fn z(x: f64, center: f64, scale: f64) -> f32 {
+    ((x - center) / scale).clamp(-3.0, 3.0) as f32
+}
+
+/// The customer embedding ([`EMBEDDING_VERSION`]): numeric features standardised with fixed,
+/// documented centres and scales (so vectors do not shift when the population does), booleans
+/// as 0/1 (0.5 when unknown), region one-hot and services bought multi-hot at weight 0.5.
+/// Unknown numeric values sit at the centre (0). Compare with Euclidean distance.
+pub fn embed_customer(f: &CustomerFeatures) -> Vec<f32> {
+    let mut v = Vec::with_capacity(embedding_len());
+    v.push(z(f.services_per_year, 4.0, 3.0));
+    v.push(z(f.tenure_days as f64 / 365.25, 3.0, 2.5));
+    v.push(z(
+        ((f.lifetime_value_cents as f64) / 100.0 + 1.0).log10(),
+        3.0,
+        0.7,
+    ));
+    v.push(
+        f.days_since_last_service
+            .map_or(0.0, |d| z((d as f64).ln_1p(), 4.0, 1.5)),
+    );
+    v.push(f.satisfaction_avg.map_or(0.0, |s| z(s, 4.0, 0.8)));
+    v.push(f.satisfaction_trend.map_or(0.0, |t| z(t, 0.0, 0.5)));
+    v.push(
+        f.lot_size_sqft
+            .map_or(0.0, |s| z(f64::from(s.max(1)).ln(), 8000f64.ln(), 0.8)),
+    );
+    v.push(f.has_pool.map_or(0.5, |b| if b { 1.0 } else { 0.0 }));
+    v.push(f.has_pets.map_or(0.5, |b| if b { 1.0 } else { 0.0 }));
+    v.push(
+        f.home_age_years
+            .map_or(0.0, |a| z(f64::from(a), 35.0, 20.0)),
+    );
+    for r in Region::ALL {
+        v.push(if f.region == Some(r) { 1.0 } else { 0.0 });
+    }
+    for s in Service::ALL {
+        v.push(if f.services_bought.contains(&s) {
+            0.5
+        } else {
+            0.0
+        });
+    }
+    v
+}
+
+/// A customer's embedding with what similar-customer filters need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerEmbedding {
+    pub customer_id: String,
+    pub embedding_version: String,
+    pub as_of: DateTime<Utc>,
+    pub region: Option<Region>,
+    pub services_bought: Vec<Service>,
+    pub vector: Vec<f32>,
+}
+
+impl CustomerEmbedding {
+    pub fn from_features(f: &CustomerFeatures) -> CustomerEmbedding {
+        CustomerEmbedding {
+            customer_id: f.customer_id.clone(),
+            embedding_version: EMBEDDING_VERSION.to_owned(),
+            as_of: f.as_of,
+            region: f.region,
+            services_bought: f.services_bought.clone(),
+            vector: embed_customer(f),
+        }
+    }
+}
+
+/// `upsell features similar CUSTOMER --k 10 [--region R] [--service S]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SimilarQuery {
+    pub customer_id: String,
+    pub k: usize,
+    /// Only customers in this region.
+    #[serde(default)]
+    pub region: Option<Region>,
+    /// Only customers who bought this service.
+    #[serde(default)]
+    pub service: Option<Service>,
+}
+
+/// A neighbour and why it is close.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SimilarCustomer {
+    pub customer_id: String,
+    /// Euclidean distance between the embeddings (0 = identical).
+    pub distance: f32,
+    pub region: Option<Region>,
+    pub services_bought: Vec<Service>,
+    /// The features that agree most, closest first (dimension name and absolute difference).
+    pub closest_features: Vec<(String, f32)>,
+}
+
+/// The dimensions on which two embeddings agree most: numeric ones with a difference under
+/// 0.25 standard units, the shared region and the services both bought; at most `n`.
+pub fn closest_features(a: &[f32], b: &[f32], n: usize) -> Vec<(String, f32)> {
+    let names = embedding_dimensions();
+    let mut out: Vec<(String, f32)> = names
+        .into_iter()
+        .zip(a.iter().zip(b))
+        .filter_map(|(name, (x, y))| {
+            let d = (x - y).abs();
+            let one_hot = name.starts_with("region:") || name.starts_with("bought:");
+            if one_hot {
+                (*x > 0.0 && *y > 0.0).then_some((name, d))
+            } else {
+                (d < 0.25).then_some((name, d))
+            }
+        })
+        .collect();
+    // Closest first; on ties the shared region and services first, as they explain the most.
+    let one_hot = |name: &str| name.starts_with("region:") || name.starts_with("bought:");
+    out.sort_by(|x, y| x.1.total_cmp(&y.1).then(one_hot(&y.0).cmp(&one_hot(&x.0))));
+    out.truncate(n);
+    out
+}
+
+/// Squared Euclidean distance.
+pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// Feature storage with history. Local: SQLite; AWS: DynamoDB (docs/feature-store.md).
+#[async_trait::async_trait]
+pub trait FeatureStore: Send + Sync {
+    /// Adds a snapshot to the customer's history, keyed by (customer, feature-set version,
+    /// `last_event_time`); writing the same key again replaces it (idempotent replays).
+    async fn put(&self, features: &CustomerFeatures) -> Result<(), PortError>;
+    /// The snapshot known at `as_of` (the newest when `None`), with time-relative features
+    /// computed for `as_of`. Never returns a snapshot whose events happened after `as_of`.
+    async fn get(
+        &self,
+        customer_id: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<CustomerFeatures>, PortError>;
+    /// Up to `limit` snapshots, newest first.
+    async fn history(
+        &self,
+        customer_id: &str,
+        limit: usize,
+    ) -> Result<Vec<CustomerFeatures>, PortError>;
+}
+
+/// Customer embeddings and exact nearest-neighbour search. Local: SQLite + in-memory scan;
+/// AWS: an S3 Vectors index (or OpenSearch), see docs/feature-store.md.
+#[async_trait::async_trait]
+pub trait CustomerIndex: Send + Sync {
+    /// Inserts or replaces the customer's current embedding.
+    async fn upsert(&self, embedding: &CustomerEmbedding) -> Result<(), PortError>;
+    /// The `k` nearest other customers passing the filters, nearest first.
+    /// `PortError::NotFound` when the query customer has no embedding.
+    async fn similar(&self, query: &SimilarQuery) -> Result<Vec<SimilarCustomer>, PortError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(v: serde_json::Value) -> CustomerEvent {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn service(id: &str, time: &str, date: &str, svc: &str, cents: u64) -> CustomerEvent {
+        ev(
+            json!({"id": id, "source": "test", "detail-type": "ServiceCompleted", "time": time,
+            "detail": {"customerId": "c1", "service": svc, "serviceDate": date, "priceCents": cents}}),
+        )
+    }
+
+    fn survey(id: &str, time: &str, date: &str, score: u8) -> CustomerEvent {
+        ev(
+            json!({"id": id, "source": "test", "detail-type": "SurveySubmitted", "time": time,
+            "detail": {"customerId": "c1", "satisfaction": score, "surveyDate": date}}),
+        )
+    }
+
+    fn profile(id: &str, time: &str, pool: bool, region: &str) -> CustomerEvent {
+        ev(
+            json!({"id": id, "source": "test", "detail-type": "CustomerProfileUpdated", "time": time,
+            "detail": {"customerId": "c1", "firstName": "Dana", "lastName": "Lee", "email": "d@example.com",
+              "address": {"street": "1 Main St", "city": "Columbus", "state": "OH", "postalCode": "43004", "region": region},
+              "property": {"homeType": "single-family", "lotSizeSqft": 9000, "hasPool": pool, "pets": ["dog"], "yearBuilt": 1990}}}),
+        )
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn events() -> Vec<CustomerEvent> {
+        vec![
+            profile("p1", "2023-01-05T00:00:00Z", false, "midwest"),
+            service(
+                "s1",
+                "2023-04-10T12:00:00Z",
+                "2023-04-10",
+                "lawn-care",
+                6500,
+            ),
+            survey("v1", "2023-04-12T00:00:00Z", "2023-04-12", 3),
+            service(
+                "s2",
+                "2024-05-01T12:00:00Z",
+                "2024-05-01",
+                "pest-control",
+                12000,
+            ),
+            survey("v2", "2024-05-03T00:00:00Z", "2024-05-03", 4),
+            survey("v3", "2024-06-03T00:00:00Z", "2024-06-03", 5),
+            profile("p2", "2024-07-01T00:00:00Z", true, "southwest"),
+        ]
+    }
+
+    #[test]
+    fn features_follow_the_definitions() {
+        let f = features_from_events("c1", &events(), t("2024-07-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.feature_set_version, FEATURE_SET_VERSION);
+        assert_eq!(f.service_count, 2);
+        assert_eq!(f.lifetime_value_cents, 18500);
+        assert_eq!(
+            f.customer_since,
+            NaiveDate::from_ymd_opt(2023, 1, 5).unwrap()
+        );
+        assert_eq!(f.tenure_days, 543);
+        assert_eq!(f.days_since_last_service, Some(61));
+        assert_eq!(f.services_bought, [Service::LawnCare, Service::PestControl]);
+        assert_eq!(f.services_not_bought.len(), Service::ALL.len() - 2);
+        assert_eq!(f.recent_satisfaction, [3, 4, 5]);
+        assert_eq!(f.satisfaction_avg, Some(4.0));
+        assert_eq!(f.satisfaction_trend, Some(1.0));
+        assert_eq!(f.has_pool, Some(true));
+        assert_eq!(f.region, Some(Region::Southwest));
+        assert_eq!(f.has_pets, Some(true));
+        assert_eq!(f.home_age_years, Some(34));
+        assert_eq!(f.season, Season::Summer);
+        assert!((f.services_per_year - 2.0 / (543.0 / 365.25)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn as_of_never_sees_the_future_and_order_does_not_matter() {
+        let mut evs = events();
+        evs.reverse();
+        evs.push(evs[0].clone()); // a redelivery
+        let f = features_from_events("c1", &evs, t("2024-01-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.service_count, 1);
+        assert_eq!(f.lifetime_value_cents, 6500);
+        assert_eq!(f.has_pool, Some(false));
+        assert_eq!(f.region, Some(Region::Midwest));
+        assert_eq!(f.recent_satisfaction, [3]);
+        assert_eq!(f.satisfaction_trend, None);
+        assert_eq!(f.as_of, t("2024-01-01T00:00:00Z"));
+        assert_eq!(f.season, Season::Winter);
+        assert!(
+            features_from_events("c1", &evs, t("2022-01-01T00:00:00Z"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn replay_gives_one_snapshot_per_event_time() {
+        let snaps = replay("c1", &events()).unwrap();
+        assert_eq!(snaps.len(), 7);
+        assert!(snaps.windows(2).all(|w| w[0].as_of < w[1].as_of));
+        assert_eq!(snaps.last().unwrap().event_count, 7);
+        let later = snaps[0].clone().at(t("2023-03-01T00:00:00Z"));
+        assert_eq!(later.tenure_days, 55);
+        assert_eq!(later.season, Season::Spring);
+    }
+
+    #[test]
+    fn satisfaction_window_keeps_the_last_surveys() {
+        let mut evs = vec![];
+        for i in 0..8u8 {
+            let d = format!("2024-01-{:02}", i + 1);
+            evs.push(survey(
+                &format!("v{i}"),
+                &format!("{d}T00:00:00Z"),
+                &d,
+                5 - (i % 5),
+            ));
+        }
+        let f = features_from_events("c1", &evs, t("2024-02-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.recent_satisfaction.len(), SATISFACTION_WINDOW);
+        assert_eq!(f.recent_satisfaction, [2, 1, 5, 4, 3]);
+        assert_eq!(f.service_count, 0);
+        assert_eq!(f.days_since_last_service, None);
+    }
+
+    #[test]
+    fn other_customers_events_are_refused() {
+        let mut b = FeatureBuilder::new("someone-else");
+        let err = b.apply(&events()[0]).unwrap_err();
+        assert!(err.to_string().contains("not someone-else"), "{err}");
+    }
+
+    #[test]
+    fn embedding_has_named_dimensions_and_explains_closeness() {
+        let f = features_from_events("c1", &events(), t("2024-07-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
+        let v = embed_customer(&f);
+        assert_eq!(v.len(), embedding_len());
+        assert_eq!(embedding_dimensions().len(), embedding_len());
+        let close = closest_features(&v, &v, 50);
+        assert!(close.iter().any(|(n, _)| n == "region:southwest"));
+        assert!(close.iter().any(|(n, _)| n == "bought:lawn-care"));
+        assert!(!close.iter().any(|(n, _)| n == "region:midwest"));
+        assert_eq!(squared_distance(&v, &v), 0.0);
+    }
+}

@@ -454,7 +454,9 @@ impl HashingEmbedder {
             *counts.entry(w.clone()).or_default() += 1.0;
         }
         for pair in words.windows(2) {
-            *counts.entry(format!("{} {}", pair[0], pair[1])).or_default() += 0.5;
+            *counts
+                .entry(format!("{} {}", pair[0], pair[1]))
+                .or_default() += 0.5;
         }
         let mut v = vec![0.0f32; self.dimensions];
         for (term, count) in counts {
@@ -620,14 +622,23 @@ mod tests {
         );
         assert_eq!(fts5_query("  !!! ** () \"\" "), None);
         assert_eq!(fts5_query("the and of"), None);
-        assert_eq!(fts5_query("Gärten über piscine").unwrap().matches('"').count(), 6);
+        assert_eq!(
+            fts5_query("Gärten über piscine")
+                .unwrap()
+                .matches('"')
+                .count(),
+            6
+        );
     }
 
     #[test]
     fn filters_follow_bedrock_semantics() {
         let m = meta(&[
             ("region", MetaValue::Text("southwest".into())),
-            ("services", MetaValue::List(vec!["pool_cleaning".into(), "lawn_care".into()])),
+            (
+                "services",
+                MetaValue::List(vec!["pool_cleaning".into(), "lawn_care".into()]),
+            ),
             ("price_cents", MetaValue::Number(12900.0)),
             ("has_pool", MetaValue::Bool(true)),
         ]);
@@ -635,17 +646,58 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(f.matches(&m));
-        assert!(!Filter::from_pairs(&["region=northeast"]).unwrap().unwrap().matches(&m));
-        assert!(Filter::from_pairs(&["price_cents=12900"]).unwrap().unwrap().matches(&m));
-        assert!(!Filter::from_pairs(&["missing=1"]).unwrap().unwrap().matches(&m));
-        assert!(Filter::NotEquals { key: "missing".into(), value: MetaValue::Bool(true) }.matches(&m));
-        assert!(Filter::GreaterThanOrEquals { key: "price_cents".into(), value: 100.0 }.matches(&m));
-        assert!(!Filter::LessThanOrEquals { key: "price_cents".into(), value: 100.0 }.matches(&m));
-        assert!(Filter::OrAll(vec![
-            Filter::ListContains { key: "services".into(), value: "gutter_cleaning".into() },
-            Filter::In { key: "region".into(), values: vec![MetaValue::Text("southwest".into())] },
-        ])
-        .matches(&m));
+        assert!(
+            !Filter::from_pairs(&["region=northeast"])
+                .unwrap()
+                .unwrap()
+                .matches(&m)
+        );
+        assert!(
+            Filter::from_pairs(&["price_cents=12900"])
+                .unwrap()
+                .unwrap()
+                .matches(&m)
+        );
+        assert!(
+            !Filter::from_pairs(&["missing=1"])
+                .unwrap()
+                .unwrap()
+                .matches(&m)
+        );
+        assert!(
+            Filter::NotEquals {
+                key: "missing".into(),
+                value: MetaValue::Bool(true)
+            }
+            .matches(&m)
+        );
+        assert!(
+            Filter::GreaterThanOrEquals {
+                key: "price_cents".into(),
+                value: 100.0
+            }
+            .matches(&m)
+        );
+        assert!(
+            !Filter::LessThanOrEquals {
+                key: "price_cents".into(),
+                value: 100.0
+            }
+            .matches(&m)
+        );
+        assert!(
+            Filter::OrAll(vec![
+                Filter::ListContains {
+                    key: "services".into(),
+                    value: "gutter_cleaning".into()
+                },
+                Filter::In {
+                    key: "region".into(),
+                    values: vec![MetaValue::Text("southwest".into())]
+                },
+            ])
+            .matches(&m)
+        );
         let err = Filter::from_pairs(&["novalue"]).unwrap_err();
         assert!(err.to_string().contains("novalue"), "{err}");
         assert!(Filter::from_pairs(&["=x"]).is_err());
@@ -660,8 +712,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.metadata_attributes["year"], MetaValue::Number(2024.0));
         assert_eq!(s.metadata_attributes["ok"], MetaValue::Bool(true));
-        assert_eq!(s.metadata_attributes["tags"], MetaValue::List(vec!["a".into(), "b".into()]));
-        assert_eq!(s.metadata_attributes["doc_type"].as_text(), Some("past_message"));
+        assert_eq!(
+            s.metadata_attributes["tags"],
+            MetaValue::List(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(
+            s.metadata_attributes["doc_type"].as_text(),
+            Some("past_message")
+        );
     }
 
     #[test]
@@ -679,7 +737,10 @@ mod tests {
     fn hashing_embedder_is_deterministic_and_meaningful() {
         let e = HashingEmbedder::new(384);
         let a = e.embed_one("weekly pool cleaning for a family with a pool");
-        assert_eq!(a, e.embed_one("weekly pool cleaning for a family with a pool"));
+        assert_eq!(
+            a,
+            e.embed_one("weekly pool cleaning for a family with a pool")
+        );
         assert!((dot(&a, &a) - 1.0).abs() < 1e-5);
         let near = e.embed_one("pool cleaning every week");
         let far = e.embed_one("gutter repair after autumn storms");
@@ -696,12 +757,21 @@ mod tests {
             text: text.join(" "),
             metadata: Metadata::new(),
         };
-        let chunks = chunk_document(&doc, ChunkingSettings { max_tokens: 100, overlap_percentage: 20 });
+        let chunks = chunk_document(
+            &doc,
+            ChunkingSettings {
+                max_tokens: 100,
+                overlap_percentage: 20,
+            },
+        );
         assert_eq!(chunks.len(), 3);
         assert_eq!(chunks[1].chunk_id, "d#1");
         assert!(chunks[1].text.starts_with("w80 "));
         assert!(chunks[2].text.ends_with("w249"));
-        let empty = Document { text: "  ".into(), ..doc };
+        let empty = Document {
+            text: "  ".into(),
+            ..doc
+        };
         assert!(chunk_document(&empty, ChunkingSettings::default()).is_empty());
     }
 
@@ -720,7 +790,14 @@ mod tests {
         let dcg = 1.0 / 3f64.log2() + 1.0 / 4f64.log2();
         assert!((m.ndcg_at_10 - dcg / ideal / 2.0).abs() < 1e-12);
         let json = serde_json::to_value(m).unwrap();
-        for key in ["recall@1", "recall@5", "recall@10", "mrr", "ndcg@10", "queries"] {
+        for key in [
+            "recall@1",
+            "recall@5",
+            "recall@10",
+            "mrr",
+            "ndcg@10",
+            "queries",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
     }

@@ -304,3 +304,28 @@ pub trait Metrics: Send + Sync {
     /// Records one data point.
     fn record(&self, datum: MetricDatum);
 }
+
+/// The only contact details a message may use: the first name, and whether the customer agreed
+/// to marketing. Kept apart from the feature store, which holds no names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerContact {
+    /// Customer id.
+    pub customer_id: String,
+    /// Given name.
+    pub first_name: String,
+    /// Whether the customer agreed to receive marketing messages.
+    pub marketing_opt_in: bool,
+    /// Time of the profile event this comes from; a put with an older time changes nothing.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Customer contacts (first name and consent), written by the enrich worker from
+/// `CustomerProfileUpdated` events and read for every message.
+#[async_trait]
+pub trait ContactStore: Send + Sync {
+    /// Stores the contact unless a newer one (by `updated_at`) is already stored.
+    async fn put(&self, contact: &CustomerContact) -> Result<(), PortError>;
+    /// The customer's contact, if a profile event was seen.
+    async fn get(&self, customer_id: &str) -> Result<Option<CustomerContact>, PortError>;
+}

@@ -103,34 +103,140 @@ pub struct SampleLine {
 }
 
 const FIRST_NAMES: &[&str] = &[
-    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
-    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
-    "Carlos", "Karen", "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Sandra", "Mark", "Ashley",
-    "Priya", "Emily", "Kevin", "Maria", "Brian", "Michelle", "Wei", "Amanda", "Jamal", "Melissa",
-    "Luis", "Stephanie", "Aisha", "Rebecca", "Tyler", "Laura", "Hiroshi", "Olivia", "Ethan", "Sofia",
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "John",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "David",
+    "Elizabeth",
+    "William",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Carlos",
+    "Karen",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Nancy",
+    "Anthony",
+    "Sandra",
+    "Mark",
+    "Ashley",
+    "Priya",
+    "Emily",
+    "Kevin",
+    "Maria",
+    "Brian",
+    "Michelle",
+    "Wei",
+    "Amanda",
+    "Jamal",
+    "Melissa",
+    "Luis",
+    "Stephanie",
+    "Aisha",
+    "Rebecca",
+    "Tyler",
+    "Laura",
+    "Hiroshi",
+    "Olivia",
+    "Ethan",
+    "Sofia",
 ];
 
 const LAST_NAMES: &[&str] = &[
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
-    "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor",
-    "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez",
-    "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright",
-    "Nguyen", "Patel", "Kim", "O'Brien", "Schmidt", "Kowalski", "Okafor", "Chen", "Rossi",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Nguyen",
+    "Patel",
+    "Kim",
+    "O'Brien",
+    "Schmidt",
+    "Kowalski",
+    "Okafor",
+    "Chen",
+    "Rossi",
 ];
 
 const STREETS: &[&str] = &[
-    "Maple Ave", "Oak St", "Cedar Ln", "Elm St", "Pine Ridge Rd", "Willow Way", "Lakeview Dr",
-    "Sunset Blvd", "Hillcrest Rd", "Meadow Ln", "Birch Ct", "Park Pl", "Chestnut St",
-    "Magnolia Dr", "River Rd", "Forest Glen Dr", "Prairie View Rd", "Quail Run", "Juniper Ct",
+    "Maple Ave",
+    "Oak St",
+    "Cedar Ln",
+    "Elm St",
+    "Pine Ridge Rd",
+    "Willow Way",
+    "Lakeview Dr",
+    "Sunset Blvd",
+    "Hillcrest Rd",
+    "Meadow Ln",
+    "Birch Ct",
+    "Park Pl",
+    "Chestnut St",
+    "Magnolia Dr",
+    "River Rd",
+    "Forest Glen Dr",
+    "Prairie View Rd",
+    "Quail Run",
+    "Juniper Ct",
 ];
 
 const EMAIL_DOMAINS: &[&str] = &[
-    "gmail.com", "yahoo.com", "outlook.com", "icloud.com", "hotmail.com", "comcast.net",
-    "aol.com", "proton.me",
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "icloud.com",
+    "hotmail.com",
+    "comcast.net",
+    "aol.com",
+    "proton.me",
 ];
 
 /// (city, state, ZIP prefix, area code, UTC offset hours in winter).
-fn cities(region: Region) -> &'static [(&'static str, &'static str, &'static str, &'static str, i32)] {
+fn cities(
+    region: Region,
+) -> &'static [(&'static str, &'static str, &'static str, &'static str, i32)] {
     match region {
         Region::Northeast => &[
             ("Albany", "NY", "122", "518", -5),
@@ -342,7 +448,14 @@ impl Gen {
         let v: u128 = self.rng.random();
         let v = (v & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
         let h = format!("{v:032x}");
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 
     fn customer(&mut self, n: usize) -> Customer {
@@ -393,12 +506,16 @@ impl Gen {
             "{}{email_sep}{}{}@{}",
             first.to_lowercase(),
             last.to_lowercase().replace('\'', ""),
-            if rng.random_bool(0.4) { rng.random_range(1..99).to_string() } else { String::new() },
+            if rng.random_bool(0.4) {
+                rng.random_range(1..99).to_string()
+            } else {
+                String::new()
+            },
             EMAIL_DOMAINS.choose(rng).expect("non-empty")
         );
-        let phone = rng.random_bool(0.9).then(|| {
-            format!("+1{area}555{:04}", rng.random_range(100..200))
-        });
+        let phone = rng
+            .random_bool(0.9)
+            .then(|| format!("+1{area}555{:04}", rng.random_range(100..200)));
         let profile = CustomerProfileUpdated {
             customer_id: format!("cust-{n:06}"),
             first_name: first.to_owned(),
@@ -428,9 +545,14 @@ impl Gen {
         let services = eligible_services(&profile);
         let k = rng.random_range(1..=3.min(services.len()));
         let services: Vec<Service> = services.choose_multiple(rng, k).copied().collect();
-        let trend = *[Trend::Improving, Trend::Stable, Trend::Stable, Trend::Declining]
-            .choose(rng)
-            .expect("non-empty");
+        let trend = *[
+            Trend::Improving,
+            Trend::Stable,
+            Trend::Stable,
+            Trend::Declining,
+        ]
+        .choose(rng)
+        .expect("non-empty");
         Customer {
             profile,
             utc_offset: offset,
@@ -446,7 +568,11 @@ impl Gen {
         let dst = (4..=10).contains(&day.month());
         let offset = FixedOffset::east_opt((c.utc_offset + i32::from(dst)) * 3600).expect("offset");
         let local = day
-            .and_hms_opt(self.rng.random_range(7..19), self.rng.random_range(0..60), self.rng.random_range(0..60))
+            .and_hms_opt(
+                self.rng.random_range(7..19),
+                self.rng.random_range(0..60),
+                self.rng.random_range(0..60),
+            )
             .expect("valid time");
         offset
             .from_local_datetime(&local)
@@ -499,9 +625,10 @@ impl Gen {
             let sat = self.satisfaction(c, progress);
             let (lo, hi) = service.typical_price_cents();
             let price = self.rng.random_range(lo..=hi) / 100 * 100 + [0, 0, 50, 99][i % 4];
-            let rating = self.rng.random_bool(0.7).then(|| {
-                ((f64::from(sat) / 2.0).round() as u8).clamp(1, 5)
-            });
+            let rating = self
+                .rng
+                .random_bool(0.7)
+                .then(|| ((f64::from(sat) / 2.0).round() as u8).clamp(1, 5));
             let note = *notes(*service).choose(&mut self.rng).expect("non-empty");
             let detail = ServiceCompleted {
                 customer_id: c.profile.customer_id.clone(),
@@ -566,7 +693,9 @@ impl Gen {
             Trend::Declining => -4.0 * progress,
         };
         let noise: f64 = self.rng.random_range(-1.0..1.0);
-        (c.base_satisfaction + drift + noise).round().clamp(1.0, 10.0) as u8
+        (c.base_satisfaction + drift + noise)
+            .round()
+            .clamp(1.0, 10.0) as u8
     }
 
     /// Makes valid events look like real upstream data: phones in local formats, emails in
@@ -601,7 +730,10 @@ impl Gen {
             }
             d["email"] = json!(format!(" {cap}@{} ", domain.to_uppercase()));
         }
-        if let Some(first) = d.get("firstName").and_then(Value::as_str).map(str::to_owned)
+        if let Some(first) = d
+            .get("firstName")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
             && self.rng.random_bool(0.1)
         {
             d["firstName"] = json!(format!("{first} "));
@@ -614,7 +746,10 @@ impl Gen {
             Breakage::TruncatedJson => {
                 let s = v.to_string();
                 let cut = self.rng.random_range(s.len() / 3..s.len() * 2 / 3);
-                let cut = (0..=cut).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                let cut = (0..=cut)
+                    .rev()
+                    .find(|i| s.is_char_boundary(*i))
+                    .unwrap_or(0);
                 return s[..cut].to_owned();
             }
             Breakage::MissingField => {
@@ -681,7 +816,9 @@ pub fn eligible_services(p: &CustomerProfileUpdated) -> Vec<Service> {
             Service::LawnCare | Service::TreeTrimming | Service::IrrigationService => has_yard,
             Service::PoolService => p.property.has_pool,
             Service::SnowRemoval => p.address.region.has_snow() && has_yard,
-            Service::GutterCleaning | Service::PressureWashing => p.property.home_type != HomeType::Condo,
+            Service::GutterCleaning | Service::PressureWashing => {
+                p.property.home_type != HomeType::Condo
+            }
             _ => true,
         })
         .collect()

@@ -4,8 +4,8 @@
 //! Regenerate with `cargo run -p upsell-cli -- schemas`; check with `upsell schemas --check`.
 //! To publish a new type's schema, add one line to [`all_schemas`].
 
-use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
+use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::agent::AgentSpec;
@@ -14,8 +14,7 @@ use crate::events::{
     SurveySubmitted,
 };
 use crate::message::{
-    GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord,
-    QuarantineRecord,
+    GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord, QuarantineRecord,
 };
 
 /// The command that regenerates the committed schemas.
@@ -84,9 +83,18 @@ pub fn all_schemas() -> Vec<(String, Value)> {
             "generation-result.schema.json".into(),
             schema_of::<GenerationResult>(),
         ),
-        ("judge-verdict.schema.json".into(), schema_of::<JudgeVerdict>()),
-        ("judge-result.schema.json".into(), schema_of::<JudgeResult>()),
-        ("message-record.schema.json".into(), schema_of::<MessageRecord>()),
+        (
+            "judge-verdict.schema.json".into(),
+            schema_of::<JudgeVerdict>(),
+        ),
+        (
+            "judge-result.schema.json".into(),
+            schema_of::<JudgeResult>(),
+        ),
+        (
+            "message-record.schema.json".into(),
+            schema_of::<MessageRecord>(),
+        ),
         (
             "quarantine-record.schema.json".into(),
             schema_of::<QuarantineRecord>(),

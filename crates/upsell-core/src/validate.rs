@@ -46,7 +46,11 @@ impl Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let path = if self.path.is_empty() { "/" } else { &self.path };
+        let path = if self.path.is_empty() {
+            "/"
+        } else {
+            &self.path
+        };
         write!(f, "{path}: {}", self.message)
     }
 }
@@ -179,7 +183,10 @@ impl EventValidator {
             reason: RejectReason::MalformedJson,
             problems: vec![Problem::new(
                 "",
-                format!("event is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+                format!(
+                    "event is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
             )],
             event_id: None,
         })?;
@@ -317,7 +324,9 @@ fn to_problems(err: jsonschema::ValidationError<'_>) -> Vec<Problem> {
     let base = err.instance_path().as_str().to_owned();
     match err.kind() {
         K::Required { property } => {
-            let name = property.as_str().map_or_else(|| property.to_string(), str::to_owned);
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_owned);
             vec![Problem::new(
                 format!("{base}/{}", escape_pointer(&name)),
                 "required property is missing",
@@ -383,7 +392,10 @@ pub fn normalize(event: CustomerEvent) -> Result<CustomerEvent, Vec<Problem>> {
             if let Some(r) = d.rating
                 && !(1..=5).contains(&r)
             {
-                problems.push(Problem::new("/detail/rating", format!("rating {r} is outside 1..=5")));
+                problems.push(Problem::new(
+                    "/detail/rating",
+                    format!("rating {r} is outside 1..=5"),
+                ));
             }
             CustomerEvent::ServiceCompleted(e)
         }
@@ -421,7 +433,10 @@ pub fn normalize(event: CustomerEvent) -> Result<CustomerEvent, Vec<Problem>> {
             if !is_zip(&a.postal_code) {
                 problems.push(Problem::new(
                     "/detail/address/postalCode",
-                    format!("{:?} is not a US ZIP code (12345 or 12345-6789)", a.postal_code),
+                    format!(
+                        "{:?} is not a US ZIP code (12345 or 12345-6789)",
+                        a.postal_code
+                    ),
                 ));
             }
             CustomerEvent::CustomerProfileUpdated(e)
@@ -450,7 +465,10 @@ pub fn normalize(event: CustomerEvent) -> Result<CustomerEvent, Vec<Problem>> {
 fn normalize_envelope<D>(e: &mut EventEnvelope<D>, problems: &mut Vec<Problem>) {
     required_trim(&mut e.id, "/id", problems);
     required_trim(&mut e.source, "/source", problems);
-    for v in [&mut e.version, &mut e.account, &mut e.region].into_iter().flatten() {
+    for v in [&mut e.version, &mut e.account, &mut e.region]
+        .into_iter()
+        .flatten()
+    {
         trim(v);
     }
     for r in &mut e.resources {
@@ -499,7 +517,10 @@ pub fn normalize_email(s: &str) -> Result<String, String> {
     if shape_ok {
         Ok(e)
     } else {
-        Err(format!("{:?} is not an email address (expected local@domain.tld)", s.trim()))
+        Err(format!(
+            "{:?} is not an email address (expected local@domain.tld)",
+            s.trim()
+        ))
     }
 }
 
@@ -564,10 +585,22 @@ mod tests {
     fn phones() {
         assert_eq!(normalize_phone("(614) 555-0134").unwrap(), "+16145550134");
         assert_eq!(normalize_phone("1-614-555-0134").unwrap(), "+16145550134");
-        assert_eq!(normalize_phone("+44 20 7946 0958").unwrap(), "+442079460958");
-        assert_eq!(normalize_phone("0044 20 7946 0958").unwrap(), "+442079460958");
+        assert_eq!(
+            normalize_phone("+44 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958").unwrap(),
+            "+442079460958"
+        );
         assert_eq!(normalize_phone("+16145550134").unwrap(), "+16145550134");
-        for bad in ["555-0134", "614-555-0134 x22", "call me", "+0123", "(014) 555-0134"] {
+        for bad in [
+            "555-0134",
+            "614-555-0134 x22",
+            "call me",
+            "+0123",
+            "(014) 555-0134",
+        ] {
             let e = normalize_phone(bad).unwrap_err();
             assert!(e.contains("cannot be made E.164"), "{bad}: {e}");
         }
@@ -575,7 +608,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(normalize_email("  Jo.Smith@Example.COM ").unwrap(), "jo.smith@example.com");
+        assert_eq!(
+            normalize_email("  Jo.Smith@Example.COM ").unwrap(),
+            "jo.smith@example.com"
+        );
         assert!(normalize_email("jo@localhost").is_err());
         assert!(normalize_email("jo smith@example.com").is_err());
     }

@@ -31,11 +31,22 @@ fn labels_match_validation() {
         let r = check_event(l.text.as_bytes());
         match l.kind {
             LineKind::Valid | LineKind::Duplicate => {
-                assert!(r.is_ok(), "line {} should be valid: {:?}\n{}", i + 1, r.err(), l.text)
+                assert!(
+                    r.is_ok(),
+                    "line {} should be valid: {:?}\n{}",
+                    i + 1,
+                    r.err(),
+                    l.text
+                )
             }
             LineKind::Malformed(b) => {
                 malformed += 1;
-                assert!(r.is_err(), "line {} ({b:?}) should be invalid\n{}", i + 1, l.text)
+                assert!(
+                    r.is_err(),
+                    "line {} ({b:?}) should be invalid\n{}",
+                    i + 1,
+                    l.text
+                )
             }
         }
     }
@@ -48,7 +59,9 @@ fn duplicates_repeat_earlier_ids_and_valid_ids_are_otherwise_unique() {
     let mut seen = HashSet::new();
     let mut dups = 0;
     for l in &lines {
-        let Ok(ev) = check_event(l.text.as_bytes()) else { continue };
+        let Ok(ev) = check_event(l.text.as_bytes()) else {
+            continue;
+        };
         let fresh = seen.insert(ev.id().to_owned());
         match l.kind {
             LineKind::Duplicate => {
@@ -88,7 +101,10 @@ fn customers_get_several_event_types_and_seasonal_services() {
     }
     assert_eq!(per_customer.len(), 40);
     let multi = per_customer.values().filter(|t| t.len() >= 2).count();
-    assert!(multi >= 30, "most customers have several event types: {multi}/40");
+    assert!(
+        multi >= 30,
+        "most customers have several event types: {multi}/40"
+    );
     // Times are in order.
     assert!(events.windows(2).all(|w| w[0].time() <= w[1].time()));
 }

@@ -45,7 +45,10 @@ fn stale_detection_notices_a_changed_file() {
     stale.sort();
     assert_eq!(
         stale,
-        ["agent-spec.schema.json", "events/SurveySubmitted.schema.json"]
+        [
+            "agent-spec.schema.json",
+            "events/SurveySubmitted.schema.json"
+        ]
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

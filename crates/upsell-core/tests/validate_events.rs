@@ -46,7 +46,10 @@ fn check(v: &Value) -> Result<CustomerEvent, upsell_core::validate::Rejection> {
 fn paths(v: &Value) -> (RejectReason, Vec<String>) {
     let rej = check(v).expect_err("should be rejected");
     assert!(!rej.problems.is_empty());
-    (rej.reason, rej.problems.iter().map(|p| p.path.clone()).collect())
+    (
+        rej.reason,
+        rej.problems.iter().map(|p| p.path.clone()).collect(),
+    )
 }
 
 #[test]
@@ -60,7 +63,10 @@ fn good_events_pass_and_are_normalised() {
     assert_eq!(v["detail"]["phone"], "+16145550134");
     assert_eq!(v["detail"]["address"]["state"], "OH");
     let ev = check(&service()).unwrap();
-    assert_eq!(serde_json::to_value(&ev).unwrap()["detail"]["technicianNotes"], "Edged beds.");
+    assert_eq!(
+        serde_json::to_value(&ev).unwrap()["detail"]["technicianNotes"],
+        "Edged beds."
+    );
     check(&survey()).unwrap();
 }
 
@@ -143,10 +149,14 @@ fn oversized_events_are_rejected_not_truncated() {
     assert_eq!(rej.reason, RejectReason::Oversized);
     assert!(rej.problems[0].message.contains(&text.len().to_string()));
     assert!(rej.problems[0].message.contains("not truncated"));
-    assert_eq!(validator().check_value(&v).unwrap_err().reason, RejectReason::Oversized);
-    // Exactly at the limit is still allowed by size (and then fails the 4000-char text limit).
-    let rej = check_event(format!("{:<width$}", "{}", width = MAX_EVENT_BYTES).as_bytes())
-        .unwrap_err();
+    assert_eq!(
+        validator().check_value(&v).unwrap_err().reason,
+        RejectReason::Oversized
+    );
+    // Exactly at the limit passes the size check (and then fails the schema).
+    let at_limit = format!("{{}}{}", " ".repeat(MAX_EVENT_BYTES - 2));
+    assert_eq!(at_limit.len(), MAX_EVENT_BYTES);
+    let rej = check_event(at_limit.as_bytes()).unwrap_err();
     assert_ne!(rej.reason, RejectReason::Oversized);
 }
 
@@ -159,7 +169,14 @@ fn normalisation_failures_name_the_field() {
     let rej = check(&v).unwrap_err();
     assert_eq!(rej.reason, RejectReason::InvalidValue);
     let p: Vec<&str> = rej.problems.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(p, ["/detail/email", "/detail/phone", "/detail/address/postalCode"]);
+    assert_eq!(
+        p,
+        [
+            "/detail/email",
+            "/detail/phone",
+            "/detail/address/postalCode"
+        ]
+    );
     assert!(rej.problems[1].message.contains("cannot be made E.164"));
 }
 
@@ -168,7 +185,10 @@ fn integral_float_cents_become_integers_and_fractions_are_refused() {
     let mut v = service();
     v["detail"]["priceCents"] = json!(6500.0);
     let ev = check(&v).unwrap();
-    assert_eq!(serde_json::to_value(&ev).unwrap()["detail"]["priceCents"], json!(6500));
+    assert_eq!(
+        serde_json::to_value(&ev).unwrap()["detail"]["priceCents"],
+        json!(6500)
+    );
     v["detail"]["priceCents"] = json!(64.99);
     let (_, p) = paths(&v);
     assert_eq!(p, ["/detail/priceCents"]);

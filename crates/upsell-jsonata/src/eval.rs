@@ -14,13 +14,25 @@ use crate::value::{Arr, Frame, Func, S, Val, deep_equal, stringify};
 pub(crate) type R<'a> = Result<Option<Val<'a>>, Error>;
 
 /// Maximum evaluation nesting (expression depth plus recursive function calls).
-pub(crate) const MAX_DEPTH: usize = 400;
+pub(crate) const MAX_DEPTH: usize = 10_000;
+
+/// Stack the evaluator may use below the `evaluate` call. Threads get at least 2 MiB (Rust's
+/// and tokio's default), so this leaves the caller room.
+pub(crate) const STACK_BUDGET: usize = 1024 * 1024;
+
+/// An address on the current stack, to measure how deep the recursion went.
+#[inline(never)]
+pub(crate) fn stack_address() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
 
 /// Per-evaluation state.
 pub(crate) struct Ctx<'a> {
     pub env: &'a Env,
     pub root: Option<Val<'a>>,
     depth: Cell<usize>,
+    pub stack_base: usize,
     pub now: Cell<Option<chrono::DateTime<chrono::Utc>>>,
 }
 
@@ -72,18 +84,19 @@ pub(crate) fn append<'a>(a: Option<Val<'a>>, b: Option<Val<'a>>) -> Option<Val<'
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(env: &'a Env, root: Option<Val<'a>>) -> Ctx<'a> {
+    pub fn new(env: &'a Env, root: Option<Val<'a>>, stack_base: usize) -> Ctx<'a> {
         Ctx {
             env,
             root,
             depth: Cell::new(0),
+            stack_base,
             now: Cell::new(None),
         }
     }
 
     pub fn enter(&self, pos: usize) -> Result<(), Error> {
         let d = self.depth.get() + 1;
-        if d > MAX_DEPTH {
+        if d > MAX_DEPTH || stack_address().abs_diff(self.stack_base) > STACK_BUDGET {
             return Err(err(
                 Error::STACK_OVERFLOW,
                 pos,
@@ -128,15 +141,67 @@ impl<'a> Ctx<'a> {
     }
 
     fn eval_kind(&self, node: &'a Node, input: Option<&Val<'a>>, frame: &Rc<Frame<'a>>) -> R<'a> {
+        match &node.kind {
+            Kind::Str(s) => Ok(Some(Val::Str(S::B(s)))),
+            Kind::Num(n) => Ok(Some(Val::Num(*n))),
+            Kind::Bool(b) => Ok(Some(Val::Bool(*b))),
+            Kind::Null => Ok(Some(Val::Null)),
+            Kind::Regex(r) => Ok(Some(Val::Regex(r.clone()))),
+            Kind::Name(name) => Ok(input.and_then(|v| lookup(v, name))),
+            Kind::Var(name) => Ok(self.var(name, input, frame)),
+            Kind::Path {
+                steps,
+                keep_singleton,
+            } => self.path(node, steps, *keep_singleton, input, frame),
+            Kind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, node.pos, input, frame),
+            Kind::Call {
+                func,
+                args,
+                partial,
+            } => self.call(func, args, *partial, None, node.pos, input, frame),
+            Kind::Condition {
+                cond,
+                then,
+                otherwise,
+            } => self.condition(cond, then, otherwise.as_deref(), input, frame),
+            Kind::Block(items) => self.block(items, input, frame),
+            _ => self.eval_other(node, input, frame),
+        }
+    }
+
+    #[inline(never)]
+    fn condition(
+        &self,
+        cond: &'a Node,
+        then: &'a Node,
+        otherwise: Option<&'a Node>,
+        input: Option<&Val<'a>>,
+        frame: &Rc<Frame<'a>>,
+    ) -> R<'a> {
+        if self.eval(cond, input, frame)?.is_some_and(|c| c.truthy()) {
+            self.eval(then, input, frame)
+        } else if let Some(o) = otherwise {
+            self.eval(o, input, frame)
+        } else {
+            Ok(None)
+        }
+    }
+
+    #[inline(never)]
+    fn block(&self, items: &'a [Node], input: Option<&Val<'a>>, frame: &Rc<Frame<'a>>) -> R<'a> {
+        let inner = Frame::child(frame);
+        let mut last = None;
+        for item in items {
+            last = self.eval(item, input, &inner)?;
+        }
+        Ok(last)
+    }
+
+    /// The less frequent node kinds, kept out of `eval_kind` so its stack frame stays small.
+    #[inline(never)]
+    fn eval_other(&self, node: &'a Node, input: Option<&Val<'a>>, frame: &Rc<Frame<'a>>) -> R<'a> {
         let pos = node.pos;
         Ok(match &node.kind {
-            Kind::Str(s) => Some(Val::Str(S::B(s))),
-            Kind::Num(n) => Some(Val::Num(*n)),
-            Kind::Bool(b) => Some(Val::Bool(*b)),
-            Kind::Null => Some(Val::Null),
-            Kind::Regex(r) => Some(Val::Regex(r.clone())),
-            Kind::Name(name) => input.and_then(|v| lookup(v, name)),
-            Kind::Var(name) => self.var(name, input, frame),
             Kind::Wildcard => input.map(wildcard),
             Kind::Descendant => input.map(|v| {
                 let mut out = Vec::new();
@@ -147,11 +212,6 @@ impl<'a> Ctx<'a> {
                     seq_from(out)
                 }
             }),
-            Kind::Path {
-                steps,
-                keep_singleton,
-            } => self.path(node, steps, *keep_singleton, input, frame)?,
-            Kind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, pos, input, frame)?,
             Kind::Neg(operand) => match self.eval(operand, input, frame)? {
                 None => None,
                 Some(Val::Num(n)) => Some(Val::Num(-n)),
@@ -159,7 +219,6 @@ impl<'a> Ctx<'a> {
                     return Err(err("D1002", pos, format!("Cannot negate a non-numeric value: {}", show(&v))));
                 }
             },
-            Kind::Not => return Err(err("S0211", pos, "The symbol ! cannot be used as a unary operator")),
             Kind::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
@@ -178,28 +237,6 @@ impl<'a> Ctx<'a> {
                 })))
             }
             Kind::Object(pairs) => self.group(pairs, input.cloned(), frame)?,
-            Kind::Block(items) => {
-                let inner = Frame::child(frame);
-                let mut last = None;
-                for item in items {
-                    last = self.eval(item, input, &inner)?;
-                }
-                last
-            }
-            Kind::Condition {
-                cond,
-                then,
-                otherwise,
-            } => {
-                let c = self.eval(cond, input, frame)?;
-                if c.is_some_and(|c| c.truthy()) {
-                    self.eval(then, input, frame)?
-                } else if let Some(o) = otherwise {
-                    self.eval(o, input, frame)?
-                } else {
-                    None
-                }
-            }
             Kind::Bind { name, value } => {
                 let v = self.eval(value, input, frame)?;
                 match &v {
@@ -213,11 +250,7 @@ impl<'a> Ctx<'a> {
                 frame: frame.clone(),
                 input: input.cloned(),
             }))),
-            Kind::Call {
-                func,
-                args,
-                partial,
-            } => self.call(func, args, *partial, None, pos, input, frame)?,
+            Kind::Not => return Err(err("S0211", pos, "The symbol ! cannot be used as a unary operator")),
             Kind::Placeholder => return Err(err("S0211", pos, "The symbol ? cannot be used as a unary operator")),
             Kind::Sort(_) => return Err(err("S0201", pos, "Misplaced sort expression")),
             Kind::Transform { .. } => {
@@ -227,6 +260,7 @@ impl<'a> Ctx<'a> {
                     "Transform expressions (| ... | ... |) are not supported by this evaluator",
                 ));
             }
+            _ => unreachable!("handled in eval_kind"),
         })
     }
 
@@ -673,6 +707,11 @@ impl<'a> Ctx<'a> {
         }
         let l = self.eval(lhs, input, frame)?;
         let r = self.eval(rhs, input, frame)?;
+        self.binary_values(op, l, r, lhs, rhs, pos)
+    }
+
+    #[inline(never)]
+    fn binary_values(&self, op: BinOp, l: Option<Val<'a>>, r: Option<Val<'a>>, lhs: &'a Node, rhs: &'a Node, pos: usize) -> R<'a> {
         match op {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
                 let ln = match &l {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::eval::{Ctx, R, append, compare_values, err, show};
 use crate::signature::Signature;
-use crate::value::{S, Val, deep_equal, format_number, js_number, stringify};
+use crate::value::{S, Val, deep_equal, js_number, stringify};
 use crate::{datetime, stepfunctions};
 
 pub(crate) type BuiltinFn = for<'a> fn(&Ctx<'a>, Vec<Option<Val<'a>>>, usize) -> R<'a>;
@@ -81,7 +81,7 @@ impl Builtin {
     }
 }
 
-static STD: &[Builtin] = &[
+static STD: [Builtin; 64] = [
     Builtin::new("sum", "<a<n>:n>", sum),
     Builtin::new("count", "<a:n>", count),
     Builtin::new("max", "<a<n>:n>", max),
@@ -157,11 +157,11 @@ pub(crate) fn lookup(name: &str, step_functions: bool) -> Option<&'static Builti
     static STD_INDEX: OnceLock<HashMap<&'static str, &'static Builtin>> = OnceLock::new();
     static SFN_INDEX: OnceLock<HashMap<&'static str, &'static Builtin>> = OnceLock::new();
     if step_functions
-        && let Some(b) = SFN_INDEX.get_or_init(|| index(stepfunctions::FUNCTIONS)).get(name)
+        && let Some(b) = SFN_INDEX.get_or_init(|| index(&stepfunctions::FUNCTIONS)).get(name)
     {
         return Some(b);
     }
-    STD_INDEX.get_or_init(|| index(STD)).get(name).copied()
+    STD_INDEX.get_or_init(|| index(&STD)).get(name).copied()
 }
 
 // ---- argument helpers -------------------------------------------------------------------
@@ -178,7 +178,7 @@ pub(crate) fn str_arg<'v>(args: &'v [Option<Val<'_>>], i: usize) -> Option<&'v s
     arg(args, i).and_then(Val::as_str)
 }
 
-fn num(n: f64) -> R<'static> {
+fn num<'a>(n: f64) -> R<'a> {
     Ok(Some(Val::Num(n)))
 }
 
@@ -1290,7 +1290,7 @@ fn eval_fn<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
         None => Value::Null,
     };
     let r = expr
-        .evaluate(&input, ctx.env)
+        .eval_with(Some(&input), ctx.env, Some(ctx.stack_base))
         .map_err(|e| err("D3121", pos, format!("Dynamic error evaluating the expression passed to function eval: {}", e.message)))?;
     Ok(r.map(from_owned))
 }

@@ -92,15 +92,22 @@ impl Expression {
     /// `Ok(None)` means the result is undefined. A function result is an error with code
     /// [`Error::UNSUPPORTED_RESULT`].
     pub fn evaluate(&self, input: &Value, env: &Env) -> Result<Option<Value>, Error> {
-        self.eval_with(Some(input), env)
+        self.eval_with(Some(input), env, None)
     }
 
     /// Evaluates with no input at all (`$` is undefined).
     pub fn evaluate_without_input(&self, env: &Env) -> Result<Option<Value>, Error> {
-        self.eval_with(None, env)
+        self.eval_with(None, env, None)
     }
 
-    fn eval_with(&self, input: Option<&Value>, env: &Env) -> Result<Option<Value>, Error> {
+    /// `stack_base` is set when evaluating from inside another evaluation (`$eval`), so the
+    /// stack budget is shared.
+    pub(crate) fn eval_with(
+        &self,
+        input: Option<&Value>,
+        env: &Env,
+        stack_base: Option<usize>,
+    ) -> Result<Option<Value>, Error> {
         let input = input.map(|v| match v {
             Value::Array(_) => Val::Arr(Rc::new(Arr {
                 items: vec![Val::from_json(v)],
@@ -114,7 +121,7 @@ impl Expression {
             Val::Arr(a) if a.outer => a.items[0].clone(),
             other => other.clone(),
         });
-        let ctx = eval::Ctx::new(env, root);
+        let ctx = eval::Ctx::new(env, root, stack_base.unwrap_or_else(eval::stack_address));
         let frame = Rc::new(Frame::default());
         let result = ctx.eval(&self.root, input.as_ref(), &frame)?;
         match result {

@@ -12,7 +12,10 @@ use crate::error::Error;
 use crate::signature::Signature;
 
 /// Maximum nesting of the parse tree, to keep recursion bounded.
-const MAX_PARSE_DEPTH: usize = 200;
+const MAX_PARSE_DEPTH: usize = 1000;
+
+/// Stack the parser may use (see `eval::STACK_BUDGET`).
+const PARSE_STACK_BUDGET: usize = 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinOp {
@@ -147,7 +150,7 @@ impl Node {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 enum Tok {
     Op(&'static str),
     Str(String),
@@ -178,8 +181,8 @@ const OPERATORS: &[(&str, u8)] = &[
     (",", 0),
     ("@", 80),
     ("#", 80),
-    (";", 80),
-    (":", 80),
+    (";", 0),
+    (":", 0),
     ("?", 20),
     ("+", 50),
     ("-", 50),
@@ -265,7 +268,7 @@ impl<'s> Lexer<'s> {
             return self.regex(start);
         }
         // Two-character operators.
-        if let Some(c2) = self.peek_char(1) {
+        if let Some(c2) = self.peek_char(1).filter(|_| is_op_char(c)) {
             let two: String = [c, c2].iter().collect();
             if let Some((op, _)) = OPERATORS.iter().find(|(o, _)| o.len() == 2 && *o == two) {
                 // `..` must not swallow a number's dot, `?:` only as an operator.
@@ -467,6 +470,7 @@ pub(crate) struct Parser<'s> {
     tok: Tok,
     tok_pos: usize,
     depth: usize,
+    stack_base: usize,
 }
 
 pub(crate) fn parse(src: &str) -> Result<Node, Error> {
@@ -479,10 +483,11 @@ pub(crate) fn parse(src: &str) -> Result<Node, Error> {
         tok: Tok::End,
         tok_pos: 0,
         depth: 0,
+        stack_base: crate::eval::stack_address(),
     };
     p.advance(true)?;
     let node = p.expression(0)?;
-    if p.tok != Tok::End {
+    if !matches!(p.tok, Tok::End) {
         return Err(err("S0201", p.tok_pos, format!("Syntax error: {}", p.tok_text())));
     }
     Ok(node)
@@ -509,10 +514,10 @@ impl Parser<'_> {
     }
 
     fn expect(&mut self, op: &'static str, prefix: bool) -> Result<(), Error> {
-        if self.tok == Tok::Op(op) {
+        if self.is_op(op) {
             return self.advance(prefix);
         }
-        if self.tok == Tok::End {
+        if matches!(self.tok, Tok::End) {
             return Err(err("S0203", self.tok_pos, format!("Expected \"{op}\" before end of expression")));
         }
         Err(err(
@@ -535,7 +540,9 @@ impl Parser<'_> {
 
     fn expression(&mut self, rbp: u8) -> Result<Node, Error> {
         self.depth += 1;
-        if self.depth > MAX_PARSE_DEPTH {
+        if self.depth > MAX_PARSE_DEPTH
+            || crate::eval::stack_address().abs_diff(self.stack_base) > PARSE_STACK_BUDGET
+        {
             return Err(err("S0208", self.tok_pos, "Expression is nested too deeply"));
         }
         let mut left = self.nud()?;

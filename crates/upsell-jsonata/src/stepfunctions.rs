@@ -8,7 +8,7 @@ use crate::eval::{Ctx, R, err};
 use crate::functions::{Builtin, arg, from_owned, num_arg, str_arg};
 use crate::value::Val;
 
-pub(crate) static FUNCTIONS: &[Builtin] = &[
+pub(crate) static FUNCTIONS: [Builtin; 6] = [
     Builtin::new("partition", "<an:a>", partition),
     Builtin::new("range", "<nnn:a<n>>", range),
     Builtin::new("hash", "<ss:s>", hash),

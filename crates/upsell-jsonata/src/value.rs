@@ -322,7 +322,7 @@ pub(crate) fn num_to_json(n: f64) -> Result<Value, Error> {
 }
 
 /// Deep equality as JSONata's `=` uses it.
-pub(crate) fn deep_equal(a: &Val<'_>, b: &Val<'_>) -> bool {
+pub(crate) fn deep_equal<'a>(a: &Val<'a>, b: &Val<'a>) -> bool {
     match (a, b) {
         (Val::Null, Val::Null) => true,
         (Val::Bool(x), Val::Bool(y)) => x == y,

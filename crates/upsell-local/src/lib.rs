@@ -3,3 +3,5 @@
 
 pub mod pattern;
 pub mod template;
+pub mod expr;
+pub mod services;

@@ -5,8 +5,10 @@
 //! knowledge-base index with FTS5 and vectors ([`kb`]).
 
 pub mod features;
+pub mod history;
 pub mod kb;
 pub mod kb_source;
+pub mod tables;
 pub mod vectors;
 
 use std::path::Path;

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+pub mod asl;
+pub mod features;
+pub mod kb;
 pub mod sample;
 pub mod schemas;
 pub mod validate;

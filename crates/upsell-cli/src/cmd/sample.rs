@@ -68,12 +68,14 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
                 std::fs::create_dir_all(parent)
                     .with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("wrote {summary} to {}", path.display());
         }
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).context("cannot write to standard output")?;
+            out.write_all(text.as_bytes())
+                .context("cannot write to standard output")?;
             out.flush().context("cannot write to standard output")?;
             eprintln!("{summary}");
         }

@@ -32,7 +32,11 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
                 schema::REGENERATE_COMMAND
             );
         }
-        println!("{} schemas in {} are up to date", schema::all_schemas().len(), args.dir.display());
+        println!(
+            "{} schemas in {} are up to date",
+            schema::all_schemas().len(),
+            args.dir.display()
+        );
         return Ok(());
     }
     let mut written = 0;

@@ -130,8 +130,11 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
             summary.invalid()
         )?;
         if !summary.by_reason.is_empty() {
-            let parts: Vec<String> =
-                summary.by_reason.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let parts: Vec<String> = summary
+                .by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
             writeln!(out, "invalid by reason: {}", parts.join(", "))?;
         }
         if summary.duplicate_ids > 0 {
@@ -144,7 +147,11 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     }
     out.flush()?;
     if args.strict && summary.invalid() > 0 {
-        bail!("{} of {} events are invalid", summary.invalid(), summary.total);
+        bail!(
+            "{} of {} events are invalid",
+            summary.invalid(),
+            summary.total
+        );
     }
     Ok(())
 }

@@ -1,0 +1,405 @@
+//! One place that builds the SDK configuration and clients, once per Lambda container, and hands
+//! out the adapters. Resource names come from environment variables that sam/template.yaml sets
+//! (see [`env`]); an endpoint override points every client at moto or a canned-response server.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use thiserror::Error;
+
+use crate::bedrock::BedrockModelProvider;
+use crate::dynamo::features::DynamoFeatureStore;
+use crate::dynamo::messages::DynamoMessageStore;
+use crate::dynamo::registry::DynamoAgentRegistry;
+use crate::eventbridge::EventBridgePublisher;
+use crate::kb::{BedrockKnowledgeBase, TitanEmbedder};
+use crate::metrics::EmfMetrics;
+
+/// Names of the environment variables the adapters read (set by sam/template.yaml).
+pub mod env {
+    /// DynamoDB table of message records, quarantine records and idempotency claims.
+    pub const MESSAGES_TABLE: &str = "UPSELL_MESSAGES_TABLE";
+    /// DynamoDB table of agent versions and routing items.
+    pub const AGENT_REGISTRY_TABLE: &str = "UPSELL_AGENT_REGISTRY_TABLE";
+    /// DynamoDB table of customer feature snapshots.
+    pub const FEATURE_STORE_TABLE: &str = "UPSELL_FEATURE_STORE_TABLE";
+    /// EventBridge bus that outbound events go to.
+    pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
+    /// Bedrock Knowledge Base id for `Retrieve`.
+    pub const KNOWLEDGE_BASE_ID: &str = "UPSELL_KNOWLEDGE_BASE_ID";
+    /// `true` when the knowledge base's vector store supports HYBRID search (OpenSearch
+    /// Serverless); S3 Vectors does not.
+    pub const KB_HYBRID_SEARCH: &str = "UPSELL_KB_HYBRID_SEARCH";
+    /// Embedding model id (default [`super::DEFAULT_EMBEDDING_MODEL_ID`]).
+    pub const EMBEDDING_MODEL_ID: &str = "UPSELL_EMBEDDING_MODEL_ID";
+    /// Embedding dimensions: 256, 512 or 1024 (default 1024).
+    pub const EMBEDDING_DIMENSIONS: &str = "UPSELL_EMBEDDING_DIMENSIONS";
+    /// CloudWatch namespace of the EMF metrics (default [`super::DEFAULT_METRICS_NAMESPACE`]).
+    pub const METRICS_NAMESPACE: &str = "UPSELL_METRICS_NAMESPACE";
+    /// Deployment stage, written into every EMF line as a property.
+    pub const STAGE: &str = "UPSELL_STAGE";
+    /// Endpoint override for every client (moto, canned-response servers).
+    pub const ENDPOINT_URL: &str = "UPSELL_AWS_ENDPOINT_URL";
+    /// SDK attempts per call, including the first (default 3, the SDK's standard mode).
+    pub const MAX_ATTEMPTS: &str = "UPSELL_AWS_MAX_ATTEMPTS";
+    /// Timeout of one HTTP attempt, in milliseconds (default: none; Lambda's timeout bounds it).
+    pub const ATTEMPT_TIMEOUT_MS: &str = "UPSELL_AWS_ATTEMPT_TIMEOUT_MS";
+}
+
+/// Titan Text Embeddings v2.
+pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "amazon.titan-embed-text-v2:0";
+/// Titan Text Embeddings v2's largest (and default) output size.
+pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 1024;
+/// CloudWatch namespace of the EMF metrics.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "UpsellFlow";
+
+/// A missing or malformed setting, named so the fix is obvious.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The adapter asked for needs a resource name that the function was not given.
+    #[error(
+        "environment variable {0} is not set (sam/template.yaml sets it on the functions that use this adapter)"
+    )]
+    MissingEnv(&'static str),
+    /// A setting has a value that cannot be used.
+    #[error("environment variable {name} = {value:?} is invalid: {reason}")]
+    InvalidEnv {
+        /// Variable name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Resource names and adapter settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Settings {
+    messages_table: Option<String>,
+    agent_registry_table: Option<String>,
+    feature_store_table: Option<String>,
+    event_bus_name: Option<String>,
+    knowledge_base_id: Option<String>,
+    kb_hybrid_search: bool,
+    embedding_model_id: Option<String>,
+    embedding_dimensions: Option<usize>,
+    metrics_namespace: Option<String>,
+    stage: Option<String>,
+}
+
+/// Builds an [`AwsContext`]; every setting can come from the environment or be given in code.
+#[derive(Debug, Clone, Default)]
+pub struct AwsContextBuilder {
+    settings: Settings,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    test_credentials: bool,
+    max_attempts: Option<u32>,
+    attempt_timeout: Option<Duration>,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn parse_var<T: std::str::FromStr>(
+    name: &'static str,
+    check: impl Fn(&T) -> Result<(), String>,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let Some(raw) = var(name) else {
+        return Ok(None);
+    };
+    let value = raw.parse::<T>().map_err(|e| ConfigError::InvalidEnv {
+        name,
+        value: raw.clone(),
+        reason: e.to_string(),
+    })?;
+    check(&value).map_err(|reason| ConfigError::InvalidEnv {
+        name,
+        value: raw,
+        reason,
+    })?;
+    Ok(Some(value))
+}
+
+fn check_dimensions(d: &usize) -> Result<(), String> {
+    if matches!(d, 256 | 512 | 1024) {
+        Ok(())
+    } else {
+        Err("Titan Text Embeddings v2 supports 256, 512 or 1024 dimensions".into())
+    }
+}
+
+impl AwsContextBuilder {
+    /// Reads every setting from the environment (see [`env`]). Unset resource names stay unset:
+    /// only the adapters that need them fail, naming the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(AwsContextBuilder {
+            settings: Settings {
+                messages_table: var(env::MESSAGES_TABLE),
+                agent_registry_table: var(env::AGENT_REGISTRY_TABLE),
+                feature_store_table: var(env::FEATURE_STORE_TABLE),
+                event_bus_name: var(env::EVENT_BUS_NAME),
+                knowledge_base_id: var(env::KNOWLEDGE_BASE_ID),
+                kb_hybrid_search: parse_var(env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
+                    .unwrap_or(false),
+                embedding_model_id: var(env::EMBEDDING_MODEL_ID),
+                embedding_dimensions: parse_var(env::EMBEDDING_DIMENSIONS, check_dimensions)?,
+                metrics_namespace: var(env::METRICS_NAMESPACE),
+                stage: var(env::STAGE),
+            },
+            endpoint_url: var(env::ENDPOINT_URL),
+            region: None,
+            test_credentials: false,
+            max_attempts: parse_var(env::MAX_ATTEMPTS, |n: &u32| {
+                if (1..=10).contains(n) {
+                    Ok(())
+                } else {
+                    Err("must be between 1 and 10".into())
+                }
+            })?,
+            attempt_timeout: parse_var(env::ATTEMPT_TIMEOUT_MS, |n: &u64| {
+                if *n > 0 {
+                    Ok(())
+                } else {
+                    Err("must be a positive number of milliseconds".into())
+                }
+            })?
+            .map(Duration::from_millis),
+        })
+    }
+
+    /// Sends every call to this endpoint (moto server, a canned-response server).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Fixes the Region instead of taking it from the environment / profile.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Uses fixed fake credentials (tests against moto or local servers only).
+    pub fn test_credentials(mut self) -> Self {
+        self.test_credentials = true;
+        self
+    }
+
+    /// SDK attempts per call, including the first; 1 disables the SDK's own retries.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts.max(1));
+        self
+    }
+
+    /// Timeout of one HTTP attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Table of message records.
+    pub fn messages_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.messages_table = Some(name.into());
+        self
+    }
+
+    /// Table of agent versions.
+    pub fn agent_registry_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.agent_registry_table = Some(name.into());
+        self
+    }
+
+    /// Table of feature snapshots.
+    pub fn feature_store_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.feature_store_table = Some(name.into());
+        self
+    }
+
+    /// Event bus for outbound events.
+    pub fn event_bus_name(mut self, name: impl Into<String>) -> Self {
+        self.settings.event_bus_name = Some(name.into());
+        self
+    }
+
+    /// Knowledge Base id.
+    pub fn knowledge_base_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.knowledge_base_id = Some(id.into());
+        self
+    }
+
+    /// Embedding model id and dimensions.
+    pub fn embedding_model(mut self, model_id: impl Into<String>, dimensions: usize) -> Self {
+        self.settings.embedding_model_id = Some(model_id.into());
+        self.settings.embedding_dimensions = Some(dimensions);
+        self
+    }
+
+    /// Namespace of the EMF metrics.
+    pub fn metrics_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.settings.metrics_namespace = Some(namespace.into());
+        self
+    }
+
+    /// Loads the SDK configuration (Region, credentials from the Lambda environment or the
+    /// default chain) and creates the clients.
+    pub async fn build(self) -> AwsContext {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = &self.endpoint_url {
+            loader = loader.endpoint_url(url.clone());
+        }
+        if let Some(region) = self.region {
+            loader = loader.region(Region::new(region));
+        }
+        if self.test_credentials {
+            loader = loader.test_credentials();
+        }
+        if let Some(n) = self.max_attempts {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(n));
+        }
+        let mut timeouts = TimeoutConfig::builder().connect_timeout(Duration::from_secs(3));
+        if let Some(t) = self.attempt_timeout {
+            timeouts = timeouts.operation_attempt_timeout(t);
+        }
+        loader = loader.timeout_config(timeouts.build());
+        let config = loader.load().await;
+        AwsContext::from_sdk_config(config, self.settings)
+    }
+}
+
+/// The SDK configuration and clients, built once; hands out adapters (cheap clones).
+#[derive(Debug, Clone)]
+pub struct AwsContext {
+    config: SdkConfig,
+    settings: Settings,
+    dynamodb: aws_sdk_dynamodb::Client,
+    bedrock: aws_sdk_bedrockruntime::Client,
+    bedrock_agent: aws_sdk_bedrockagentruntime::Client,
+    eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl AwsContext {
+    /// Everything from the environment: the Lambda mains call this once per container.
+    pub async fn from_env() -> Result<AwsContext, ConfigError> {
+        Ok(AwsContextBuilder::from_env()?.build().await)
+    }
+
+    /// A builder with nothing set (tests and tools).
+    pub fn builder() -> AwsContextBuilder {
+        AwsContextBuilder::default()
+    }
+
+    fn from_sdk_config(config: SdkConfig, settings: Settings) -> AwsContext {
+        AwsContext {
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            bedrock: aws_sdk_bedrockruntime::Client::new(&config),
+            bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(&config),
+            eventbridge: aws_sdk_eventbridge::Client::new(&config),
+            config,
+            settings,
+        }
+    }
+
+    /// The loaded SDK configuration (for clients this crate does not wrap).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+
+    /// The DynamoDB client.
+    pub fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamodb
+    }
+
+    /// The Bedrock Runtime client.
+    pub fn bedrock(&self) -> &aws_sdk_bedrockruntime::Client {
+        &self.bedrock
+    }
+
+    /// The Bedrock Agent Runtime client.
+    pub fn bedrock_agent(&self) -> &aws_sdk_bedrockagentruntime::Client {
+        &self.bedrock_agent
+    }
+
+    /// The EventBridge client.
+    pub fn eventbridge(&self) -> &aws_sdk_eventbridge::Client {
+        &self.eventbridge
+    }
+
+    fn need(value: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
+        value.clone().ok_or(ConfigError::MissingEnv(name))
+    }
+
+    /// The agent registry on `UPSELL_AGENT_REGISTRY_TABLE`.
+    pub fn agent_registry(&self) -> Result<DynamoAgentRegistry, ConfigError> {
+        let table = Self::need(&self.settings.agent_registry_table, env::AGENT_REGISTRY_TABLE)?;
+        Ok(DynamoAgentRegistry::new(self.dynamodb.clone(), table))
+    }
+
+    /// The message store on `UPSELL_MESSAGES_TABLE`.
+    pub fn message_store(&self) -> Result<DynamoMessageStore, ConfigError> {
+        let table = Self::need(&self.settings.messages_table, env::MESSAGES_TABLE)?;
+        Ok(DynamoMessageStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// The feature store on `UPSELL_FEATURE_STORE_TABLE`.
+    pub fn feature_store(&self) -> Result<DynamoFeatureStore, ConfigError> {
+        let table = Self::need(&self.settings.feature_store_table, env::FEATURE_STORE_TABLE)?;
+        Ok(DynamoFeatureStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// The Bedrock Converse model provider (the model id comes with each request).
+    pub fn model_provider(&self) -> BedrockModelProvider {
+        BedrockModelProvider::new(self.bedrock.clone())
+    }
+
+    /// The Knowledge Base retriever on `UPSELL_KNOWLEDGE_BASE_ID`.
+    pub fn knowledge_base(&self) -> Result<BedrockKnowledgeBase, ConfigError> {
+        let id = Self::need(&self.settings.knowledge_base_id, env::KNOWLEDGE_BASE_ID)?;
+        Ok(BedrockKnowledgeBase::new(self.bedrock_agent.clone(), id)
+            .with_hybrid_search(self.settings.kb_hybrid_search))
+    }
+
+    /// The Titan embedder (`UPSELL_EMBEDDING_MODEL_ID`, `UPSELL_EMBEDDING_DIMENSIONS`).
+    pub fn embedder(&self) -> TitanEmbedder {
+        TitanEmbedder::new(
+            self.bedrock.clone(),
+            self.settings
+                .embedding_model_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL_ID.to_owned()),
+            self.settings
+                .embedding_dimensions
+                .unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS),
+        )
+    }
+
+    /// The event publisher on `UPSELL_EVENT_BUS_NAME`.
+    pub fn event_publisher(&self) -> Result<EventBridgePublisher, ConfigError> {
+        let bus = Self::need(&self.settings.event_bus_name, env::EVENT_BUS_NAME)?;
+        Ok(EventBridgePublisher::new(self.eventbridge.clone(), bus))
+    }
+
+    /// EMF metrics on stdout (CloudWatch Logs turns them into metrics).
+    pub fn metrics(&self) -> EmfMetrics {
+        let ns = self
+            .settings
+            .metrics_namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
+        let metrics = EmfMetrics::stdout(ns);
+        match &self.settings.stage {
+            Some(stage) => metrics.with_property("Stage", stage.clone()),
+            None => metrics,
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! DynamoDB adapters and the item helpers they share. Every table has a string partition key
+//! `pk` and sort key `sk`; records are stored as one JSON attribute plus the few top-level
+//! attributes that keys, indexes and the state machine's direct integrations read.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use upsell_core::ports::PortError;
+
+pub mod features;
+pub mod messages;
+pub mod registry;
+pub mod tables;
+
+/// A DynamoDB item.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Serialises a record for the `record`/`spec` attribute.
+pub(crate) fn to_json<T: Serialize>(value: &T, what: &str) -> Result<String, PortError> {
+    serde_json::to_string(value)
+        .map_err(|e| PortError::Invalid(format!("cannot serialise {what}: {e}")))
+}
+
+/// Reads a JSON attribute back; a missing or unreadable one is reported with the item's key.
+pub(crate) fn from_json<T: DeserializeOwned>(
+    item: &Item,
+    attr: &str,
+    table: &str,
+) -> Result<T, PortError> {
+    let where_ = || {
+        format!(
+            "item (pk={:?}, sk={:?}) of table {table}",
+            get_s(item, PK).unwrap_or("?"),
+            get_s(item, SK).unwrap_or("?")
+        )
+    };
+    let raw = get_s(item, attr)
+        .ok_or_else(|| PortError::Other(format!("{} has no string attribute `{attr}`", where_())))?;
+    serde_json::from_str(raw).map_err(|e| {
+        PortError::Other(format!(
+            "{} has an unreadable `{attr}` attribute: {e}",
+            where_()
+        ))
+    })
+}
+
+/// The serde name of a unit enum variant (e.g. `MessageStatus::Approved` -> `approved`).
+pub(crate) fn serde_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,37 @@
+//! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
+//! store), Bedrock Runtime (Converse model provider, Titan Text Embeddings v2), Bedrock Agent
+//! Runtime (`Retrieve` over a Knowledge Base), EventBridge (`PutEvents`) and CloudWatch metrics
+//! as Embedded Metric Format log lines.
+//!
+//! This is the only library crate that depends on the AWS SDK. Lambda mains build one
+//! [`AwsContext`] per container with [`AwsContext::from_env`] and take their adapters from it.
+//! Every SDK error is mapped to [`PortError`](upsell_core::ports::PortError) or
+//! [`ModelError`](upsell_core::ports::ModelError) by service error code and HTTP status (see
+//! [`error`]), so the state machine's Retry and Catch see the same stable names as locally.
+
+pub mod bedrock;
+pub mod context;
+pub mod dynamo;
+pub mod error;
+pub mod eventbridge;
+pub mod kb;
+pub mod metrics;
+
+pub use bedrock::BedrockModelProvider;
+pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
+pub use dynamo::features::DynamoFeatureStore;
+pub use dynamo::messages::DynamoMessageStore;
+pub use dynamo::registry::DynamoAgentRegistry;
+pub use dynamo::tables::{self, TableKind};
+pub use eventbridge::EventBridgePublisher;
+pub use kb::{BedrockKnowledgeBase, TitanEmbedder};
+pub use metrics::EmfMetrics;
+
+/// The SDK crates, re-exported so that callers use the very versions this crate was built with.
+pub mod sdk {
+    pub use aws_config;
+    pub use aws_sdk_bedrockagentruntime as bedrockagentruntime;
+    pub use aws_sdk_bedrockruntime as bedrockruntime;
+    pub use aws_sdk_dynamodb as dynamodb;
+    pub use aws_sdk_eventbridge as eventbridge;
+}

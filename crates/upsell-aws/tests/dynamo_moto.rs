@@ -1,0 +1,477 @@
+//! DynamoDB adapters over HTTP against moto server (`UPSELL_MOTO_ENDPOINT`; skipped, saying
+//! so, when unset). Each test creates its own tables with unique names.
+
+mod common;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use common::{builder, moto_endpoint, unique};
+use serde_json::json;
+use upsell_aws::dynamo::registry::{Routing, agent_pk};
+use upsell_aws::sdk::dynamodb::types::AttributeValue;
+use upsell_aws::{AwsContext, TableKind, tables};
+use upsell_core::agent::{AgentSpec, AgentStatus, PerformanceMetrics};
+use upsell_core::features::{CustomerFeatures, FeatureStore};
+use upsell_core::message::{MessageRecord, MessageStatus, QuarantineRecord};
+use upsell_core::ports::{AgentRegistry, MessageQuery, MessageStore, PortError, PutOutcome};
+use upsell_core::validate::{Problem, RejectReason};
+
+async fn context(endpoint: &str) -> AwsContext {
+    let ctx = builder(endpoint)
+        .messages_table(unique("messages"))
+        .agent_registry_table(unique("registry"))
+        .feature_store_table(unique("features"))
+        .build()
+        .await;
+    let db = ctx.dynamodb();
+    tables::create_table(db, ctx.message_store().unwrap().table(), TableKind::Messages)
+        .await
+        .unwrap();
+    tables::create_table(db, ctx.agent_registry().unwrap().table(), TableKind::AgentRegistry)
+        .await
+        .unwrap();
+    tables::create_table(db, ctx.feature_store().unwrap().table(), TableKind::FeatureStore)
+        .await
+        .unwrap();
+    ctx
+}
+
+fn record(event_id: &str, customer: &str, status: MessageStatus) -> MessageRecord {
+    serde_json::from_value(json!({
+        "eventId": event_id,
+        "customerId": customer,
+        "status": status,
+        "message": "Hi Dana, ...",
+        "generator": {"agentId": "upsell-generator", "version": "1.0.0"},
+        "judge": {"agentId": "upsell-judge", "version": "1.0.0"},
+        "attempts": [],
+        "totalUsage": {"inputTokens": 100, "outputTokens": 40},
+        "costUsd": 0.0012,
+        "latencyMs": 900,
+        "createdAt": "2026-05-01T10:00:00Z"
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn message_store_writes_once_per_event() {
+    let Some(endpoint) = moto_endpoint("message_store_writes_once_per_event") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let store = ctx.message_store().unwrap();
+
+    // The state machine's ClaimEvent item lives beside the record and must not block it.
+    ctx.dynamodb()
+        .put_item()
+        .table_name(store.table())
+        .item("pk", AttributeValue::S("EVENT#e-1".into()))
+        .item("sk", AttributeValue::S("CLAIM".into()))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await
+        .unwrap();
+
+    let first = record("e-1", "c-1", MessageStatus::Approved);
+    assert_eq!(store.put_if_absent(&first).await.unwrap(), PutOutcome::Inserted);
+    let mut again = first.clone();
+    again.message = Some("a different text".into());
+    assert_eq!(
+        store.put_if_absent(&again).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    // The first write wins.
+    assert_eq!(store.get("e-1").await.unwrap(), Some(first));
+    assert_eq!(store.get("missing").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn message_store_lists_by_customer_status_and_pages() {
+    let Some(endpoint) = moto_endpoint("message_store_lists_by_customer_status_and_pages") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let store = ctx.message_store().unwrap();
+    let rows = [
+        ("e-05", "c-1", MessageStatus::Approved),
+        ("e-01", "c-2", MessageStatus::Rejected),
+        ("e-03", "c-1", MessageStatus::Rejected),
+        ("e-02", "c-1", MessageStatus::Failed),
+        ("e-04", "c-3", MessageStatus::Approved),
+    ];
+    for (id, customer, status) in rows {
+        store.put_if_absent(&record(id, customer, status)).await.unwrap();
+    }
+    let ids = |v: Vec<MessageRecord>| v.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
+
+    let all = store.list(&MessageQuery::default()).await.unwrap();
+    assert_eq!(ids(all), ["e-01", "e-02", "e-03", "e-04", "e-05"]);
+
+    let c1 = MessageQuery {
+        customer_id: Some("c-1".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list(&c1).await.unwrap()), ["e-02", "e-03", "e-05"]);
+
+    let c1_rejected = MessageQuery {
+        customer_id: Some("c-1".into()),
+        status: Some(MessageStatus::Rejected),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list(&c1_rejected).await.unwrap()), ["e-03"]);
+
+    let approved = MessageQuery {
+        status: Some(MessageStatus::Approved),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list(&approved).await.unwrap()), ["e-04", "e-05"]);
+
+    let page1 = MessageQuery {
+        limit: 2,
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list(&page1).await.unwrap()), ["e-01", "e-02"]);
+    let page2 = MessageQuery {
+        limit: 2,
+        after_event_id: Some("e-02".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(store.list(&page2).await.unwrap()), ["e-03", "e-04"]);
+}
+
+#[tokio::test]
+async fn quarantine_is_idempotent_and_listed_in_order() {
+    let Some(endpoint) = moto_endpoint("quarantine_is_idempotent_and_listed_in_order") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let store = ctx.message_store().unwrap();
+    let q = |id: &str| QuarantineRecord {
+        quarantine_id: id.into(),
+        event_id: Some(format!("evt-{id}")),
+        raw: "{\"detail-type\": 1}".into(),
+        reason: RejectReason::SchemaViolation,
+        errors: vec![Problem::new("/detail-type", "must be a string")],
+        origin: Some("test".into()),
+        quarantined_at: Utc.with_ymd_and_hms(2026, 5, 1, 10, 0, 0).unwrap(),
+    };
+    assert_eq!(store.quarantine(&q("q-2")).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(store.quarantine(&q("q-1")).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(
+        store.quarantine(&q("q-1")).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    let listed = store.list_quarantine(None, 0).await.unwrap();
+    assert_eq!(listed, vec![q("q-1"), q("q-2")]);
+    let after = store.list_quarantine(Some("q-1"), 10).await.unwrap();
+    assert_eq!(after, vec![q("q-2")]);
+    // Quarantine records never show up as messages.
+    assert!(store.list(&MessageQuery::default()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn missing_table_is_not_found() {
+    let Some(endpoint) = moto_endpoint("missing_table_is_not_found") else {
+        return;
+    };
+    let ctx = builder(&endpoint)
+        .messages_table(unique("never-created"))
+        .build()
+        .await;
+    let err = ctx.message_store().unwrap().get("e-1").await.unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
+    assert!(err.to_string().contains("ResourceNotFoundException"), "{err}");
+}
+
+// ------------------------------------------------------------------------------------------
+// Agent registry.
+
+fn spec(version: &str, status: AgentStatus, weight: u8) -> AgentSpec {
+    serde_json::from_value(json!({
+        "agentId": "upsell-generator",
+        "version": version,
+        "role": "generator",
+        "prompt": {"system": "You write upsell messages.", "user": "Customer: {{ first_name }}"},
+        "modelId": "amazon.nova-pro-v1:0",
+        "config": {"temperature": 0.7, "topP": 0.9, "maxTokens": 500},
+        "maxAttempts": 3,
+        "status": status,
+        "trafficWeight": weight,
+        "createdAt": "2026-05-01T10:00:00Z"
+    }))
+    .unwrap()
+}
+
+async fn routing_item(ctx: &AwsContext, table: &str) -> HashMap<String, AttributeValue> {
+    ctx.dynamodb()
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(agent_pk("upsell-generator")))
+        .key("sk", AttributeValue::S("ROUTING".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn registry_keeps_versions_immutable_and_ordered() {
+    let Some(endpoint) = moto_endpoint("registry_keeps_versions_immutable_and_ordered") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let registry = ctx.agent_registry().unwrap();
+    for v in ["1.9.0", "1.10.0", "1.2.0"] {
+        registry.register(&spec(v, AgentStatus::Draft, 0)).await.unwrap();
+    }
+    let err = registry
+        .register(&spec("1.2.0", AgentStatus::Draft, 0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Conflict(_)), "{err:?}");
+
+    let versions: Vec<String> = registry
+        .list_versions("upsell-generator")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version.to_string())
+        .collect();
+    assert_eq!(versions, ["1.2.0", "1.9.0", "1.10.0"]);
+    assert!(registry.list_versions("nobody").await.unwrap().is_empty());
+    assert_eq!(registry.list_all().await.unwrap().len(), 3);
+
+    let got = registry
+        .get("upsell-generator", &semver::Version::new(1, 9, 0))
+        .await
+        .unwrap();
+    assert_eq!(got, spec("1.9.0", AgentStatus::Draft, 0));
+    let err = registry
+        .get("upsell-generator", &semver::Version::new(9, 9, 9))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
+
+    // A spec that fails its own checks is refused with the reasons.
+    let mut bad = spec("2.0.0", AgentStatus::Draft, 30);
+    bad.config.max_tokens = 0;
+    let err = registry.register(&bad).await.unwrap_err();
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("/config/maxTokens"), "{err}");
+}
+
+#[tokio::test]
+async fn registry_status_changes_keep_the_routing_item_in_step() {
+    let Some(endpoint) = moto_endpoint("registry_status_changes_keep_the_routing_item_in_step")
+    else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let registry = ctx.agent_registry().unwrap();
+    let table = registry.table().to_owned();
+    let v1 = semver::Version::new(1, 0, 0);
+    let v2 = semver::Version::new(2, 0, 0);
+    registry
+        .register(&spec("1.0.0", AgentStatus::Production, 100))
+        .await
+        .unwrap();
+    registry.register(&spec("2.0.0", AgentStatus::Draft, 0)).await.unwrap();
+
+    let item = routing_item(&ctx, &table).await;
+    assert_eq!(item["productionVersion"].as_s().unwrap(), "1.0.0");
+    assert!(!item.contains_key("canaryVersion"));
+    assert_eq!(item["canaryWeight"].as_n().unwrap(), "0");
+
+    // draft -> canary is not a legal move; draft -> evaluating -> canary is.
+    let err = registry
+        .set_status("upsell-generator", &v2, AgentStatus::Canary, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+    registry
+        .set_status("upsell-generator", &v2, AgentStatus::Evaluating, 0)
+        .await
+        .unwrap();
+    let updated = registry
+        .set_status("upsell-generator", &v2, AgentStatus::Canary, 10)
+        .await
+        .unwrap();
+    assert_eq!((updated.status, updated.traffic_weight), (AgentStatus::Canary, 10));
+
+    let item = routing_item(&ctx, &table).await;
+    assert_eq!(item["productionVersion"].as_s().unwrap(), "1.0.0");
+    assert_eq!(item["canaryVersion"].as_s().unwrap(), "2.0.0");
+    assert_eq!(item["canaryWeight"].as_n().unwrap(), "10");
+
+    // Same status, more traffic: 10% -> 50%.
+    registry
+        .set_status("upsell-generator", &v2, AgentStatus::Canary, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.routing("upsell-generator").await.unwrap(),
+        Routing {
+            production_version: Some(v1.clone()),
+            canary_version: Some(v2.clone()),
+            canary_weight: 50,
+        }
+    );
+
+    // Promote and retire the old one: the routing item follows.
+    registry
+        .set_status("upsell-generator", &v2, AgentStatus::Production, 100)
+        .await
+        .unwrap();
+    registry
+        .set_status("upsell-generator", &v1, AgentStatus::Retired, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.routing("upsell-generator").await.unwrap(),
+        Routing {
+            production_version: Some(v2.clone()),
+            canary_version: None,
+            canary_weight: 0,
+        }
+    );
+    let item = routing_item(&ctx, &table).await;
+    assert!(!item.contains_key("canaryVersion"), "{item:?}");
+
+    let err = registry
+        .set_status(
+            "upsell-generator",
+            &semver::Version::new(7, 0, 0),
+            AgentStatus::Retired,
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
+    // Weight on a version that serves no traffic fails the spec's own check.
+    let err = registry
+        .set_status("upsell-generator", &v1, AgentStatus::Retired, 20)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn registry_records_performance() {
+    let Some(endpoint) = moto_endpoint("registry_records_performance") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let registry = ctx.agent_registry().unwrap();
+    let v = semver::Version::new(1, 0, 0);
+    registry.register(&spec("1.0.0", AgentStatus::Draft, 0)).await.unwrap();
+    let perf = PerformanceMetrics {
+        approval_rate: 0.9,
+        avg_score: 8.2,
+        sample_size: 500,
+        ..Default::default()
+    };
+    registry
+        .set_performance("upsell-generator", &v, &perf)
+        .await
+        .unwrap();
+    let got = registry.get("upsell-generator", &v).await.unwrap();
+    assert_eq!(got.performance, Some(perf.clone()));
+    let err = registry
+        .set_performance("upsell-generator", &semver::Version::new(3, 0, 0), &perf)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
+}
+
+// ------------------------------------------------------------------------------------------
+// Feature store.
+
+fn features(customer: &str, last_event: DateTime<Utc>, services: u32) -> CustomerFeatures {
+    serde_json::from_value(json!({
+        "customerId": customer,
+        "featureSetVersion": upsell_core::features::FEATURE_SET_VERSION,
+        "asOf": last_event,
+        "lastEventTime": last_event,
+        "eventCount": services,
+        "customerSince": "2024-01-15",
+        "tenureDays": 100,
+        "serviceCount": services,
+        "servicesPerYear": 2.0,
+        "lifetimeValueCents": 10000 * u64::from(services),
+        "lastServiceDate": last_event.date_naive(),
+        "daysSinceLastService": 0,
+        "servicesBought": ["lawn-care"],
+        "servicesNotBought": ["gutter-cleaning"],
+        "recentSatisfaction": [5, 4],
+        "satisfactionAvg": 4.5,
+        "satisfactionTrend": -1.0,
+        "lotSizeSqft": 8000,
+        "hasPool": false,
+        "hasPets": true,
+        "pets": [],
+        "yearBuilt": 1990,
+        "homeAgeYears": 34,
+        "homeType": null,
+        "region": null,
+        "marketingOptIn": true,
+        "season": "spring"
+    }))
+    .expect("a valid CustomerFeatures")
+}
+
+#[tokio::test]
+async fn feature_store_reads_points_in_time_without_leakage() {
+    let Some(endpoint) = moto_endpoint("feature_store_reads_points_in_time_without_leakage") else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let store = ctx.feature_store().unwrap();
+    let t1 = Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap();
+    let t2 = t1 + Duration::days(30);
+    let t3 = t2 + Duration::days(30);
+    for (t, n) in [(t2, 2), (t1, 1), (t3, 3)] {
+        store.put(&features("c-9", t, n)).await.unwrap();
+    }
+    store.put(&features("c-other", t3, 7)).await.unwrap();
+
+    let newest = store.get("c-9", None).await.unwrap().unwrap();
+    assert_eq!(newest.service_count, 3);
+    let mid = store
+        .get("c-9", Some(t2 + Duration::days(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mid.service_count, 2);
+    // Read at a later time: time-relative features move to the read time.
+    assert_eq!(mid.as_of, t2 + Duration::days(1));
+    assert_eq!(mid.days_since_last_service, Some(1));
+    let exact = store.get("c-9", Some(t1)).await.unwrap().unwrap();
+    assert_eq!(exact.service_count, 1);
+    assert!(
+        store
+            .get("c-9", Some(t1 - Duration::seconds(1)))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get("nobody", None).await.unwrap().is_none());
+
+    let history: Vec<u32> = store
+        .history("c-9", 2)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.service_count)
+        .collect();
+    assert_eq!(history, [3, 2]);
+
+    // Writing the same (customer, version, event time) again replaces the snapshot.
+    store.put(&features("c-9", t3, 30)).await.unwrap();
+    assert_eq!(store.history("c-9", 10).await.unwrap().len(), 3);
+    assert_eq!(
+        store.get("c-9", None).await.unwrap().unwrap().service_count,
+        30
+    );
+}

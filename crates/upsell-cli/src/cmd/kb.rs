@@ -1,0 +1,253 @@
+//! `upsell kb`: build the local knowledge-base index from `knowledge-base/`, query it, and
+//! measure retrieval quality on the labelled queries in `knowledge-base/eval/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use upsell_core::kb::{
+    Embedder, EvalQuery, Filter, HashingEmbedder, KnowledgeBase, MetaValue, MetricsAccumulator,
+    RetrieveRequest, SearchMode,
+};
+use upsell_sqlite::kb::SqliteKnowledgeBase;
+use upsell_sqlite::kb_source::load_documents;
+
+use super::Context;
+use super::features::runtime;
+
+/// Arguments of `upsell kb`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The knowledge-base folder (Bedrock S3 data-source layout).
+    #[arg(
+        long,
+        global = true,
+        env = "UPSELL_KB_DIR",
+        default_value = "knowledge-base",
+        value_name = "DIR"
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Chunk, embed and index the documents (incremental: unchanged documents are kept).
+    Ingest {
+        /// Embedding provider: hashing (built in).
+        #[arg(long, default_value = "hashing")]
+        provider: String,
+    },
+    /// Retrieve the best chunks for a text.
+    Query {
+        text: String,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Metadata filter key=value (repeatable; all must match; list values match if they contain it).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        #[arg(long, default_value = "hybrid", value_parser = parse_mode)]
+        mode: SearchMode,
+        #[arg(long, default_value = "hashing")]
+        provider: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recall@1/5/10, MRR and nDCG@10 on eval/queries.jsonl for each provider and search mode.
+    Eval {
+        /// Providers to evaluate (default: every provider built into this binary).
+        #[arg(long = "provider")]
+        providers: Vec<String>,
+        /// One JSON object per row.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<SearchMode, String> {
+    s.parse()
+        .map_err(|e: upsell_core::ports::PortError| e.to_string())
+}
+
+/// Providers compiled into this binary.
+const PROVIDERS: &[&str] = &["hashing"];
+
+fn embedder(provider: &str) -> anyhow::Result<Arc<dyn Embedder>> {
+    match provider {
+        "hashing" => Ok(Arc::new(HashingEmbedder::default())),
+        "minilm" => bail!(
+            "the local sentence model (all-MiniLM-L6-v2) is not built into this binary; see docs/knowledge-base.md"
+        ),
+        "titan" => bail!("Titan Text Embeddings v2 is used by the AWS deployment only"),
+        other => bail!(
+            "unknown embedding provider {other:?} (available: {})",
+            PROVIDERS.join(", ")
+        ),
+    }
+}
+
+fn open_index(ctx: &Context, provider: &str) -> anyhow::Result<SqliteKnowledgeBase> {
+    let path = ctx.home.join("upsell.db");
+    SqliteKnowledgeBase::open(&path, embedder(provider)?)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Runs the command.
+pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    let rt = runtime()?;
+    match args.command {
+        Sub::Ingest { provider } => {
+            let docs = load_documents(&args.dir)
+                .with_context(|| format!("reading {}", args.dir.display()))?;
+            let index = open_index(ctx, &provider)?;
+            let started = std::time::Instant::now();
+            let r = rt.block_on(index.sync(&docs))?;
+            println!(
+                "{} documents: {} added, {} updated, {} unchanged, {} deleted; {} chunks embedded, {} in the index ({:.2}s, provider {provider})",
+                docs.len(),
+                r.documents_added,
+                r.documents_updated,
+                r.documents_unchanged,
+                r.documents_deleted,
+                r.chunks_embedded,
+                r.chunks_total,
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Sub::Query {
+            text,
+            k,
+            filters,
+            mode,
+            provider,
+            json,
+        } => {
+            let index = open_index(ctx, &provider)?;
+            if index.indexed_with()?.is_none() {
+                eprintln!("the index is empty: run `upsell kb ingest` first");
+            }
+            let request = RetrieveRequest::new(text, k)
+                .with_filter(Filter::from_pairs(&filters)?)
+                .with_mode(mode);
+            let hits = rt.block_on(index.retrieve(&request))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+                return Ok(());
+            }
+            for (i, h) in hits.iter().enumerate() {
+                let excerpt: String = h.text.chars().take(160).collect();
+                println!(
+                    "{}. {} (score {:.4}, {})",
+                    i + 1,
+                    h.chunk_id,
+                    h.score,
+                    h.source
+                );
+                println!("   {}", excerpt.replace('\n', " "));
+            }
+            if hits.is_empty() {
+                println!("no results");
+            }
+            Ok(())
+        }
+        Sub::Eval { providers, json } => {
+            let providers = if providers.is_empty() {
+                PROVIDERS.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                providers
+            };
+            let queries = read_queries(&args.dir.join("eval/queries.jsonl"))?;
+            let docs = load_documents(&args.dir)?;
+            if !json {
+                println!(
+                    "{:<10} {:<8} {:>8} {:>8} {:>9} {:>6} {:>8} {:>7}",
+                    "provider",
+                    "mode",
+                    "recall@1",
+                    "recall@5",
+                    "recall@10",
+                    "mrr",
+                    "ndcg@10",
+                    "queries"
+                );
+            }
+            for provider in providers {
+                let index = SqliteKnowledgeBase::in_memory(embedder(&provider)?)?;
+                rt.block_on(index.sync(&docs))?;
+                for mode in SearchMode::ALL {
+                    let mut acc = MetricsAccumulator::default();
+                    for q in &queries {
+                        let filter = q.filter.as_ref().and_then(|f| {
+                            let all: Vec<Filter> = f
+                                .iter()
+                                .map(|(k, v)| Filter::Equals {
+                                    key: k.clone(),
+                                    value: MetaValue::Text(v.clone()),
+                                })
+                                .collect();
+                            (!all.is_empty()).then_some(Filter::AndAll(all))
+                        });
+                        let req = RetrieveRequest::new(q.query.clone(), 20)
+                            .with_filter(filter)
+                            .with_mode(mode);
+                        let hits = rt.block_on(index.retrieve(&req))?;
+                        let ranked: Vec<String> = hits.into_iter().map(|h| h.doc_id).collect();
+                        acc.add(&ranked, &q.relevant);
+                    }
+                    let m = acc.finish();
+                    if json {
+                        let mut row =
+                            serde_json::json!({"provider": provider, "mode": mode.as_str()});
+                        if let (Some(obj), serde_json::Value::Object(metrics)) =
+                            (row.as_object_mut(), serde_json::to_value(m)?)
+                        {
+                            obj.extend(metrics);
+                        }
+                        println!("{row}");
+                    } else {
+                        println!(
+                            "{:<10} {:<8} {:>8.3} {:>8.3} {:>9.3} {:>6.3} {:>8.3} {:>7}",
+                            provider,
+                            mode.as_str(),
+                            m.recall_at_1,
+                            m.recall_at_5,
+                            m.recall_at_10,
+                            m.mrr,
+                            m.ndcg_at_10,
+                            m.queries
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_queries(path: &Path) -> anyhow::Result<Vec<EvalQuery>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let q: EvalQuery = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not a labelled query", path.display(), i + 1))?;
+        if q.relevant.is_empty() {
+            bail!(
+                "{} line {}: query {} has no relevant documents",
+                path.display(),
+                i + 1,
+                q.id
+            );
+        }
+        out.push(q);
+    }
+    if out.is_empty() {
+        bail!("{} holds no queries", path.display());
+    }
+    Ok(out)
+}

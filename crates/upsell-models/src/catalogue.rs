@@ -1,0 +1,212 @@
+//! The service catalogue: every offering the company sells, with its catalogue name, price,
+//! seasons, regions and property requirements. Read from the knowledge base
+//! (`knowledge-base/catalogue/*.md` and their `.metadata.json` sidecars), embedded at build time
+//! so that Lambda binaries and the local runtime carry the same catalogue.
+
+use std::sync::OnceLock;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use upsell_core::events::{Region, Service};
+use upsell_core::features::Season;
+
+/// One offering of the catalogue, e.g. `lawn_mowing` (sold as service `lawn-care`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Offering {
+    /// Offering id, e.g. `lawn_mowing`.
+    pub offering: String,
+    /// The service family it belongs to.
+    pub service: Service,
+    /// Catalogue name as customers see it, e.g. `Lawn mowing`.
+    pub name: String,
+    /// Catalogue price in US cents.
+    pub price_cents: u64,
+    /// What the price buys, e.g. `per visit`.
+    pub price_unit: String,
+    /// Seasons in which it is sold.
+    pub seasons: Vec<Season>,
+    /// Regions where it is offered.
+    pub regions: Vec<Region>,
+    /// Only for homes with a pool.
+    pub requires_pool: bool,
+    /// Only for households with pets.
+    pub requires_pets: bool,
+    /// What the service is, in one paragraph.
+    pub description: String,
+}
+
+impl Offering {
+    /// The price as customers read it: `$45` or `$45.50`.
+    pub fn price_text(&self) -> String {
+        format_price(self.price_cents)
+    }
+}
+
+/// Formats cents as dollars: whole dollars without decimals, otherwise two decimals.
+pub fn format_price(cents: u64) -> String {
+    if cents % 100 == 0 {
+        format!("${}", cents / 100)
+    } else {
+        format!("${}.{:02}", cents / 100, cents % 100)
+    }
+}
+
+/// The whole catalogue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalogue {
+    offerings: Vec<Offering>,
+}
+
+/// A catalogue entry that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("catalogue entry {file}: {message}")]
+pub struct CatalogueError {
+    /// The file.
+    pub file: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+const FILES: &[(&str, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/catalogue_files.rs"));
+
+#[derive(Deserialize)]
+struct Sidecar {
+    #[serde(rename = "metadataAttributes")]
+    attrs: SidecarAttrs,
+}
+
+#[derive(Deserialize)]
+struct SidecarAttrs {
+    service: Service,
+    offering: String,
+    price_cents: u64,
+    seasons: Vec<Season>,
+    regions: Vec<Region>,
+    #[serde(default)]
+    requires_pool: bool,
+    #[serde(default)]
+    requires_pets: bool,
+}
+
+impl Catalogue {
+    /// The catalogue embedded from `knowledge-base/catalogue/` at build time.
+    pub fn builtin() -> &'static Catalogue {
+        static C: OnceLock<Catalogue> = OnceLock::new();
+        C.get_or_init(|| {
+            Catalogue::from_files(FILES.iter().copied())
+                .expect("the embedded catalogue is checked by this crate's tests")
+        })
+    }
+
+    /// Builds a catalogue from `(file name, markdown, sidecar JSON)` triples.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Result<Catalogue, CatalogueError> {
+        let mut offerings = Vec::new();
+        for (file, md, meta) in files {
+            let err = |message: String| CatalogueError {
+                file: file.to_owned(),
+                message,
+            };
+            let side: Sidecar =
+                serde_json::from_str(meta).map_err(|e| err(format!("bad sidecar: {e}")))?;
+            let name = md
+                .lines()
+                .find_map(|l| l.strip_prefix("# "))
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| err("no `# Name` heading".into()))?
+                .to_owned();
+            let description = md
+                .split("\n\n")
+                .map(str::trim)
+                .filter(|p| !p.is_empty() && !p.starts_with('#') && !p.contains(": "))
+                .last()
+                .unwrap_or_default()
+                .replace('\n', " ");
+            let price_unit = md
+                .lines()
+                .find_map(|l| l.strip_prefix("Price: "))
+                .and_then(|p| p.split_once(' ').map(|(_, unit)| unit))
+                .map(|u| u.trim().trim_end_matches('.').to_owned())
+                .unwrap_or_default();
+            let a = side.attrs;
+            offerings.push(Offering {
+                offering: a.offering,
+                service: a.service,
+                name,
+                price_cents: a.price_cents,
+                price_unit,
+                seasons: a.seasons,
+                regions: a.regions,
+                requires_pool: a.requires_pool,
+                requires_pets: a.requires_pets,
+                description,
+            });
+        }
+        offerings.sort_by(|a, b| a.offering.cmp(&b.offering));
+        Ok(Catalogue { offerings })
+    }
+
+    /// Every offering, sorted by offering id.
+    pub fn offerings(&self) -> &[Offering] {
+        &self.offerings
+    }
+
+    /// One offering by id.
+    pub fn get(&self, offering: &str) -> Option<&Offering> {
+        self.offerings.iter().find(|o| o.offering == offering)
+    }
+
+    /// Offerings whose catalogue name appears in `text` (case-insensitive, whole words).
+    pub fn mentioned_in(&self, text: &str) -> Vec<&Offering> {
+        let lower = text.to_lowercase();
+        self.offerings
+            .iter()
+            .filter(|o| contains_words(&lower, &o.name.to_lowercase()))
+            .collect()
+    }
+}
+
+/// Whether `needle` occurs in `haystack` bounded by non-alphanumeric characters.
+pub(crate) fn contains_words(haystack: &str, needle: &str) -> bool {
+    haystack.match_indices(needle).any(|(i, m)| {
+        let before = haystack[..i].chars().next_back();
+        let after = haystack[i + m.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_reads_every_knowledge_base_entry() {
+        let c = Catalogue::builtin();
+        assert_eq!(c.offerings().len(), FILES.len());
+        assert!(c.offerings().len() >= 20);
+        let mow = c.get("lawn_mowing").unwrap();
+        assert_eq!(mow.name, "Lawn mowing");
+        assert_eq!(mow.service, Service::LawnCare);
+        assert_eq!(mow.price_text(), "$45");
+        assert_eq!(mow.price_unit, "per visit");
+        assert!(mow.description.contains("edging"), "{}", mow.description);
+        assert!(c.get("pool_opening").unwrap().requires_pool);
+        assert!(c.get("pet_waste_removal").unwrap().requires_pets);
+    }
+
+    #[test]
+    fn names_are_matched_as_whole_words() {
+        let c = Catalogue::builtin();
+        let hits: Vec<_> = c
+            .mentioned_in("Our Gutter cleaning visit is $149.")
+            .iter()
+            .map(|o| o.offering.as_str())
+            .collect();
+        assert_eq!(hits, ["gutter_cleaning"]);
+        assert!(!contains_words("lawn mowings", "lawn mowing"));
+        assert_eq!(format_price(4550), "$45.50");
+    }
+}

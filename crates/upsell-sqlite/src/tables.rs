@@ -1,0 +1,405 @@
+//! Local DynamoDB tables for the state machines' direct service integrations
+//! (`arn:aws:states:::dynamodb:*`): items stored as DynamoDB JSON under their table name,
+//! partition key and sort key.
+//!
+//! This module only stores and orders items; DynamoDB's expression languages (conditions,
+//! updates, key conditions) live in `upsell-local`, which calls [`TableStore::modify`] to run a
+//! read-check-write atomically. Keys keep DynamoDB's order: strings and binaries by bytes,
+//! numbers numerically. A table without a sort key stores the empty string as its sort key.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
+use upsell_core::ports::PortError;
+
+use crate::{db_err, open_connection};
+
+/// One key attribute's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyValue {
+    /// `S`
+    S(String),
+    /// `N`, kept as a number so it sorts numerically.
+    N(f64),
+    /// `B`, raw bytes.
+    B(Vec<u8>),
+}
+
+impl KeyValue {
+    fn to_sql(&self) -> SqlValue {
+        match self {
+            KeyValue::S(s) => SqlValue::Text(s.clone()),
+            KeyValue::N(n) => SqlValue::Real(*n),
+            KeyValue::B(b) => SqlValue::Blob(b.clone()),
+        }
+    }
+}
+
+/// The primary key of an item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemKey {
+    /// Partition key value.
+    pub pk: KeyValue,
+    /// Sort key value (`None` for tables without one).
+    pub sk: Option<KeyValue>,
+}
+
+impl ItemKey {
+    fn sk_sql(&self) -> SqlValue {
+        self.sk
+            .as_ref()
+            .map_or(SqlValue::Text(String::new()), KeyValue::to_sql)
+    }
+}
+
+/// What [`TableStore::modify`] does after looking at the current item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Leave the item as it is.
+    Keep,
+    /// Store this item (DynamoDB JSON map).
+    Put(Value),
+    /// Remove the item.
+    Delete,
+}
+
+/// The item before and after a modification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Modified {
+    /// The item before (`None` if absent).
+    pub old: Option<Value>,
+    /// The item after (`None` if absent).
+    pub new: Option<Value>,
+}
+
+/// Which sort keys a query selects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortCondition {
+    /// Every item of the partition.
+    Any,
+    /// `sk = v`
+    Eq(KeyValue),
+    /// `sk < v`
+    Lt(KeyValue),
+    /// `sk <= v`
+    Le(KeyValue),
+    /// `sk > v`
+    Gt(KeyValue),
+    /// `sk >= v`
+    Ge(KeyValue),
+    /// `sk BETWEEN a AND b` (inclusive)
+    Between(KeyValue, KeyValue),
+    /// `begins_with(sk, v)` for strings and binaries.
+    BeginsWith(KeyValue),
+}
+
+/// A query over one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Partition key value.
+    pub pk: KeyValue,
+    /// Sort key condition.
+    pub sort: SortCondition,
+    /// `ScanIndexForward` (ascending when true).
+    pub forward: bool,
+    /// At most this many items.
+    pub limit: Option<usize>,
+    /// Continue after this sort key (`ExclusiveStartKey`).
+    pub start_after: Option<KeyValue>,
+}
+
+/// DynamoDB-like tables in SQLite.
+pub struct TableStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for TableStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TableStore")
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS ddb_items (
+    tbl  TEXT NOT NULL,
+    pk   NOT NULL,
+    sk   NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (tbl, pk, sk)
+) WITHOUT ROWID;
+";
+
+impl TableStore {
+    /// Opens (creating) the store in the SQLite file at `path`.
+    pub fn open(path: &Path) -> Result<Self, PortError> {
+        Self::with_connection(open_connection(path)?)
+    }
+
+    /// A store that lives in memory (tests).
+    pub fn in_memory() -> Result<Self, PortError> {
+        Self::with_connection(Connection::open_in_memory().map_err(db_err)?)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Self, PortError> {
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(TableStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, PortError> {
+        self.conn
+            .lock()
+            .map_err(|_| PortError::Other("table store lock poisoned".into()))
+    }
+
+    /// The item with this key.
+    pub fn get(&self, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
+        let conn = self.lock()?;
+        get_item(&conn, table, key)
+    }
+
+    /// Stores an item, replacing any item with the same key; returns the old one.
+    pub fn put(&self, table: &str, key: &ItemKey, item: &Value) -> Result<Option<Value>, PortError> {
+        self.modify(table, key, |_| Ok::<_, PortError>(Write::Put(item.clone())))?
+            .map(|m| m.old)
+    }
+
+    /// Removes an item; returns it.
+    pub fn delete(&self, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
+        self.modify(table, key, |_| Ok::<_, PortError>(Write::Delete))?
+            .map(|m| m.old)
+    }
+
+    /// Reads the item, lets `decide` choose what to write, and writes it, all in one
+    /// immediate transaction (so a condition checked in `decide` holds when the write happens,
+    /// also against other processes using the same file). An `Err` from `decide` writes nothing
+    /// and is returned as the inner error.
+    pub fn modify<E>(
+        &self,
+        table: &str,
+        key: &ItemKey,
+        decide: impl FnOnce(Option<&Value>) -> Result<Write, E>,
+    ) -> Result<Result<Modified, E>, PortError> {
+        let mut conn = self.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let old = get_item(&tx, table, key)?;
+        let write = match decide(old.as_ref()) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e)),
+        };
+        let new = match write {
+            Write::Keep => old.clone(),
+            Write::Put(item) => {
+                tx.execute(
+                    "INSERT INTO ddb_items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tbl, pk, sk) DO UPDATE SET item = excluded.item",
+                    params![table, key.pk.to_sql(), key.sk_sql(), item.to_string()],
+                )
+                .map_err(db_err)?;
+                Some(item)
+            }
+            Write::Delete => {
+                tx.execute(
+                    "DELETE FROM ddb_items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",
+                    params![table, key.pk.to_sql(), key.sk_sql()],
+                )
+                .map_err(db_err)?;
+                None
+            }
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(Ok(Modified { old, new }))
+    }
+
+    /// Items of one partition in sort-key order, filtered by the sort condition.
+    pub fn query(&self, table: &str, query: &Query) -> Result<Vec<Value>, PortError> {
+        let mut sql = String::from("SELECT item FROM ddb_items WHERE tbl = ?1 AND pk = ?2");
+        let mut args: Vec<SqlValue> = vec![SqlValue::Text(table.into()), query.pk.to_sql()];
+        let mut arg = |sql: &mut String, clause: &str, v: &KeyValue| {
+            args.push(v.to_sql());
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        match &query.sort {
+            SortCondition::Any => {}
+            SortCondition::Eq(v) => arg(&mut sql, " AND sk = ?", v),
+            SortCondition::Lt(v) => arg(&mut sql, " AND sk < ?", v),
+            SortCondition::Le(v) => arg(&mut sql, " AND sk <= ?", v),
+            SortCondition::Gt(v) => arg(&mut sql, " AND sk > ?", v),
+            SortCondition::Ge(v) => arg(&mut sql, " AND sk >= ?", v),
+            SortCondition::Between(a, b) => {
+                arg(&mut sql, " AND sk >= ?", a);
+                arg(&mut sql, " AND sk <= ?", b);
+            }
+            SortCondition::BeginsWith(v) => {
+                arg(&mut sql, " AND sk >= ?", v);
+                arg(&mut sql, " AND instr(sk, ?) = 1", v);
+            }
+        }
+        if let Some(after) = &query.start_after {
+            let op = if query.forward { ">" } else { "<" };
+            arg(&mut sql, &format!(" AND sk {op} ?"), after);
+        }
+        sql.push_str(if query.forward {
+            " ORDER BY sk ASC"
+        } else {
+            " ORDER BY sk DESC"
+        });
+        if let Some(limit) = query.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        rows.map(|r| parse_item(&r.map_err(db_err)?)).collect()
+    }
+
+    /// Every item of a table in key order (at most `limit`).
+    pub fn scan(&self, table: &str, limit: Option<usize>) -> Result<Vec<Value>, PortError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT item FROM ddb_items WHERE tbl = ?1 ORDER BY pk, sk LIMIT ?2",
+            )
+            .map_err(db_err)?;
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = stmt
+            .query_map(params![table, limit], |r| r.get::<_, String>(0))
+            .map_err(db_err)?;
+        rows.map(|r| parse_item(&r.map_err(db_err)?)).collect()
+    }
+}
+
+fn get_item(conn: &Connection, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT item FROM ddb_items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(db_err)?
+        .query_row(params![table, key.pk.to_sql(), key.sk_sql()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    text.as_deref().map(parse_item).transpose()
+}
+
+fn parse_item(text: &str) -> Result<Value, PortError> {
+    serde_json::from_str(text).map_err(|e| PortError::Other(format!("stored item is not JSON: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s(v: &str) -> KeyValue {
+        KeyValue::S(v.into())
+    }
+
+    fn key(pk: &str, sk: &str) -> ItemKey {
+        ItemKey {
+            pk: s(pk),
+            sk: Some(s(sk)),
+        }
+    }
+
+    fn item(pk: &str, sk: &str) -> Value {
+        json!({"pk": {"S": pk}, "sk": {"S": sk}})
+    }
+
+    fn store() -> TableStore {
+        let t = TableStore::in_memory().unwrap();
+        for sk in ["a", "ab", "abc", "b", "c"] {
+            t.put("T", &key("P", sk), &item("P", sk)).unwrap();
+        }
+        t.put("T", &key("Q", "a"), &item("Q", "a")).unwrap();
+        t.put("Other", &key("P", "a"), &item("P", "z")).unwrap();
+        t
+    }
+
+    fn sks(items: &[Value]) -> Vec<&str> {
+        items.iter().map(|i| i["sk"]["S"].as_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn get_put_delete_keep_tables_apart() {
+        let t = store();
+        assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+        assert_eq!(t.get("Other", &key("P", "a")).unwrap(), Some(item("P", "z")));
+        assert_eq!(t.get("T", &key("P", "zz")).unwrap(), None);
+        let old = t.put("T", &key("P", "a"), &json!({"v": 1})).unwrap();
+        assert_eq!(old, Some(item("P", "a")));
+        assert_eq!(t.delete("T", &key("P", "a")).unwrap(), Some(json!({"v": 1})));
+        assert_eq!(t.get("T", &key("P", "a")).unwrap(), None);
+        let no_sk = ItemKey { pk: s("only"), sk: None };
+        t.put("H", &no_sk, &json!({"x": 1})).unwrap();
+        assert_eq!(t.get("H", &no_sk).unwrap(), Some(json!({"x": 1})));
+    }
+
+    #[test]
+    fn modify_writes_nothing_when_decide_fails() {
+        let t = store();
+        let r = t
+            .modify("T", &key("P", "a"), |old| {
+                if old.is_some() { Err("exists") } else { Ok(Write::Put(json!({}))) }
+            })
+            .unwrap();
+        assert_eq!(r, Err("exists"));
+        assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+        let r = t
+            .modify("T", &key("P", "new"), |old| {
+                if old.is_some() { Err("exists") } else { Ok(Write::Put(json!({"n": 1}))) }
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, Modified { old: None, new: Some(json!({"n": 1})) });
+    }
+
+    #[test]
+    fn queries_select_and_order_by_sort_key() {
+        let t = store();
+        let q = |sort: SortCondition, forward: bool, limit: Option<usize>, after: Option<&str>| {
+            let items = t
+                .query("T", &Query { pk: s("P"), sort, forward, limit, start_after: after.map(s) })
+                .unwrap();
+            sks(&items).into_iter().map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(q(SortCondition::Any, true, None, None), ["a", "ab", "abc", "b", "c"]);
+        assert_eq!(q(SortCondition::Any, false, Some(2), None), ["c", "b"]);
+        assert_eq!(q(SortCondition::BeginsWith(s("ab")), true, None, None), ["ab", "abc"]);
+        assert_eq!(q(SortCondition::Between(s("ab"), s("b")), true, None, None), ["ab", "abc", "b"]);
+        assert_eq!(q(SortCondition::Gt(s("b")), true, None, None), ["c"]);
+        assert_eq!(q(SortCondition::Le(s("ab")), true, None, None), ["a", "ab"]);
+        assert_eq!(q(SortCondition::Eq(s("b")), true, None, None), ["b"]);
+        assert_eq!(q(SortCondition::Any, true, Some(2), Some("ab")), ["abc", "b"]);
+        assert_eq!(q(SortCondition::Any, false, None, Some("ab")), ["a"]);
+        assert_eq!(t.scan("T", None).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn number_sort_keys_sort_numerically() {
+        let t = TableStore::in_memory().unwrap();
+        for n in [10.0, 9.0, 100.0, -1.5] {
+            let k = ItemKey { pk: s("P"), sk: Some(KeyValue::N(n)) };
+            t.put("N", &k, &json!({"n": n})).unwrap();
+        }
+        let items = t
+            .query("N", &Query { pk: s("P"), sort: SortCondition::Ge(KeyValue::N(9.0)), forward: true, limit: None, start_after: None })
+            .unwrap();
+        let ns: Vec<f64> = items.iter().map(|i| i["n"].as_f64().unwrap()).collect();
+        assert_eq!(ns, [9.0, 10.0, 100.0]);
+    }
+
+    #[test]
+    fn the_store_persists_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/upsell.db");
+        TableStore::open(&path).unwrap().put("T", &key("P", "a"), &item("P", "a")).unwrap();
+        let again = TableStore::open(&path).unwrap();
+        assert_eq!(again.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+    }
+}
