@@ -6,7 +6,8 @@ stamp = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} \| ")
 lines, inside = [], False
 for line in sys.stdin:
     if inside:
-        if stamp.match(line):
+        # The debug log resumes (timestamped) or sam prints its verdict on stdout.
+        if stamp.match(line) or " is a valid SAM Template" in line:
             break
         lines.append(line)
     elif line.rstrip().endswith("Translated template is:"):

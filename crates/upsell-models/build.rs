@@ -9,7 +9,10 @@ fn main() {
     let kb = manifest.join("../../knowledge-base");
     let dir = kb.join("catalogue");
     println!("cargo::rerun-if-changed={}", dir.display());
-    println!("cargo::rerun-if-changed={}", kb.join("brand-rules.json").display());
+    println!(
+        "cargo::rerun-if-changed={}",
+        kb.join("brand-rules.json").display()
+    );
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("cannot read the catalogue folder {}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -19,7 +22,11 @@ fn main() {
     let mut out = String::from("&[\n");
     for md in entries {
         let meta = PathBuf::from(format!("{}.metadata.json", md.display()));
-        assert!(meta.exists(), "catalogue entry {} has no metadata sidecar", md.display());
+        assert!(
+            meta.exists(),
+            "catalogue entry {} has no metadata sidecar",
+            md.display()
+        );
         println!("cargo::rerun-if-changed={}", md.display());
         println!("cargo::rerun-if-changed={}", meta.display());
         writeln!(
@@ -32,6 +39,7 @@ fn main() {
         .unwrap();
     }
     out.push_str("]\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("catalogue_files.rs");
+    let dest =
+        PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("catalogue_files.rs");
     std::fs::write(dest, out).expect("OUT_DIR is writable");
 }

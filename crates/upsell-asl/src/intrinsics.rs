@@ -4,7 +4,7 @@
 use crate::error::{Failure, names};
 use crate::jsonpath::JsonPath;
 use base64::Engine as _;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 /// An argument of an intrinsic call.
 #[derive(Debug, Clone, PartialEq)]

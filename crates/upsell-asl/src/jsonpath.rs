@@ -277,11 +277,7 @@ impl JsonPath {
             match seg {
                 Segment::Field(f) => {
                     if !cur.is_object() {
-                        if cur.is_null() || i == 0 {
-                            *cur = Value::Object(Map::new());
-                        } else {
-                            *cur = Value::Object(Map::new());
-                        }
+                        *cur = Value::Object(Map::new());
                     }
                     let m = cur.as_object_mut().expect("object");
                     if i == last {

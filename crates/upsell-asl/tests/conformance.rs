@@ -173,7 +173,7 @@ fn placeholders(meta: &Value) -> Vec<String> {
 fn short(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 160 {
-        format!("{}...", &s[..s.floor_char_boundary(160)])
+        format!("{}...", s.chars().take(160).collect::<String>())
     } else {
         s
     }

@@ -13,9 +13,7 @@ use aws_sdk_bedrockruntime::types::{
     StopReason as BedrockStopReason, SystemContentBlock,
 };
 use upsell_core::message::{StopReason, TokenUsage};
-use upsell_core::ports::{
-    ChatRole, ConverseRequest, ConverseResponse, ModelError, ModelProvider,
-};
+use upsell_core::ports::{ChatRole, ConverseRequest, ConverseResponse, ModelError, ModelProvider};
 
 use crate::error::model_error;
 

@@ -341,7 +341,10 @@ impl AwsContext {
 
     /// The agent registry on `UPSELL_AGENT_REGISTRY_TABLE`.
     pub fn agent_registry(&self) -> Result<DynamoAgentRegistry, ConfigError> {
-        let table = Self::need(&self.settings.agent_registry_table, env::AGENT_REGISTRY_TABLE)?;
+        let table = Self::need(
+            &self.settings.agent_registry_table,
+            env::AGENT_REGISTRY_TABLE,
+        )?;
         Ok(DynamoAgentRegistry::new(self.dynamodb.clone(), table))
     }
 

@@ -8,7 +8,7 @@
 //! | ResourceNotFound (table, model, knowledge base) | NotFound | InvalidRequest |
 //! | Throttling, ProvisionedThroughputExceeded, RequestLimitExceeded, ServiceQuotaExceeded, HTTP 429 | Throttled | Throttled |
 //! | InternalServer*, ServiceUnavailable, ModelTimeout, ModelNotReady, HTTP 5xx | Transient | Transient |
-//! | attempt timeout, network failure, unreadable response | Transient | Transient |
+//! | attempt timeout, network failure, unreadable response (even with HTTP 200) | Transient | Transient |
 //! | Validation, AccessDenied, other 4xx, request not buildable | Invalid | InvalidRequest |
 //! | anything else | Other | Other |
 
@@ -105,6 +105,16 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match err {
+        // A success status whose body could not be read surfaces as an unhandled service
+        // error: the service answered, we could not understand it; a retry may get a good one.
+        SdkError::ServiceError(ctx) if ctx.raw().status().is_success() => (
+            Failure::Transient,
+            format!(
+                "{op}: unreadable response (HTTP {}): {}",
+                ctx.raw().status().as_u16(),
+                DisplayErrorContext(err)
+            ),
+        ),
         SdkError::ServiceError(ctx) => {
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code();
@@ -113,10 +123,7 @@ where
                 .unwrap_or_else(|| classify_status(status));
             let message = ctx.err().message().unwrap_or("no message");
             let code = code.unwrap_or("unknown error code");
-            (
-                failure,
-                format!("{op}: {code} (HTTP {status}): {message}"),
-            )
+            (failure, format!("{op}: {code} (HTTP {status}): {message}"))
         }
         SdkError::TimeoutError(_) => (Failure::Transient, format!("{op}: timed out")),
         SdkError::DispatchFailure(f) => {
@@ -142,9 +149,15 @@ where
         }
         SdkError::ConstructionFailure(_) => (
             Failure::Invalid,
-            format!("{op}: request could not be built: {}", DisplayErrorContext(err)),
+            format!(
+                "{op}: request could not be built: {}",
+                DisplayErrorContext(err)
+            ),
         ),
-        _ => (Failure::Other, format!("{op}: {}", DisplayErrorContext(err))),
+        _ => (
+            Failure::Other,
+            format!("{op}: {}", DisplayErrorContext(err)),
+        ),
     }
 }
 

@@ -86,7 +86,9 @@ impl EventPublisher for EventBridgePublisher {
         let result = out.entries().first();
         if out.failed_entry_count() > 0 || result.is_some_and(|r| r.error_code().is_some()) {
             let code = result.and_then(|r| r.error_code()).unwrap_or("unknown");
-            let message = result.and_then(|r| r.error_message()).unwrap_or("no message");
+            let message = result
+                .and_then(|r| r.error_message())
+                .unwrap_or("no message");
             let failure = match code {
                 "InternalFailure" | "InternalException" => Failure::Transient,
                 other => classify_code(other)

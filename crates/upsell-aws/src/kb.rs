@@ -149,13 +149,12 @@ pub fn to_retrieval_filter(filter: &Filter) -> Result<Option<RetrievalFilter>, P
         Filter::ListContains { key, value } => {
             RetrievalFilter::ListContains(attribute(key, Document::String(value.clone()))?)
         }
-        Filter::GreaterThanOrEquals { key, value } => RetrievalFilter::GreaterThanOrEquals(
-            attribute(key, Document::Number(number(*value)))?,
-        ),
-        Filter::LessThanOrEquals { key, value } => RetrievalFilter::LessThanOrEquals(attribute(
-            key,
-            Document::Number(number(*value)),
-        )?),
+        Filter::GreaterThanOrEquals { key, value } => {
+            RetrievalFilter::GreaterThanOrEquals(attribute(key, Document::Number(number(*value)))?)
+        }
+        Filter::LessThanOrEquals { key, value } => {
+            RetrievalFilter::LessThanOrEquals(attribute(key, Document::Number(number(*value)))?)
+        }
         Filter::AndAll(items) | Filter::OrAll(items) => {
             let mut inner = Vec::with_capacity(items.len());
             for item in items {
@@ -264,7 +263,10 @@ impl KnowledgeBase for BedrockKnowledgeBase {
             .await
             .map_err(|e| {
                 port_error(
-                    &format!("Bedrock Retrieve (knowledge base {})", self.knowledge_base_id),
+                    &format!(
+                        "Bedrock Retrieve (knowledge base {})",
+                        self.knowledge_base_id
+                    ),
                     e,
                 )
             })?;

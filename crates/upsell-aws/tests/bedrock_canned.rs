@@ -74,7 +74,10 @@ async fn converse_sends_the_agent_settings_and_reads_text_usage_and_stop_reason(
     // The model id is a path label, percent-encoded (`:` -> %3A).
     assert_eq!(sent[0].path, "/model/amazon.nova-pro-v1%3A0/converse");
     let body = sent[0].json();
-    assert_eq!(body["system"], json!([{"text": "You write upsell messages."}]));
+    assert_eq!(
+        body["system"],
+        json!([{"text": "You write upsell messages."}])
+    );
     assert_eq!(
         body["messages"],
         json!([{"role": "user", "content": [{"text": "Write one for Dana."}]}])
@@ -133,7 +136,10 @@ async fn converse_server_errors_are_transient() {
     ] {
         let server = CannedServer::start(vec![canned.clone()]);
         let err = model(&server).await.converse(&request()).await.unwrap_err();
-        assert!(matches!(err, ModelError::Transient(_)), "{canned:?} -> {err:?}");
+        assert!(
+            matches!(err, ModelError::Transient(_)),
+            "{canned:?} -> {err:?}"
+        );
     }
 }
 
@@ -146,7 +152,10 @@ async fn converse_bad_requests_are_not_retried() {
     ] {
         let server = CannedServer::start(vec![Canned::aws_error(status, code, "no")]);
         let err = model(&server).await.converse(&request()).await.unwrap_err();
-        assert!(matches!(err, ModelError::InvalidRequest(_)), "{code} -> {err:?}");
+        assert!(
+            matches!(err, ModelError::InvalidRequest(_)),
+            "{code} -> {err:?}"
+        );
         assert!(!err.is_retryable());
     }
 }
@@ -293,8 +302,8 @@ async fn retrieve_sends_k_and_the_filter_and_maps_results() {
     assert_eq!(sent[0].path, "/knowledgebases/KB12345678/retrieve");
     let body = sent[0].json();
     assert_eq!(
-        body["retrievalQuery"],
-        json!({"text": "lawn care upsell for a pet owner"})
+        body["retrievalQuery"]["text"],
+        "lawn care upsell for a pet owner"
     );
     let search = &body["retrievalConfiguration"]["vectorSearchConfiguration"];
     assert_eq!(search["numberOfResults"], 3);
@@ -329,7 +338,10 @@ async fn retrieve_sends_k_and_the_filter_and_maps_results() {
         Some(&MetaValue::List(vec!["spring".into(), "summer".into()]))
     );
     assert!(
-        first.metadata.keys().all(|k| !k.starts_with("x-amz-bedrock-kb-")),
+        first
+            .metadata
+            .keys()
+            .all(|k| !k.starts_with("x-amz-bedrock-kb-")),
         "{:?}",
         first.metadata
     );
@@ -343,9 +355,8 @@ async fn retrieve_sends_k_and_the_filter_and_maps_results() {
 async fn retrieve_single_filter_and_default_search_type() {
     let server = CannedServer::start(vec![Canned::json(200, r#"{"retrievalResults": []}"#)]);
     let kb = context(&server).await.knowledge_base().unwrap();
-    let request = RetrieveRequest::new("anything", 5).with_filter(
-        Filter::from_pairs(&["season=winter"]).unwrap(),
-    );
+    let request = RetrieveRequest::new("anything", 5)
+        .with_filter(Filter::from_pairs(&["season=winter"]).unwrap());
     assert!(kb.retrieve(&request).await.unwrap().is_empty());
     let body = server.requests()[0].json();
     let search = &body["retrievalConfiguration"]["vectorSearchConfiguration"];
@@ -364,12 +375,12 @@ async fn retrieve_single_filter_and_default_search_type() {
 #[tokio::test]
 async fn retrieve_hybrid_when_the_store_supports_it() {
     let server = CannedServer::start(vec![Canned::json(200, r#"{"retrievalResults": []}"#)]);
-    let kb = BedrockKnowledgeBase::new(
-        context(&server).await.bedrock_agent().clone(),
-        "KB12345678",
-    )
-    .with_hybrid_search(true);
-    kb.retrieve(&RetrieveRequest::new("gutters", 2)).await.unwrap();
+    let kb =
+        BedrockKnowledgeBase::new(context(&server).await.bedrock_agent().clone(), "KB12345678")
+            .with_hybrid_search(true);
+    kb.retrieve(&RetrieveRequest::new("gutters", 2))
+        .await
+        .unwrap();
     let body = server.requests()[0].json();
     assert_eq!(
         body["retrievalConfiguration"]["vectorSearchConfiguration"]["overrideSearchType"],
@@ -418,7 +429,10 @@ async fn retrieve_refuses_what_bedrock_cannot_do_without_calling() {
     let server = CannedServer::start(vec![retrieve_ok()]);
     let kb = context(&server).await.knowledge_base().unwrap();
     let keyword = RetrieveRequest::new("gutters", 2).with_mode(SearchMode::Keyword);
-    assert!(matches!(kb.retrieve(&keyword).await, Err(PortError::Invalid(_))));
+    assert!(matches!(
+        kb.retrieve(&keyword).await,
+        Err(PortError::Invalid(_))
+    ));
     assert!(matches!(
         kb.retrieve(&RetrieveRequest::new("gutters", 0)).await,
         Err(PortError::Invalid(_))
@@ -428,7 +442,10 @@ async fn retrieve_refuses_what_bedrock_cannot_do_without_calling() {
         Err(PortError::Invalid(_))
     ));
     let no_options = RetrieveRequest::new("x", 3).with_filter(Some(Filter::OrAll(vec![])));
-    assert!(matches!(kb.retrieve(&no_options).await, Err(PortError::Invalid(_))));
+    assert!(matches!(
+        kb.retrieve(&no_options).await,
+        Err(PortError::Invalid(_))
+    ));
     assert!(server.requests().is_empty());
 }
 
@@ -437,7 +454,10 @@ async fn knowledge_base_needs_its_id() {
     let server = CannedServer::start(vec![retrieve_ok()]);
     let ctx = builder(&server.url).build().await;
     let err = ctx.knowledge_base().unwrap_err();
-    assert!(err.to_string().contains("UPSELL_KNOWLEDGE_BASE_ID"), "{err}");
+    assert!(
+        err.to_string().contains("UPSELL_KNOWLEDGE_BASE_ID"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -484,7 +504,10 @@ async fn titan_failures_are_typed() {
             Canned::aws_error(400, "ValidationException", "too long"),
             "InvalidRequest",
         ),
-        (Canned::json(200, "{\"embedding\": \"nope\"}"), "InternalError"),
+        (
+            Canned::json(200, "{\"embedding\": \"nope\"}"),
+            "InternalError",
+        ),
         (titan_ok(&[0.5, 0.5]), "InternalError"),
         (titan_ok(&[0.0; 256]), "InternalError"),
     ];

@@ -25,15 +25,27 @@ async fn context(endpoint: &str) -> AwsContext {
         .build()
         .await;
     let db = ctx.dynamodb();
-    tables::create_table(db, ctx.message_store().unwrap().table(), TableKind::Messages)
-        .await
-        .unwrap();
-    tables::create_table(db, ctx.agent_registry().unwrap().table(), TableKind::AgentRegistry)
-        .await
-        .unwrap();
-    tables::create_table(db, ctx.feature_store().unwrap().table(), TableKind::FeatureStore)
-        .await
-        .unwrap();
+    tables::create_table(
+        db,
+        ctx.message_store().unwrap().table(),
+        TableKind::Messages,
+    )
+    .await
+    .unwrap();
+    tables::create_table(
+        db,
+        ctx.agent_registry().unwrap().table(),
+        TableKind::AgentRegistry,
+    )
+    .await
+    .unwrap();
+    tables::create_table(
+        db,
+        ctx.feature_store().unwrap().table(),
+        TableKind::FeatureStore,
+    )
+    .await
+    .unwrap();
     ctx
 }
 
@@ -74,7 +86,10 @@ async fn message_store_writes_once_per_event() {
         .unwrap();
 
     let first = record("e-1", "c-1", MessageStatus::Approved);
-    assert_eq!(store.put_if_absent(&first).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(
+        store.put_if_absent(&first).await.unwrap(),
+        PutOutcome::Inserted
+    );
     let mut again = first.clone();
     again.message = Some("a different text".into());
     assert_eq!(
@@ -101,7 +116,10 @@ async fn message_store_lists_by_customer_status_and_pages() {
         ("e-04", "c-3", MessageStatus::Approved),
     ];
     for (id, customer, status) in rows {
-        store.put_if_absent(&record(id, customer, status)).await.unwrap();
+        store
+            .put_if_absent(&record(id, customer, status))
+            .await
+            .unwrap();
     }
     let ids = |v: Vec<MessageRecord>| v.into_iter().map(|r| r.event_id).collect::<Vec<_>>();
 
@@ -112,7 +130,10 @@ async fn message_store_lists_by_customer_status_and_pages() {
         customer_id: Some("c-1".into()),
         ..Default::default()
     };
-    assert_eq!(ids(store.list(&c1).await.unwrap()), ["e-02", "e-03", "e-05"]);
+    assert_eq!(
+        ids(store.list(&c1).await.unwrap()),
+        ["e-02", "e-03", "e-05"]
+    );
 
     let c1_rejected = MessageQuery {
         customer_id: Some("c-1".into()),
@@ -156,8 +177,14 @@ async fn quarantine_is_idempotent_and_listed_in_order() {
         origin: Some("test".into()),
         quarantined_at: Utc.with_ymd_and_hms(2026, 5, 1, 10, 0, 0).unwrap(),
     };
-    assert_eq!(store.quarantine(&q("q-2")).await.unwrap(), PutOutcome::Inserted);
-    assert_eq!(store.quarantine(&q("q-1")).await.unwrap(), PutOutcome::Inserted);
+    assert_eq!(
+        store.quarantine(&q("q-2")).await.unwrap(),
+        PutOutcome::Inserted
+    );
+    assert_eq!(
+        store.quarantine(&q("q-1")).await.unwrap(),
+        PutOutcome::Inserted
+    );
     assert_eq!(
         store.quarantine(&q("q-1")).await.unwrap(),
         PutOutcome::AlreadyExists
@@ -167,7 +194,13 @@ async fn quarantine_is_idempotent_and_listed_in_order() {
     let after = store.list_quarantine(Some("q-1"), 10).await.unwrap();
     assert_eq!(after, vec![q("q-2")]);
     // Quarantine records never show up as messages.
-    assert!(store.list(&MessageQuery::default()).await.unwrap().is_empty());
+    assert!(
+        store
+            .list(&MessageQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -181,7 +214,10 @@ async fn missing_table_is_not_found() {
         .await;
     let err = ctx.message_store().unwrap().get("e-1").await.unwrap_err();
     assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
-    assert!(err.to_string().contains("ResourceNotFoundException"), "{err}");
+    assert!(
+        err.to_string().contains("ResourceNotFoundException"),
+        "{err}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -224,7 +260,10 @@ async fn registry_keeps_versions_immutable_and_ordered() {
     let ctx = context(&endpoint).await;
     let registry = ctx.agent_registry().unwrap();
     for v in ["1.9.0", "1.10.0", "1.2.0"] {
-        registry.register(&spec(v, AgentStatus::Draft, 0)).await.unwrap();
+        registry
+            .register(&spec(v, AgentStatus::Draft, 0))
+            .await
+            .unwrap();
     }
     let err = registry
         .register(&spec("1.2.0", AgentStatus::Draft, 0))
@@ -277,7 +316,10 @@ async fn registry_status_changes_keep_the_routing_item_in_step() {
         .register(&spec("1.0.0", AgentStatus::Production, 100))
         .await
         .unwrap();
-    registry.register(&spec("2.0.0", AgentStatus::Draft, 0)).await.unwrap();
+    registry
+        .register(&spec("2.0.0", AgentStatus::Draft, 0))
+        .await
+        .unwrap();
 
     let item = routing_item(&ctx, &table).await;
     assert_eq!(item["productionVersion"].as_s().unwrap(), "1.0.0");
@@ -298,7 +340,10 @@ async fn registry_status_changes_keep_the_routing_item_in_step() {
         .set_status("upsell-generator", &v2, AgentStatus::Canary, 10)
         .await
         .unwrap();
-    assert_eq!((updated.status, updated.traffic_weight), (AgentStatus::Canary, 10));
+    assert_eq!(
+        (updated.status, updated.traffic_weight),
+        (AgentStatus::Canary, 10)
+    );
 
     let item = routing_item(&ctx, &table).await;
     assert_eq!(item["productionVersion"].as_s().unwrap(), "1.0.0");
@@ -365,7 +410,10 @@ async fn registry_records_performance() {
     let ctx = context(&endpoint).await;
     let registry = ctx.agent_registry().unwrap();
     let v = semver::Version::new(1, 0, 0);
-    registry.register(&spec("1.0.0", AgentStatus::Draft, 0)).await.unwrap();
+    registry
+        .register(&spec("1.0.0", AgentStatus::Draft, 0))
+        .await
+        .unwrap();
     let perf = PerformanceMetrics {
         approval_rate: 0.9,
         avg_score: 8.2,

@@ -44,8 +44,8 @@ fn datum(name: &str, value: f64) -> MetricDatum {
 #[test]
 fn one_line_per_datum_with_agent_dimensions() {
     let sink = Sink::default();
-    let metrics = EmfMetrics::with_writer("UpsellFlow", Box::new(sink.clone()))
-        .with_property("Stage", "dev");
+    let metrics =
+        EmfMetrics::with_writer("UpsellFlow", Box::new(sink.clone())).with_property("Stage", "dev");
     metrics.record(
         datum("GenerateLatency", 812.0)
             .with_dim(dims::AGENT_ID, "upsell-generator")
@@ -80,8 +80,14 @@ fn no_dimensions_is_one_empty_dimension_set() {
     d.unit = MetricUnit::Count;
     metrics.record(d);
     let line = &sink.lines()[0];
-    assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
-    assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"], "Count");
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+        json!([[]])
+    );
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"],
+        "Count"
+    );
 }
 
 #[test]

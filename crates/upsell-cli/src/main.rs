@@ -43,6 +43,14 @@ enum Command {
     Kb(cmd::kb::Args),
     /// Validate and run Amazon States Language state machines locally.
     Asl(cmd::asl::Args),
+    /// Run the upsell workflow on events (JSON lines) and print a summary.
+    Run(cmd::run::Args),
+    /// Terminal records of processed events: list, show.
+    Messages(cmd::messages::Args),
+    /// State machine executions and their history: list, show.
+    Executions(cmd::executions::Args),
+    /// Quarantined events with their reasons: list.
+    Quarantine(cmd::quarantine::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,10 @@ fn main() -> ExitCode {
         Command::Features(args) => cmd::features::run(args, &ctx),
         Command::Kb(args) => cmd::kb::run(args, &ctx),
         Command::Asl(args) => cmd::asl::run(args, &ctx),
+        Command::Run(args) => cmd::run::run(args, &ctx),
+        Command::Messages(args) => cmd::messages::run(args, &ctx),
+        Command::Executions(args) => cmd::executions::run(args, &ctx),
+        Command::Quarantine(args) => cmd::quarantine::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

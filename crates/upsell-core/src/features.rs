@@ -73,7 +73,7 @@ pub struct CustomerFeatures {
     pub services_bought: Vec<Service>,
     /// Catalogue services never completed, catalogue order.
     pub services_not_bought: Vec<Service>,
-    /// Satisfaction scores (1..=5) of the last [`SATISFACTION_WINDOW`] surveys, oldest first.
+    /// Satisfaction scores (1..=10, as surveyed) of the last [`SATISFACTION_WINDOW`] surveys, oldest first.
     pub recent_satisfaction: Vec<u8>,
     /// Mean of `recent_satisfaction`.
     pub satisfaction_avg: Option<f64>,
@@ -392,8 +392,8 @@ pub fn embed_customer(f: &CustomerFeatures) -> Vec<f32> {
         f.days_since_last_service
             .map_or(0.0, |d| z((d as f64).ln_1p(), 4.0, 1.5)),
     );
-    v.push(f.satisfaction_avg.map_or(0.0, |s| z(s, 4.0, 0.8)));
-    v.push(f.satisfaction_trend.map_or(0.0, |t| z(t, 0.0, 0.5)));
+    v.push(f.satisfaction_avg.map_or(0.0, |s| z(s, 7.5, 1.5)));
+    v.push(f.satisfaction_trend.map_or(0.0, |t| z(t, 0.0, 1.0)));
     v.push(
         f.lot_size_sqft
             .map_or(0.0, |s| z(f64::from(s.max(1)).ln(), 8000f64.ln(), 0.8)),

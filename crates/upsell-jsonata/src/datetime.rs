@@ -8,10 +8,28 @@ use crate::functions::{format_integer_picture, num_arg, str_arg};
 use crate::value::Val;
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 
 fn now_utc(ctx: &Ctx<'_>) -> DateTime<Utc> {
     match ctx.now.get() {
@@ -34,12 +52,17 @@ pub(crate) fn now<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> 
 }
 
 pub(crate) fn from_millis<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(ms) = num_arg(&args, 0) else { return Ok(None) };
-    format_millis(ms.trunc() as i64, str_arg(&args, 1), str_arg(&args, 2), pos).map(|s| Some(Val::string(s)))
+    let Some(ms) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
+    format_millis(ms.trunc() as i64, str_arg(&args, 1), str_arg(&args, 2), pos)
+        .map(|s| Some(Val::string(s)))
 }
 
 pub(crate) fn to_millis<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     if str_arg(&args, 1).is_some() {
         return Err(err(
             "D3136",
@@ -52,7 +75,9 @@ pub(crate) fn to_millis<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize)
         None => Err(err(
             "D3110",
             pos,
-            format!("The argument of the toMillis function must be an ISO 8601 formatted timestamp. Given \"{s}\""),
+            format!(
+                "The argument of the toMillis function must be an ISO 8601 formatted timestamp. Given \"{s}\""
+            ),
         )),
     }
 }
@@ -67,7 +92,11 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
             return Some(t.timestamp_millis());
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -83,7 +112,13 @@ pub(crate) fn parse_iso(s: &str) -> Option<i64> {
 }
 
 fn parse_tz(tz: &str, pos: usize) -> Result<FixedOffset, Error> {
-    let bad = || err("D3135", pos, format!("Invalid timezone: \"{tz}\" (expected ±HHMM)"));
+    let bad = || {
+        err(
+            "D3135",
+            pos,
+            format!("Invalid timezone: \"{tz}\" (expected ±HHMM)"),
+        )
+    };
     let (sign, rest) = match tz.chars().next() {
         Some('+') => (1, &tz[1..]),
         Some('-') => (-1, &tz[1..]),
@@ -98,7 +133,12 @@ fn parse_tz(tz: &str, pos: usize) -> Result<FixedOffset, Error> {
     FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)
 }
 
-fn format_millis(ms: i64, picture: Option<&str>, tz: Option<&str>, pos: usize) -> Result<String, Error> {
+fn format_millis(
+    ms: i64,
+    picture: Option<&str>,
+    tz: Option<&str>,
+    pos: usize,
+) -> Result<String, Error> {
     let offset = match tz {
         Some(tz) => parse_tz(tz, pos)?,
         None => FixedOffset::east_opt(0).expect("zero offset"),
@@ -109,7 +149,11 @@ fn format_millis(ms: i64, picture: Option<&str>, tz: Option<&str>, pos: usize) -
         .ok_or_else(|| err("D3137", pos, format!("Timestamp out of range: {ms}")))?;
     match picture {
         None if tz.is_none() => Ok(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-        None => format_picture(&t, "[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]", pos),
+        None => format_picture(
+            &t,
+            "[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]",
+            pos,
+        ),
         Some(p) => format_picture(&t, p, pos),
     }
 }
@@ -164,14 +208,22 @@ fn format_picture(t: &DateTime<FixedOffset>, picture: &str, pos: usize) -> Resul
             i += 1;
             continue;
         }
-        let end = chars[i..]
+        let end = chars[i..].iter().position(|&c| c == ']').ok_or_else(|| {
+            err(
+                "D3135",
+                pos,
+                "No matching closing bracket ']' in date/time picture string",
+            )
+        })?;
+        let marker: String = chars[i + 1..i + end]
             .iter()
-            .position(|&c| c == ']')
-            .ok_or_else(|| err("D3135", pos, "No matching closing bracket ']' in date/time picture string"))?;
-        let marker: String = chars[i + 1..i + end].iter().filter(|c| !c.is_whitespace()).collect();
+            .filter(|c| !c.is_whitespace())
+            .collect();
         i += end + 1;
         let mut mchars = marker.chars();
-        let Some(component) = mchars.next() else { continue };
+        let Some(component) = mchars.next() else {
+            continue;
+        };
         let rest: String = mchars.collect();
         let (pres, width) = match rest.split_once(',') {
             Some((p, w)) => (p.to_string(), Some(w.to_string())),
@@ -185,11 +237,21 @@ fn format_picture(t: &DateTime<FixedOffset>, picture: &str, pos: usize) -> Resul
             None => (None, None),
         };
         let numeric = |v: i64, default: &str| -> Result<String, Error> {
-            let p = if pres.is_empty() { default } else { pres.as_str() };
-            let p = p.trim_end_matches(['o', 'c', 'a']);
-            let mut s = if p.chars().all(|c| c.is_ascii_digit() || c == '#' || c == ',') && !p.is_empty() {
-                format_integer_picture(v, p, pos)?
-            } else if p == "I" || p == "i" || p == "A" || p == "a" {
+            let p = if pres.is_empty() {
+                default
+            } else {
+                pres.as_str()
+            };
+            // Drop an ordinal/cardinal modifier (`1o`), which is not supported.
+            let p = if p.len() > 1 {
+                p.trim_end_matches(['o', 'c'])
+            } else {
+                p
+            };
+            let is_digits = !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_digit() || c == '#' || c == ',');
+            let mut s = if is_digits || matches!(p, "I" | "i" | "A" | "a") {
                 format_integer_picture(v, p, pos)?
             } else {
                 v.to_string()
@@ -221,7 +283,11 @@ fn format_picture(t: &DateTime<FixedOffset>, picture: &str, pos: usize) -> Resul
             'd' => numeric(t.ordinal() as i64, "1")?,
             'F' if pres.is_empty() || pres.starts_with(['N', 'n']) => {
                 let day = DAYS[t.weekday().num_days_from_monday() as usize];
-                if pres.is_empty() { day.to_lowercase() } else { named(day) }
+                if pres.is_empty() {
+                    day.to_lowercase()
+                } else {
+                    named(day)
+                }
             }
             'F' => numeric(t.weekday().number_from_monday() as i64, "1")?,
             'W' => numeric(t.iso_week().week() as i64, "1")?,
@@ -234,17 +300,30 @@ fn format_picture(t: &DateTime<FixedOffset>, picture: &str, pos: usize) -> Resul
             }
             'P' => {
                 let s = if t.hour() < 12 { "am" } else { "pm" };
-                if pres.starts_with('N') { s.to_uppercase() } else { s.to_string() }
+                if pres.starts_with('N') {
+                    s.to_uppercase()
+                } else {
+                    s.to_string()
+                }
             }
             'm' => numeric(t.minute() as i64, "01")?,
             's' => numeric(t.second() as i64, "01")?,
             'f' => {
-                let digits = if pres.is_empty() { 3 } else { pres.chars().filter(|c| c.is_ascii_digit()).count().max(1) };
+                let digits = if pres.is_empty() {
+                    3
+                } else {
+                    pres.chars().filter(|c| c.is_ascii_digit()).count().max(1)
+                };
                 let ms = t.timestamp_subsec_millis() as f64 / 1000.0;
                 let s = format!("{ms:.digits$}");
-                s.split_once('.').map(|(_, f)| f.to_string()).unwrap_or_default()
+                s.split_once('.')
+                    .map(|(_, f)| f.to_string())
+                    .unwrap_or_default()
             }
-            'Z' => format_tz(t.offset().local_minus_utc(), if pres.is_empty() { "01:01" } else { &pres }),
+            'Z' => format_tz(
+                t.offset().local_minus_utc(),
+                if pres.is_empty() { "01:01" } else { &pres },
+            ),
             'z' => format!("GMT{}", format_tz(t.offset().local_minus_utc(), "01:01")),
             'C' => "ISO".to_string(),
             'E' => "AD".to_string(),

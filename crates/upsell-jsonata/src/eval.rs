@@ -216,7 +216,11 @@ impl<'a> Ctx<'a> {
                 None => None,
                 Some(Val::Num(n)) => Some(Val::Num(-n)),
                 Some(v) => {
-                    return Err(err("D1002", pos, format!("Cannot negate a non-numeric value: {}", show(&v))));
+                    return Err(err(
+                        "D1002",
+                        pos,
+                        format!("Cannot negate a non-numeric value: {}", show(&v)),
+                    ));
                 }
             },
             Kind::Array(items) => {
@@ -250,16 +254,21 @@ impl<'a> Ctx<'a> {
                 frame: frame.clone(),
                 input: input.cloned(),
             }))),
-            Kind::Not => return Err(err("S0211", pos, "The symbol ! cannot be used as a unary operator")),
-            Kind::Placeholder => return Err(err("S0211", pos, "The symbol ? cannot be used as a unary operator")),
-            Kind::Sort(_) => return Err(err("S0201", pos, "Misplaced sort expression")),
-            Kind::Transform { .. } => {
+            Kind::Not => {
                 return Err(err(
-                    "S0218",
+                    "S0211",
                     pos,
-                    "Transform expressions (| ... | ... |) are not supported by this evaluator",
+                    "The symbol ! cannot be used as a unary operator",
                 ));
             }
+            Kind::Placeholder => {
+                return Err(err(
+                    "S0211",
+                    pos,
+                    "The symbol ? cannot be used as a unary operator",
+                ));
+            }
+            Kind::Sort(_) => return Err(err("S0201", pos, "Misplaced sort expression")),
             _ => unreachable!("handled in eval_kind"),
         })
     }
@@ -274,7 +283,10 @@ impl<'a> Ctx<'a> {
             _ => frame
                 .lookup(name)
                 .or_else(|| self.env.vars.get(name).map(Val::from_json))
-                .or_else(|| functions::lookup(name, self.env.step_functions).map(|b| Val::Func(Rc::new(Func::Builtin(b))))),
+                .or_else(|| {
+                    functions::lookup(name, self.env.step_functions)
+                        .map(|b| Val::Func(Rc::new(Func::Builtin(b))))
+                }),
         }
     }
 
@@ -350,7 +362,13 @@ impl<'a> Ctx<'a> {
         Ok(result)
     }
 
-    fn step(&self, step: &'a Node, inputs: &[Option<Val<'a>>], last: bool, frame: &Rc<Frame<'a>>) -> Result<Val<'a>, Error> {
+    fn step(
+        &self,
+        step: &'a Node,
+        inputs: &[Option<Val<'a>>],
+        last: bool,
+        frame: &Rc<Frame<'a>>,
+    ) -> Result<Val<'a>, Error> {
         let mut results: Vec<Val<'a>> = Vec::with_capacity(inputs.len());
         for item in inputs {
             let mut r = self.eval_as(step, item.as_ref(), frame, true)?;
@@ -406,7 +424,10 @@ impl<'a> Ctx<'a> {
             let Some(res) = res else { continue };
             let keep = match &res {
                 Val::Num(_) => index_matches(&res, index, n),
-                v if v.is_array() && !v.items().is_empty() && v.items().iter().all(|x| matches!(x, Val::Num(_))) => {
+                v if v.is_array()
+                    && !v.items().is_empty()
+                    && v.items().iter().all(|x| matches!(x, Val::Num(_))) =>
+                {
                     v.items().iter().any(|x| index_matches(x, index, n))
                 }
                 v => v.truthy(),
@@ -419,11 +440,20 @@ impl<'a> Ctx<'a> {
     }
 
     /// The group-by / object constructor.
-    pub fn group(&self, pairs: &'a [(Node, Node)], input: Option<Val<'a>>, frame: &Rc<Frame<'a>>) -> R<'a> {
+    pub fn group(
+        &self,
+        pairs: &'a [(Node, Node)],
+        input: Option<Val<'a>>,
+        frame: &Rc<Frame<'a>>,
+    ) -> R<'a> {
         let items: Vec<Option<Val<'a>>> = match &input {
             Some(v) if v.is_array() => {
                 let items = v.items();
-                if items.is_empty() { vec![None] } else { items.into_iter().map(Some).collect() }
+                if items.is_empty() {
+                    vec![None]
+                } else {
+                    items.into_iter().map(Some).collect()
+                }
             }
             other => vec![other.clone()],
         };
@@ -438,7 +468,10 @@ impl<'a> Ctx<'a> {
                         return Err(err(
                             "T1003",
                             key_node.pos,
-                            format!("Key in object structure must evaluate to a string; got: {}", show(&other)),
+                            format!(
+                                "Key in object structure must evaluate to a string; got: {}",
+                                show(&other)
+                            ),
                         ));
                     }
                 };
@@ -468,7 +501,12 @@ impl<'a> Ctx<'a> {
         Ok(Some(Val::Obj(Rc::new(out))))
     }
 
-    fn sort(&self, terms: &'a [(Node, bool)], items: Vec<Val<'a>>, frame: &Rc<Frame<'a>>) -> Result<Vec<Val<'a>>, Error> {
+    fn sort(
+        &self,
+        terms: &'a [(Node, bool)],
+        items: Vec<Val<'a>>,
+        frame: &Rc<Frame<'a>>,
+    ) -> Result<Vec<Val<'a>>, Error> {
         if items.len() <= 1 {
             return Ok(items);
         }
@@ -564,14 +602,23 @@ impl<'a> Ctx<'a> {
                 Some(v) if v.is_func() => Callee::Val(v),
                 _ => {
                     let code = if partial { "T1007" } else { "T1005" };
-                    let code = if matches!(func.kind, Kind::Path { .. }) { code } else if partial { "T1008" } else { "T1006" };
+                    let code = if matches!(func.kind, Kind::Path { .. }) {
+                        code
+                    } else if partial {
+                        "T1008"
+                    } else {
+                        "T1006"
+                    };
                     let msg = if code == "T1005" || code == "T1007" {
                         format!(
                             "Attempted to {} a non-function. Did you mean ${name}?",
                             if partial { "partially apply" } else { "invoke" }
                         )
                     } else {
-                        format!("Attempted to {} a non-function", if partial { "partially apply" } else { "invoke" })
+                        format!(
+                            "Attempted to {} a non-function",
+                            if partial { "partially apply" } else { "invoke" }
+                        )
                     };
                     return Err(err(code, pos, msg));
                 }
@@ -591,34 +638,54 @@ impl<'a> Ctx<'a> {
         };
         if partial {
             let mut slots = Vec::with_capacity(args.len());
-            let mut ai = 0;
-            for a in arg_nodes {
+            let offset = args.len() - arg_nodes.len();
+            for (ai, a) in arg_nodes.iter().enumerate() {
                 if matches!(a.kind, Kind::Placeholder) {
                     slots.push(None);
                 } else {
-                    slots.push(Some(args[ai].clone().unwrap_or(Val::Null)));
+                    slots.push(Some(args[ai + offset].clone().unwrap_or(Val::Null)));
                 }
-                ai += 1;
             }
-            return Ok(Some(Val::Func(Rc::new(Func::Partial { func: fval, args: slots }))));
+            return Ok(Some(Val::Func(Rc::new(Func::Partial {
+                func: fval,
+                args: slots,
+            }))));
         }
         self.apply(&fval, args, input, pos)
     }
 
-    pub fn call_builtin(&self, b: &'static Builtin, args: Vec<Option<Val<'a>>>, input: Option<&Val<'a>>, pos: usize) -> R<'a> {
+    pub fn call_builtin(
+        &self,
+        b: &'static Builtin,
+        args: Vec<Option<Val<'a>>>,
+        input: Option<&Val<'a>>,
+        pos: usize,
+    ) -> R<'a> {
         let args = b.signature().validate(args, input, b.name, pos)?;
         (b.f)(self, args, pos)
     }
 
     /// Applies a function value to arguments.
-    pub fn apply(&self, f: &Val<'a>, args: Vec<Option<Val<'a>>>, input: Option<&Val<'a>>, pos: usize) -> R<'a> {
+    pub fn apply(
+        &self,
+        f: &Val<'a>,
+        args: Vec<Option<Val<'a>>>,
+        input: Option<&Val<'a>>,
+        pos: usize,
+    ) -> R<'a> {
         self.enter(pos)?;
         let r = self.apply_inner(f, args, input, pos);
         self.leave();
         r
     }
 
-    fn apply_inner(&self, f: &Val<'a>, args: Vec<Option<Val<'a>>>, input: Option<&Val<'a>>, pos: usize) -> R<'a> {
+    fn apply_inner(
+        &self,
+        f: &Val<'a>,
+        args: Vec<Option<Val<'a>>>,
+        input: Option<&Val<'a>>,
+        pos: usize,
+    ) -> R<'a> {
         match f {
             Val::Regex(re) => {
                 let Some(Some(Val::Str(s))) = args.first() else {
@@ -628,7 +695,11 @@ impl<'a> Ctx<'a> {
             }
             Val::Func(func) => match &**func {
                 Func::Builtin(b) => self.call_builtin(b, args, input, pos),
-                Func::Lambda { def, frame, input: def_input } => {
+                Func::Lambda {
+                    def,
+                    frame,
+                    input: def_input,
+                } => {
                     let args = match &def.signature {
                         Some(sig) => sig.validate(args, input, "lambda", pos)?,
                         None => args,
@@ -711,7 +782,15 @@ impl<'a> Ctx<'a> {
     }
 
     #[inline(never)]
-    fn binary_values(&self, op: BinOp, l: Option<Val<'a>>, r: Option<Val<'a>>, lhs: &'a Node, rhs: &'a Node, pos: usize) -> R<'a> {
+    fn binary_values(
+        &self,
+        op: BinOp,
+        l: Option<Val<'a>>,
+        r: Option<Val<'a>>,
+        lhs: &'a Node,
+        rhs: &'a Node,
+        pos: usize,
+    ) -> R<'a> {
         match op {
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Mod => {
                 let ln = match &l {
@@ -721,7 +800,10 @@ impl<'a> Ctx<'a> {
                         return Err(err(
                             "T2001",
                             lhs.pos,
-                            format!("The left side of the {} operator must evaluate to a number", op.symbol()),
+                            format!(
+                                "The left side of the {} operator must evaluate to a number",
+                                op.symbol()
+                            ),
                         ));
                     }
                 };
@@ -732,7 +814,10 @@ impl<'a> Ctx<'a> {
                         return Err(err(
                             "T2002",
                             rhs.pos,
-                            format!("The right side of the {} operator must evaluate to a number", op.symbol()),
+                            format!(
+                                "The right side of the {} operator must evaluate to a number",
+                                op.symbol()
+                            ),
                         ));
                     }
                 };
@@ -747,7 +832,11 @@ impl<'a> Ctx<'a> {
                     _ => a % b,
                 };
                 if !v.is_finite() {
-                    return Err(err("D1001", pos, format!("Number out of range: {}", crate::value::js_number(v))));
+                    return Err(err(
+                        "D1001",
+                        pos,
+                        format!("Number out of range: {}", crate::value::js_number(v)),
+                    ));
                 }
                 Ok(Some(Val::Num(v)))
             }
@@ -759,7 +848,8 @@ impl<'a> Ctx<'a> {
                 Ok(Some(Val::Bool(if op == BinOp::Eq { eq } else { !eq })))
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
-                let comparable = |v: &Option<Val<'a>>| matches!(v, None | Some(Val::Num(_)) | Some(Val::Str(_)));
+                let comparable =
+                    |v: &Option<Val<'a>>| matches!(v, None | Some(Val::Num(_)) | Some(Val::Str(_)));
                 if !comparable(&l) || !comparable(&r) {
                     let bad = if !comparable(&l) { &l } else { &r };
                     return Err(err(
@@ -791,7 +881,9 @@ impl<'a> Ctx<'a> {
                         ));
                     }
                 };
-                let Some(ord) = ord else { return Ok(Some(Val::Bool(false))) };
+                let Some(ord) = ord else {
+                    return Ok(Some(Val::Bool(false)));
+                };
                 use std::cmp::Ordering::*;
                 let v = match op {
                     BinOp::Lt => ord == Less,
@@ -825,14 +917,19 @@ impl<'a> Ctx<'a> {
                 Ok(Some(Val::Bool(found)))
             }
             BinOp::Range => {
-                let int = |v: &Option<Val<'a>>, code: &str, side: &str| -> Result<Option<i64>, Error> {
+                let int = |v: &Option<Val<'a>>,
+                           code: &str,
+                           side: &str|
+                 -> Result<Option<i64>, Error> {
                     match v {
                         None => Ok(None),
                         Some(Val::Num(n)) if n.fract() == 0.0 => Ok(Some(*n as i64)),
                         Some(_) => Err(err(
                             code,
                             pos,
-                            format!("The {side} side of the range operator (..) must evaluate to an integer"),
+                            format!(
+                                "The {side} side of the range operator (..) must evaluate to an integer"
+                            ),
                         )),
                     }
                 };
@@ -849,16 +946,27 @@ impl<'a> Ctx<'a> {
                     return Err(err(
                         "D2014",
                         pos,
-                        format!("The size of the sequence allocated by the range operator (..) must not exceed 1e7.  Attempted to allocate {size}."),
+                        format!(
+                            "The size of the sequence allocated by the range operator (..) must not exceed 1e7.  Attempted to allocate {size}."
+                        ),
                     ));
                 }
-                Ok(Some(Val::array((a..=b).map(|i| Val::Num(i as f64)).collect())))
+                Ok(Some(Val::array(
+                    (a..=b).map(|i| Val::Num(i as f64)).collect(),
+                )))
             }
             _ => unreachable!("handled above"),
         }
     }
 
-    fn apply_op(&self, lhs: &'a Node, rhs: &'a Node, pos: usize, input: Option<&Val<'a>>, frame: &Rc<Frame<'a>>) -> R<'a> {
+    fn apply_op(
+        &self,
+        lhs: &'a Node,
+        rhs: &'a Node,
+        pos: usize,
+        input: Option<&Val<'a>>,
+        frame: &Rc<Frame<'a>>,
+    ) -> R<'a> {
         let l = self.eval(lhs, input, frame)?;
         if let Kind::Call {
             func,
@@ -870,7 +978,11 @@ impl<'a> Ctx<'a> {
         }
         let f = self.eval(rhs, input, frame)?;
         let Some(f) = f.filter(Val::is_func) else {
-            return Err(err("T2006", rhs.pos, "The right side of the function application operator ~> must be a function"));
+            return Err(err(
+                "T2006",
+                rhs.pos,
+                "The right side of the function application operator ~> must be a function",
+            ));
         };
         match l {
             Some(l) if l.is_func() => Ok(Some(Val::Func(Rc::new(Func::Chain(l, f))))),

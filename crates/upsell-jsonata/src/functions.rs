@@ -68,10 +68,8 @@ impl Builtin {
                         count += 1;
                     }
                 }
-                c if depth == 0 && "snblofxja".contains(c) => {
-                    if chars.get(i + 1) != Some(&'?') {
-                        count += 1;
-                    }
+                c if depth == 0 && "snblofxja".contains(c) && chars.get(i + 1) != Some(&'?') => {
+                    count += 1;
                 }
                 _ => {}
             }
@@ -157,7 +155,9 @@ pub(crate) fn lookup(name: &str, step_functions: bool) -> Option<&'static Builti
     static STD_INDEX: OnceLock<HashMap<&'static str, &'static Builtin>> = OnceLock::new();
     static SFN_INDEX: OnceLock<HashMap<&'static str, &'static Builtin>> = OnceLock::new();
     if step_functions
-        && let Some(b) = SFN_INDEX.get_or_init(|| index(&stepfunctions::FUNCTIONS)).get(name)
+        && let Some(b) = SFN_INDEX
+            .get_or_init(|| index(&stepfunctions::FUNCTIONS))
+            .get(name)
     {
         return Some(b);
     }
@@ -231,11 +231,15 @@ fn count<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn max<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    Ok(numbers(&args).and_then(|ns| ns.into_iter().reduce(f64::max)).map(Val::Num))
+    Ok(numbers(&args)
+        .and_then(|ns| ns.into_iter().reduce(f64::max))
+        .map(Val::Num))
 }
 
 fn min<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    Ok(numbers(&args).and_then(|ns| ns.into_iter().reduce(f64::min)).map(Val::Num))
+    Ok(numbers(&args)
+        .and_then(|ns| ns.into_iter().reduce(f64::min))
+        .map(Val::Num))
 }
 
 fn average<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
@@ -248,7 +252,9 @@ fn average<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 // ---- strings ----------------------------------------------------------------------------
 
 fn string<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(v) = arg(&args, 0) else { return Ok(None) };
+    let Some(v) = arg(&args, 0) else {
+        return Ok(None);
+    };
     if let Val::Str(_) = v {
         return Ok(Some(v.clone()));
     }
@@ -264,7 +270,11 @@ fn js_slice(chars: &[char], start: f64, end: Option<f64>) -> String {
     let len = chars.len() as f64;
     let norm = |x: f64| -> usize {
         let x = x.trunc();
-        let x = if x < 0.0 { (len + x).max(0.0) } else { x.min(len) };
+        let x = if x < 0.0 {
+            (len + x).max(0.0)
+        } else {
+            x.min(len)
+        };
         x as usize
     };
     let s = norm(start);
@@ -276,7 +286,9 @@ fn js_slice(chars: &[char], start: f64, end: Option<f64>) -> String {
 }
 
 fn substring<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let chars = chars_of(s);
     let len = chars.len() as f64;
     let mut start = num_arg(&args, 1).unwrap_or(0.0);
@@ -288,7 +300,11 @@ fn substring<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
             if length <= 0.0 {
                 return string_val(String::new());
             }
-            let end = if start >= 0.0 { start + length } else { len + start + length };
+            let end = if start >= 0.0 {
+                start + length
+            } else {
+                len + start + length
+            };
             string_val(js_slice(&chars, start, Some(end)))
         }
         None => string_val(js_slice(&chars, start, None)),
@@ -296,8 +312,12 @@ fn substring<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn substring_before<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
-    let Some(sep) = str_arg(&args, 1) else { return Ok(arg(&args, 0).cloned()) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let Some(sep) = str_arg(&args, 1) else {
+        return Ok(arg(&args, 0).cloned());
+    };
     match s.find(sep) {
         Some(i) => string_val(s[..i].to_string()),
         None => Ok(arg(&args, 0).cloned()),
@@ -305,8 +325,12 @@ fn substring_before<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<
 }
 
 fn substring_after<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
-    let Some(sep) = str_arg(&args, 1) else { return Ok(arg(&args, 0).cloned()) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let Some(sep) = str_arg(&args, 1) else {
+        return Ok(arg(&args, 0).cloned());
+    };
     match s.find(sep) {
         Some(i) => string_val(s[i + sep.len()..].to_string()),
         None => Ok(arg(&args, 0).cloned()),
@@ -326,7 +350,9 @@ fn length<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn trim<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let mut out = String::with_capacity(s.len());
     let mut in_ws = false;
     for c in s.chars() {
@@ -344,7 +370,9 @@ fn trim<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn pad<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let width = num_arg(&args, 1).unwrap_or(0.0).trunc();
     let pad_char = match str_arg(&args, 2) {
         Some(c) if !c.is_empty() => c,
@@ -356,7 +384,11 @@ fn pad<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
         return Ok(arg(&args, 0).cloned());
     }
     let padding: String = pad_char.chars().cycle().take(pad_len as usize).collect();
-    string_val(if width > 0.0 { format!("{s}{padding}") } else { format!("{padding}{s}") })
+    string_val(if width > 0.0 {
+        format!("{s}{padding}")
+    } else {
+        format!("{padding}{s}")
+    })
 }
 
 /// The match object `{match, index, groups}` for one regex match.
@@ -381,24 +413,41 @@ pub(crate) fn regex_first_match<'a>(re: &Regex, s: &str) -> Option<Val<'a>> {
             _ => IndexMap::new(),
         };
         let m = c.get(0).expect("group 0");
-        o.insert("start".into(), Val::Num(s[..m.start()].chars().count() as f64));
+        o.insert(
+            "start".into(),
+            Val::Num(s[..m.start()].chars().count() as f64),
+        );
         o.insert("end".into(), Val::Num(s[..m.end()].chars().count() as f64));
         Val::Obj(Rc::new(o))
     })
 }
 
-fn regex_arg<'v>(args: &'v [Option<Val<'_>>], i: usize, name: &str, pos: usize) -> Result<&'v Arc<Regex>, Error> {
+fn regex_arg<'v>(
+    args: &'v [Option<Val<'_>>],
+    i: usize,
+    name: &str,
+    pos: usize,
+) -> Result<&'v Arc<Regex>, Error> {
     match arg(args, i) {
         Some(Val::Regex(re)) => Ok(re),
         _ => Err(err(
             "T0410",
             pos,
-            format!("Argument {} of function {name} does not match function signature", i + 1),
+            format!(
+                "Argument {} of function {name} does not match function signature",
+                i + 1
+            ),
         )),
     }
 }
 
-fn limit_arg(args: &[Option<Val<'_>>], i: usize, code: &str, msg: &str, pos: usize) -> Result<Option<usize>, Error> {
+fn limit_arg(
+    args: &[Option<Val<'_>>],
+    i: usize,
+    code: &str,
+    msg: &str,
+    pos: usize,
+) -> Result<Option<usize>, Error> {
     match num_arg(args, i) {
         None => Ok(None),
         Some(n) if n < 0.0 => Err(err(code, pos, msg)),
@@ -407,9 +456,17 @@ fn limit_arg(args: &[Option<Val<'_>>], i: usize, code: &str, msg: &str, pos: usi
 }
 
 fn match_<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let re = regex_arg(&args, 1, "match", pos)?;
-    let limit = limit_arg(&args, 2, "D3040", "Third argument of match function must evaluate to a positive number", pos)?;
+    let limit = limit_arg(
+        &args,
+        2,
+        "D3040",
+        "Third argument of match function must evaluate to a positive number",
+        pos,
+    )?;
     let out: Vec<Val<'a>> = re
         .captures_iter(s)
         .take(limit.unwrap_or(usize::MAX))
@@ -419,7 +476,9 @@ fn match_<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn contains<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let found = match arg(&args, 1) {
         Some(Val::Str(t)) => s.contains(&**t),
         Some(Val::Regex(re)) => re.is_match(s),
@@ -446,7 +505,10 @@ fn expand_replacement(rep: &str, caps: &regex::Captures<'_>) -> String {
             i += 2;
             continue;
         }
-        let digits: String = chars[i + 1..].iter().take_while(|c| c.is_ascii_digit()).collect();
+        let digits: String = chars[i + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         if digits.is_empty() {
             out.push('$');
             i += 1;
@@ -474,17 +536,33 @@ fn expand_replacement(rep: &str, caps: &regex::Captures<'_>) -> String {
 }
 
 fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
-    let limit = limit_arg(&args, 3, "D3011", "Fourth argument of replace function must evaluate to a positive number", pos)?
-        .unwrap_or(usize::MAX);
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let limit = limit_arg(
+        &args,
+        3,
+        "D3011",
+        "Fourth argument of replace function must evaluate to a positive number",
+        pos,
+    )?
+    .unwrap_or(usize::MAX);
     let replacement = arg(&args, 2).cloned();
     match arg(&args, 1) {
         Some(Val::Str(pattern)) => {
             if pattern.is_empty() {
-                return Err(err("D3010", pos, "Second argument of replace function cannot be an empty string"));
+                return Err(err(
+                    "D3010",
+                    pos,
+                    "Second argument of replace function cannot be an empty string",
+                ));
             }
             let Some(Val::Str(rep)) = &replacement else {
-                return Err(err("T0410", pos, "Argument 3 of function replace does not match function signature"));
+                return Err(err(
+                    "T0410",
+                    pos,
+                    "Argument 3 of function replace does not match function signature",
+                ));
             };
             let mut out = String::new();
             let mut rest = s;
@@ -509,7 +587,11 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
                 }
                 let m = caps.get(0).expect("group 0");
                 if m.as_str().is_empty() {
-                    return Err(err("D1004", pos, "Regular expression matches zero length string"));
+                    return Err(err(
+                        "D1004",
+                        pos,
+                        "Regular expression matches zero length string",
+                    ));
                 }
                 out.push_str(&s[last..m.start()]);
                 match &replacement {
@@ -519,47 +601,86 @@ fn replace<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
                         match r {
                             Some(Val::Str(r)) => out.push_str(&r),
                             _ => {
-                                return Err(err("D3012", pos, "Attempted to replace a matched string with a non-string value"));
+                                return Err(err(
+                                    "D3012",
+                                    pos,
+                                    "Attempted to replace a matched string with a non-string value",
+                                ));
                             }
                         }
                     }
-                    _ => return Err(err("T0410", pos, "Argument 3 of function replace does not match function signature")),
+                    _ => {
+                        return Err(err(
+                            "T0410",
+                            pos,
+                            "Argument 3 of function replace does not match function signature",
+                        ));
+                    }
                 }
                 last = m.end();
             }
             out.push_str(&s[last..]);
             string_val(out)
         }
-        _ => Err(err("T0410", pos, "Argument 2 of function replace does not match function signature")),
+        _ => Err(err(
+            "T0410",
+            pos,
+            "Argument 2 of function replace does not match function signature",
+        )),
     }
 }
 
 fn split<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
-    let limit = limit_arg(&args, 2, "D3020", "Third argument of split function must evaluate to a positive number", pos)?
-        .unwrap_or(usize::MAX);
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let limit = limit_arg(
+        &args,
+        2,
+        "D3020",
+        "Third argument of split function must evaluate to a positive number",
+        pos,
+    )?
+    .unwrap_or(usize::MAX);
     let parts: Vec<String> = match arg(&args, 1) {
         Some(Val::Str(sep)) if sep.is_empty() => s.chars().map(String::from).collect(),
         Some(Val::Str(sep)) => s.split(&**sep).map(String::from).collect(),
         Some(Val::Regex(re)) => re.split(s).map(String::from).collect(),
-        _ => return Err(err("T0410", pos, "Argument 2 of function split does not match function signature")),
+        _ => {
+            return Err(err(
+                "T0410",
+                pos,
+                "Argument 2 of function split does not match function signature",
+            ));
+        }
     };
-    Ok(Some(Val::array(parts.into_iter().take(limit).map(Val::string).collect())))
+    Ok(Some(Val::array(
+        parts.into_iter().take(limit).map(Val::string).collect(),
+    )))
 }
 
 fn join<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let sep = str_arg(&args, 1).unwrap_or("");
-    let parts: Vec<String> = a.items().iter().filter_map(|v| v.as_str().map(String::from)).collect();
+    let parts: Vec<String> = a
+        .items()
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     string_val(parts.join(sep))
 }
 
 fn base64encode<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    Ok(str_arg(&args, 0).map(|s| Val::string(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))))
+    Ok(str_arg(&args, 0)
+        .map(|s| Val::string(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))))
 }
 
 fn base64decode<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let cleaned: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
@@ -596,11 +717,19 @@ fn encode_url<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn decode_url<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    let bad = || err("D3140", pos, format!("Malformed URL passed to $decodeUrl(): \"{s}\""));
+    let bad = || {
+        err(
+            "D3140",
+            pos,
+            format!("Malformed URL passed to $decodeUrl(): \"{s}\""),
+        )
+    };
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
@@ -611,7 +740,10 @@ fn decode_url<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> 
             i += 1;
         }
     }
-    String::from_utf8(out).map(Val::string).map(Some).map_err(|_| bad())
+    String::from_utf8(out)
+        .map(Val::string)
+        .map(Some)
+        .map_err(|_| bad())
 }
 
 // ---- numbers ----------------------------------------------------------------------------
@@ -623,7 +755,9 @@ fn number<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
         Some(Val::Bool(b)) => num(if *b { 1.0 } else { 0.0 }),
         Some(Val::Str(s)) => {
             static NUM: OnceLock<Regex> = OnceLock::new();
-            let re = NUM.get_or_init(|| Regex::new(r"^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$").expect("valid"));
+            let re = NUM.get_or_init(|| {
+                Regex::new(r"^-?[0-9]+(\.[0-9]+)?([Ee][-+]?[0-9]+)?$").expect("valid")
+            });
             let t = s.trim();
             let parsed = if re.is_match(t) {
                 t.parse::<f64>().ok()
@@ -638,10 +772,18 @@ fn number<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
             };
             match parsed {
                 Some(n) if n.is_finite() => num(n),
-                _ => Err(err("D3030", pos, format!("Unable to cast value to a number: \"{}\"", &**s))),
+                _ => Err(err(
+                    "D3030",
+                    pos,
+                    format!("Unable to cast value to a number: \"{}\"", &**s),
+                )),
             }
         }
-        Some(v) => Err(err("D3030", pos, format!("Unable to cast value to a number: {}", show(v)))),
+        Some(v) => Err(err(
+            "D3030",
+            pos,
+            format!("Unable to cast value to a number: {}", show(v)),
+        )),
     }
 }
 
@@ -669,12 +811,20 @@ fn shift_decimal(n: f64, by: i32) -> f64 {
 
 /// JSONata's `$round`: half to even, at `precision` decimal places.
 pub(crate) fn round_half_even(n: f64, precision: i32) -> f64 {
-    let x = if precision != 0 { shift_decimal(n, precision) } else { n };
+    let x = if precision != 0 {
+        shift_decimal(n, precision)
+    } else {
+        n
+    };
     let mut r = (x + 0.5).floor();
     if (r - x).abs() == 0.5 && (r % 2.0).abs() == 1.0 {
         r -= 1.0;
     }
-    let mut r = if precision != 0 { shift_decimal(r, -precision) } else { r };
+    let mut r = if precision != 0 {
+        shift_decimal(r, -precision)
+    } else {
+        r
+    };
     if r == 0.0 {
         r = 0.0;
     }
@@ -682,21 +832,34 @@ pub(crate) fn round_half_even(n: f64, precision: i32) -> f64 {
 }
 
 fn round<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(n) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(n) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     let precision = num_arg(&args, 1).unwrap_or(0.0) as i32;
     num(round_half_even(n, precision))
 }
 
 fn sqrt<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(n) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(n) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     if n < 0.0 {
-        return Err(err("D3060", pos, format!("The sqrt function cannot be applied to a negative number: {}", js_number(n))));
+        return Err(err(
+            "D3060",
+            pos,
+            format!(
+                "The sqrt function cannot be applied to a negative number: {}",
+                js_number(n)
+            ),
+        ));
     }
     num(n.sqrt())
 }
 
 fn power<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(b) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(b) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     let e = num_arg(&args, 1).unwrap_or(f64::NAN);
     let r = b.powf(e);
     if !r.is_finite() {
@@ -718,13 +881,18 @@ fn random<'a>(_: &Ctx<'a>, _: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn format_base<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(n) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(n) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     let radix = num_arg(&args, 1).unwrap_or(10.0);
     if !(2.0..=36.0).contains(&radix) {
         return Err(err(
             "D3100",
             pos,
-            format!("The radix of the formatBase function must be between 2 and 36.  It was given {}", js_number(radix)),
+            format!(
+                "The radix of the formatBase function must be between 2 and 36.  It was given {}",
+                js_number(radix)
+            ),
         ));
     }
     let radix = radix as u32;
@@ -791,11 +959,17 @@ pub(crate) fn format_integer_picture(n: i64, picture: &str, pos: usize) -> Resul
         _ => {}
     }
     let digits_pic: Vec<char> = picture.chars().collect();
-    if digits_pic.is_empty() || !digits_pic.iter().all(|c| c.is_ascii_digit() || *c == '#' || *c == ',') {
+    if digits_pic.is_empty()
+        || !digits_pic
+            .iter()
+            .all(|c| c.is_ascii_digit() || *c == '#' || *c == ',')
+    {
         return Err(err(
             "D3130",
             pos,
-            format!("Unsupported integer picture string: \"{picture}\" (supported: 0, 000, #,##0, I, i, A, a)"),
+            format!(
+                "Unsupported integer picture string: \"{picture}\" (supported: 0, 000, #,##0, I, i, A, a)"
+            ),
         ));
     }
     let min_digits = digits_pic.iter().filter(|c| c.is_ascii_digit()).count();
@@ -807,7 +981,7 @@ pub(crate) fn format_integer_picture(n: i64, picture: &str, pos: usize) -> Resul
             let chars: Vec<char> = body.chars().collect();
             let mut grouped = String::new();
             for (i, c) in chars.iter().enumerate() {
-                if i > 0 && (chars.len() - i) % group == 0 {
+                if i > 0 && (chars.len() - i).is_multiple_of(group) {
                     grouped.push(',');
                 }
                 grouped.push(*c);
@@ -819,7 +993,9 @@ pub(crate) fn format_integer_picture(n: i64, picture: &str, pos: usize) -> Resul
 }
 
 fn format_integer<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(n) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(n) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     let picture = str_arg(&args, 1).unwrap_or("0");
     string_val(format_integer_picture(n.trunc() as i64, picture, pos)?)
 }
@@ -827,7 +1003,9 @@ fn format_integer<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<
 /// `$formatNumber` with the XPath picture subset: prefix/suffix text, `#` and `0` digits,
 /// grouping `,`, decimal `.`, `%` and `‰`, and an `e` exponent.
 fn format_number_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(mut n) = num_arg(&args, 0) else { return Ok(None) };
+    let Some(mut n) = num_arg(&args, 0) else {
+        return Ok(None);
+    };
     let picture = str_arg(&args, 1).unwrap_or("");
     let opt = |key: &str, default: char| -> char {
         arg(&args, 2)
@@ -847,13 +1025,34 @@ fn format_number_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> 
     );
     let sub_pictures: Vec<&str> = picture.split(';').collect();
     if sub_pictures.len() > 2 {
-        return Err(err("D3080", pos, "The picture string must only contain a maximum of two sub-pictures"));
+        return Err(err(
+            "D3080",
+            pos,
+            "The picture string must only contain a maximum of two sub-pictures",
+        ));
     }
-    let pic = if n < 0.0 && sub_pictures.len() == 2 { sub_pictures[1] } else { sub_pictures[0] };
-    let is_active = |c: char| c == dec_sep || c == group_sep || c == digit || c == exp_sep || c.is_ascii_digit() || c == zero;
+    let pic = if n < 0.0 && sub_pictures.len() == 2 {
+        sub_pictures[1]
+    } else {
+        sub_pictures[0]
+    };
+    let is_active = |c: char| {
+        c == dec_sep
+            || c == group_sep
+            || c == digit
+            || c == exp_sep
+            || c.is_ascii_digit()
+            || c == zero
+    };
     let chars: Vec<char> = pic.chars().collect();
-    let start = chars.iter().position(|&c| is_active(c) && c != exp_sep).unwrap_or(chars.len());
-    let end = chars.iter().rposition(|&c| is_active(c) && c != exp_sep).map_or(start, |e| e + 1);
+    let start = chars
+        .iter()
+        .position(|&c| is_active(c) && c != exp_sep)
+        .unwrap_or(chars.len());
+    let end = chars
+        .iter()
+        .rposition(|&c| is_active(c) && c != exp_sep)
+        .map_or(start, |e| e + 1);
     let prefix: String = chars[..start].iter().collect();
     let suffix: String = chars[end..].iter().collect();
     let body: String = chars[start..end].iter().collect();
@@ -873,7 +1072,10 @@ fn format_number_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> 
     let is_digit_char = |c: char| c.is_ascii_digit() || c == zero;
     let min_int = int_pic.chars().filter(|&c| is_digit_char(c)).count();
     let min_frac = frac_pic.chars().filter(|&c| is_digit_char(c)).count();
-    let max_frac = frac_pic.chars().filter(|&c| is_digit_char(c) || c == digit).count();
+    let max_frac = frac_pic
+        .chars()
+        .filter(|&c| is_digit_char(c) || c == digit)
+        .count();
     let mut value = n.abs();
     let mut exponent = 0i32;
     if let Some(ep) = &exp_pic {
@@ -905,7 +1107,7 @@ fn format_number_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> 
             let digits: Vec<char> = int_part.chars().collect();
             let mut g = String::new();
             for (i, c) in digits.iter().enumerate() {
-                if i > 0 && (digits.len() - i) % size == 0 {
+                if i > 0 && (digits.len() - i).is_multiple_of(size) {
                     g.push(group_sep);
                 }
                 g.push(*c);
@@ -918,7 +1120,11 @@ fn format_number_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> 
             return s;
         }
         s.chars()
-            .map(|c| c.to_digit(10).and_then(|d| char::from_u32(zero as u32 + d)).unwrap_or(c))
+            .map(|c| {
+                c.to_digit(10)
+                    .and_then(|d| char::from_u32(zero as u32 + d))
+                    .unwrap_or(c)
+            })
             .collect()
     };
     let mut out = String::new();
@@ -960,12 +1166,21 @@ fn exists<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 // ---- arrays and objects -----------------------------------------------------------------
 
 fn map<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let f = arg(&args, 1).expect("validated").clone();
     let items = a.items();
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let call = hof_args(&f, [Some(item.clone()), Some(Val::Num(i as f64)), Some(a.clone())]);
+        let call = hof_args(
+            &f,
+            [
+                Some(item.clone()),
+                Some(Val::Num(i as f64)),
+                Some(a.clone()),
+            ],
+        );
         if let Some(v) = ctx.apply(&f, call, None, pos)? {
             out.push(v);
         }
@@ -974,12 +1189,21 @@ fn map<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn filter<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let f = arg(&args, 1).expect("validated").clone();
     let items = a.items();
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let call = hof_args(&f, [Some(item.clone()), Some(Val::Num(i as f64)), Some(a.clone())]);
+        let call = hof_args(
+            &f,
+            [
+                Some(item.clone()),
+                Some(Val::Num(i as f64)),
+                Some(a.clone()),
+            ],
+        );
         if ctx.apply(&f, call, None, pos)?.is_some_and(|v| v.truthy()) {
             out.push(item.clone());
         }
@@ -988,7 +1212,9 @@ fn filter<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn single<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let f = arg(&args, 1).cloned();
     let items = a.items();
     let mut found = None;
@@ -996,7 +1222,14 @@ fn single<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
         let keep = match &f {
             None => true,
             Some(f) => {
-                let call = hof_args(f, [Some(item.clone()), Some(Val::Num(i as f64)), Some(a.clone())]);
+                let call = hof_args(
+                    f,
+                    [
+                        Some(item.clone()),
+                        Some(Val::Num(i as f64)),
+                        Some(a.clone()),
+                    ],
+                );
                 ctx.apply(f, call, None, pos)?.is_some_and(|v| v.truthy())
             }
         };
@@ -1022,7 +1255,9 @@ fn single<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn reduce<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let f = arg(&args, 1).expect("validated").clone();
     if let Val::Func(func) = &f
         && func.arity() < 2
@@ -1056,8 +1291,12 @@ fn reduce<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn sift<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(o) = arg(&args, 0) else { return Ok(None) };
-    let Some(f) = arg(&args, 1).cloned() else { return Ok(None) };
+    let Some(o) = arg(&args, 0) else {
+        return Ok(None);
+    };
+    let Some(f) = arg(&args, 1).cloned() else {
+        return Ok(None);
+    };
     let mut out = IndexMap::new();
     for (k, v) in o.entries() {
         let call = hof_args(&f, [Some(v.clone()), Some(Val::str(&k)), Some(o.clone())]);
@@ -1072,7 +1311,9 @@ fn sift<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn each<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(o) = arg(&args, 0) else { return Ok(None) };
+    let Some(o) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let f = arg(&args, 1).expect("validated").clone();
     let mut out = Vec::new();
     for (k, v) in o.entries() {
@@ -1085,7 +1326,9 @@ fn each<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 }
 
 fn keys<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(v) = arg(&args, 0) else { return Ok(None) };
+    let Some(v) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let mut out: Vec<String> = Vec::new();
     for item in v.items() {
         for (k, _) in item.entries() {
@@ -1098,7 +1341,9 @@ fn keys<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn lookup_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(v) = arg(&args, 0) else { return Ok(None) };
+    let Some(v) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let key = str_arg(&args, 1).unwrap_or("");
     if v.is_array() {
         let mut out = Vec::new();
@@ -1122,7 +1367,9 @@ fn append_fn<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn spread<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(v) = arg(&args, 0) else { return Ok(None) };
+    let Some(v) = arg(&args, 0) else {
+        return Ok(None);
+    };
     if !v.is_array() && !v.is_object() {
         return Ok(Some(v.clone()));
     }
@@ -1142,7 +1389,9 @@ fn spread<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn merge<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let mut out = IndexMap::new();
     for item in a.items() {
         for (k, v) in item.entries() {
@@ -1153,7 +1402,9 @@ fn merge<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn reverse<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let mut items = a.items();
     items.reverse();
     Ok(Some(Val::array(items)))
@@ -1161,14 +1412,18 @@ fn reverse<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 
 fn shuffle<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
     use rand::seq::SliceRandom as _;
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let mut items = a.items();
     items.shuffle(&mut rand::rng());
     Ok(Some(Val::array(items)))
 }
 
 fn distinct<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     if !a.is_array() {
         return Ok(Some(a.clone()));
     }
@@ -1182,7 +1437,10 @@ fn distinct<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn zip<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
-    let arrays: Vec<Vec<Val<'a>>> = args.iter().map(|a| a.as_ref().map(Val::items).unwrap_or_default()).collect();
+    let arrays: Vec<Vec<Val<'a>>> = args
+        .iter()
+        .map(|a| a.as_ref().map(Val::items).unwrap_or_default())
+        .collect();
     let len = arrays.iter().map(Vec::len).min().unwrap_or(0);
     let out = (0..len)
         .map(|i| Val::array(arrays.iter().map(|a| a[i].clone()).collect()))
@@ -1191,7 +1449,9 @@ fn zip<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 }
 
 fn sort<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let items = a.items();
     if items.len() <= 1 {
         return Ok(Some(a.clone()));
@@ -1213,7 +1473,9 @@ fn sort<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
         }
         Some(f) => {
             let f = f.clone();
-            merge_sort(items, &mut |x: &Val<'a>, y: &Val<'a>| -> Result<bool, Error> {
+            merge_sort(items, &mut |x: &Val<'a>,
+                                    y: &Val<'a>|
+             -> Result<bool, Error> {
                 Ok(ctx
                     .apply(&f, vec![Some(x.clone()), Some(y.clone())], None, pos)?
                     .is_some_and(|v| v.truthy()))
@@ -1278,19 +1540,41 @@ pub(crate) fn from_owned<'a>(v: Value) -> Val<'a> {
         Value::Number(n) => Val::Num(n.as_f64().unwrap_or(f64::NAN)),
         Value::String(s) => Val::Str(S::O(Rc::from(s))),
         Value::Array(a) => Val::array(a.into_iter().map(from_owned).collect()),
-        Value::Object(o) => Val::Obj(Rc::new(o.into_iter().map(|(k, v)| (k, from_owned(v))).collect())),
+        Value::Object(o) => Val::Obj(Rc::new(
+            o.into_iter().map(|(k, v)| (k, from_owned(v))).collect(),
+        )),
     }
 }
 
 fn eval_fn<'a>(ctx: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(src) = str_arg(&args, 0) else { return Ok(None) };
-    let expr = crate::Expression::parse(src).map_err(|e| err("D3120", pos, format!("Syntax error in expression passed to function eval: {}", e.message)))?;
+    let Some(src) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let expr = crate::Expression::parse(src).map_err(|e| {
+        err(
+            "D3120",
+            pos,
+            format!(
+                "Syntax error in expression passed to function eval: {}",
+                e.message
+            ),
+        )
+    })?;
     let input = match arg(&args, 1).or(ctx.root.as_ref()) {
         Some(v) => v.to_json()?,
         None => Value::Null,
     };
     let r = expr
         .eval_with(Some(&input), ctx.env, Some(ctx.stack_base))
-        .map_err(|e| err("D3121", pos, format!("Dynamic error evaluating the expression passed to function eval: {}", e.message)))?;
+        .map_err(|e| {
+            err(
+                "D3121",
+                pos,
+                format!(
+                    "Dynamic error evaluating the expression passed to function eval: {}",
+                    e.message
+                ),
+            )
+        })?;
     Ok(r.map(from_owned))
 }

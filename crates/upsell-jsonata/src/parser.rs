@@ -118,11 +118,6 @@ pub(crate) enum Kind {
     Placeholder,
     /// Sort step `^(<a, >b)`: expression and descending flag.
     Sort(Vec<(Node, bool)>),
-    Transform {
-        pattern: Box<Node>,
-        update: Box<Node>,
-        delete: Option<Box<Node>>,
-    },
 }
 
 #[derive(Debug)]
@@ -132,7 +127,7 @@ pub(crate) struct Node {
     /// Filters applied to each step result (path steps) or to the result (other nodes).
     pub stages: Vec<Node>,
     /// Group-by object constructor applied to the result.
-    pub group: Option<Box<Vec<(Node, Node)>>>,
+    pub group: Option<Vec<(Node, Node)>>,
     pub keep_array: bool,
     pub cons_array: bool,
 }
@@ -230,7 +225,10 @@ struct Lexer<'s> {
 
 impl<'s> Lexer<'s> {
     fn pos(&self) -> usize {
-        self.chars.get(self.i).map(|c| c.0).unwrap_or(self.src.len())
+        self.chars
+            .get(self.i)
+            .map(|c| c.0)
+            .unwrap_or(self.src.len())
     }
 
     fn peek_char(&self, k: usize) -> Option<char> {
@@ -278,7 +276,10 @@ impl<'s> Lexer<'s> {
         }
         if is_op_char(c) {
             self.i += 1;
-            let op = OPERATORS.iter().find(|(o, _)| o.len() == 1 && o.starts_with(c)).map(|o| o.0);
+            let op = OPERATORS
+                .iter()
+                .find(|(o, _)| o.len() == 1 && o.starts_with(c))
+                .map(|o| o.0);
             return Ok((Tok::Op(op.unwrap_or("?")), start));
         }
         if c == '"' || c == '\'' {
@@ -298,7 +299,11 @@ impl<'s> Lexer<'s> {
                 }
                 self.i += 1;
             }
-            return Err(err("S0105", start, "Quoted property name must be terminated with a backquote (`)"));
+            return Err(err(
+                "S0105",
+                start,
+                "Quoted property name must be terminated with a backquote (`)",
+            ));
         }
         // Names and variables run until whitespace or an operator character.
         let is_var = c == '$';
@@ -329,7 +334,11 @@ impl<'s> Lexer<'s> {
         let mut out = String::new();
         loop {
             let Some(c) = self.peek_char(0) else {
-                return Err(err("S0101", start, "String literal must be terminated by a matching quote"));
+                return Err(err(
+                    "S0101",
+                    start,
+                    "String literal must be terminated by a matching quote",
+                ));
             };
             self.i += 1;
             if c == quote {
@@ -340,7 +349,11 @@ impl<'s> Lexer<'s> {
                 continue;
             }
             let Some(e) = self.peek_char(0) else {
-                return Err(err("S0101", start, "String literal must be terminated by a matching quote"));
+                return Err(err(
+                    "S0101",
+                    start,
+                    "String literal must be terminated by a matching quote",
+                ));
             };
             self.i += 1;
             match e {
@@ -360,7 +373,8 @@ impl<'s> Lexer<'s> {
                     {
                         self.i += 2;
                         let low = self.hex4()?;
-                        code = 0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
+                        code =
+                            0x10000 + ((code - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF);
                     }
                     out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
                 }
@@ -384,7 +398,11 @@ impl<'s> Lexer<'s> {
             self.i += 4;
             return Ok(v);
         }
-        Err(err("S0104", at, "The escape sequence \\u must be followed by 4 hex digits"))
+        Err(err(
+            "S0104",
+            at,
+            "The escape sequence \\u must be followed by 4 hex digits",
+        ))
     }
 
     fn number(&mut self, start: usize) -> Result<(Tok, usize), Error> {
@@ -425,7 +443,11 @@ impl<'s> Lexer<'s> {
         let mut depth = 0i32;
         loop {
             let Some(c) = self.peek_char(0) else {
-                return Err(err("S0302", start, "No terminating / in regular expression"));
+                return Err(err(
+                    "S0302",
+                    start,
+                    "No terminating / in regular expression",
+                ));
             };
             if c == '\\' {
                 self.i += 2;
@@ -443,7 +465,11 @@ impl<'s> Lexer<'s> {
         let pattern = &self.src[from..self.pos()];
         self.i += 1;
         if pattern.is_empty() {
-            return Err(err("S0301", start, "Empty regular expressions are not allowed"));
+            return Err(err(
+                "S0301",
+                start,
+                "Empty regular expressions are not allowed",
+            ));
         }
         let mut flags = String::new();
         while let Some(c) = self.peek_char(0) {
@@ -451,15 +477,25 @@ impl<'s> Lexer<'s> {
                 flags.push(c);
                 self.i += 1;
             } else if c.is_ascii_alphabetic() {
-                return Err(err("S0302", self.pos(), format!("Unsupported regular expression flag: {c}")));
+                return Err(err(
+                    "S0302",
+                    self.pos(),
+                    format!("Unsupported regular expression flag: {c}"),
+                ));
             } else {
                 break;
             }
         }
         let mut builder = regex::RegexBuilder::new(pattern);
-        builder.case_insensitive(flags.contains('i')).multi_line(flags.contains('m'));
+        builder
+            .case_insensitive(flags.contains('i'))
+            .multi_line(flags.contains('m'));
         let re = builder.build().map_err(|e| {
-            err("S0302", start, format!("Invalid regular expression /{pattern}/: {e}"))
+            err(
+                "S0302",
+                start,
+                format!("Invalid regular expression /{pattern}/: {e}"),
+            )
         })?;
         Ok((Tok::Regex(Arc::new(re)), start))
     }
@@ -488,7 +524,11 @@ pub(crate) fn parse(src: &str) -> Result<Node, Error> {
     p.advance(true)?;
     let node = p.expression(0)?;
     if !matches!(p.tok, Tok::End) {
-        return Err(err("S0201", p.tok_pos, format!("Syntax error: {}", p.tok_text())));
+        return Err(err(
+            "S0201",
+            p.tok_pos,
+            format!("Syntax error: {}", p.tok_text()),
+        ));
     }
     Ok(node)
 }
@@ -518,7 +558,11 @@ impl Parser<'_> {
             return self.advance(prefix);
         }
         if matches!(self.tok, Tok::End) {
-            return Err(err("S0203", self.tok_pos, format!("Expected \"{op}\" before end of expression")));
+            return Err(err(
+                "S0203",
+                self.tok_pos,
+                format!("Expected \"{op}\" before end of expression"),
+            ));
         }
         Err(err(
             "S0202",
@@ -543,7 +587,11 @@ impl Parser<'_> {
         if self.depth > MAX_PARSE_DEPTH
             || crate::eval::stack_address().abs_diff(self.stack_base) > PARSE_STACK_BUDGET
         {
-            return Err(err("S0208", self.tok_pos, "Expression is nested too deeply"));
+            return Err(err(
+                "S0208",
+                self.tok_pos,
+                "Expression is nested too deeply",
+            ));
         }
         let mut left = self.nud()?;
         while rbp < self.left_bp() {
@@ -666,32 +714,21 @@ impl Parser<'_> {
                 let pairs = self.object_pairs()?;
                 Ok(Node::new(Kind::Object(pairs), pos))
             }
-            "|" => {
-                self.advance(true)?;
-                let pattern = self.expression(0)?;
-                self.expect("|", true)?;
-                let update = self.expression(0)?;
-                let mut delete = None;
-                if self.is_op(",") {
-                    self.advance(true)?;
-                    delete = Some(Box::new(self.expression(0)?));
-                }
-                self.expect("|", false)?;
-                Ok(Node::new(
-                    Kind::Transform {
-                        pattern: Box::new(pattern),
-                        update: Box::new(update),
-                        delete,
-                    },
-                    pos,
-                ))
-            }
+            "|" => Err(err(
+                "S0218",
+                pos,
+                "Transform expressions (| ... | ... |) are not supported by this evaluator",
+            )),
             "%" => Err(err("S0217", pos, "The parent operator % is not supported")),
             "!" => {
                 self.advance(false)?;
                 Ok(Node::new(Kind::Not, pos))
             }
-            _ => Err(err("S0211", pos, format!("The symbol {op} cannot be used as a unary operator"))),
+            _ => Err(err(
+                "S0211",
+                pos,
+                format!("The symbol {op} cannot be used as a unary operator"),
+            )),
         }
     }
 
@@ -723,7 +760,10 @@ impl Parser<'_> {
                     return Err(err(
                         "S0208",
                         self.tok_pos,
-                        format!("Parameter {} of function definition must be a variable name (start with $)", self.tok_text()),
+                        format!(
+                            "Parameter {} of function definition must be a variable name (start with $)",
+                            self.tok_text()
+                        ),
                     ));
                 }
             }
@@ -757,7 +797,11 @@ impl Parser<'_> {
     fn led(&mut self, left: Node) -> Result<Node, Error> {
         let pos = self.tok_pos;
         let Tok::Op(op) = self.tok.clone() else {
-            return Err(err("S0201", pos, format!("Syntax error: {}", self.tok_text())));
+            return Err(err(
+                "S0201",
+                pos,
+                format!("Syntax error: {}", self.tok_text()),
+            ));
         };
         let lbp = bp(op);
         let binary = |op: BinOp| op;
@@ -807,7 +851,10 @@ impl Parser<'_> {
                     self.advance(false)?;
                     let mut left = left;
                     match &mut left.kind {
-                        Kind::Path { steps, keep_singleton } => {
+                        Kind::Path {
+                            steps,
+                            keep_singleton,
+                        } => {
                             *keep_singleton = true;
                             if let Some(last) = steps.last_mut() {
                                 last.keep_array = true;
@@ -825,7 +872,11 @@ impl Parser<'_> {
                     _ => &mut left,
                 };
                 if target.group.is_some() {
-                    return Err(err("S0209", pos, "A predicate cannot follow a grouping expression in a step"));
+                    return Err(err(
+                        "S0209",
+                        pos,
+                        "A predicate cannot follow a grouping expression in a step",
+                    ));
                 }
                 target.stages.push(predicate);
                 Ok(left)
@@ -835,9 +886,13 @@ impl Parser<'_> {
                 let pairs = self.object_pairs()?;
                 let mut left = left;
                 if left.group.is_some() {
-                    return Err(err("S0210", pos, "Each step can only have one grouping expression"));
+                    return Err(err(
+                        "S0210",
+                        pos,
+                        "Each step can only have one grouping expression",
+                    ));
                 }
-                left.group = Some(Box::new(pairs));
+                left.group = Some(pairs);
                 Ok(left)
             }
             "(" => {
@@ -886,7 +941,11 @@ impl Parser<'_> {
             }
             ":=" => {
                 let Kind::Var(name) = &left.kind else {
-                    return Err(err("S0212", pos, "The left side of := must be a variable name (start with $)"));
+                    return Err(err(
+                        "S0212",
+                        pos,
+                        "The left side of := must be a variable name (start with $)",
+                    ));
                 };
                 let name = name.clone();
                 self.advance(true)?;
@@ -947,7 +1006,10 @@ impl Parser<'_> {
 impl Lexer<'_> {
     /// The next non-whitespace character, without consuming anything.
     fn peek_after_ws(&self) -> Option<char> {
-        self.chars[self.i..].iter().map(|c| c.1).find(|c| !c.is_whitespace())
+        self.chars[self.i..]
+            .iter()
+            .map(|c| c.1)
+            .find(|c| !c.is_whitespace())
     }
 
     /// Reads a `<...>` signature whose `<` starts at byte `start` (already consumed as a token).
@@ -966,7 +1028,11 @@ impl Lexer<'_> {
                 }
             }
         }
-        Err(err("S0401", start, "Function signature is not terminated by >"))
+        Err(err(
+            "S0401",
+            start,
+            "Function signature is not terminated by >",
+        ))
     }
 }
 
@@ -980,7 +1046,11 @@ fn make_path(left: Node, rhs: Node, pos: usize) -> Result<Node, Error> {
     };
     if group.is_some() {
         // A grouped path followed by more steps: keep the group on the last step's result.
-        return Err(err("S0210", pos, "A grouping expression must be the last step of a path"));
+        return Err(err(
+            "S0210",
+            pos,
+            "A grouping expression must be the last step of a path",
+        ));
     }
     match rhs.kind {
         Kind::Path {

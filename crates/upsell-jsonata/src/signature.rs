@@ -119,21 +119,26 @@ impl Signature {
                 }
                 '-' => {
                     if let Some(p) = params.last_mut() {
-                        p.context = Some(Regex::new(&format!("^{}$", p.regex)).map_err(|_| sig_err(pos, "Bad signature"))?);
+                        p.context = Some(
+                            Regex::new(&format!("^{}$", p.regex))
+                                .map_err(|_| sig_err(pos, "Bad signature"))?,
+                        );
                         p.regex.push('?');
                     }
                 }
-                _ => return Err(sig_err(pos + i, &format!("Unknown type symbol {c} in signature"))),
+                _ => {
+                    return Err(sig_err(
+                        pos + i,
+                        &format!("Unknown type symbol {c} in signature"),
+                    ));
+                }
             }
             i += 1;
         }
         let pattern: String = params.iter().map(|p| format!("({})", p.regex)).collect();
-        let regex = Regex::new(&format!("^{pattern}$")).map_err(|_| sig_err(pos, "Bad signature"))?;
+        let regex =
+            Regex::new(&format!("^{pattern}$")).map_err(|_| sig_err(pos, "Bad signature"))?;
         Ok(Signature { params, regex })
-    }
-
-    pub fn param_count(&self) -> usize {
-        self.params.len()
     }
 
     /// Validates `args` against the signature; returns the arguments to pass.
@@ -203,7 +208,9 @@ impl Signature {
                             };
                             return Err(Error::new(
                                 "T0412",
-                                format!("Argument {arg_index} of function {name} must be an array of {ty}"),
+                                format!(
+                                    "Argument {arg_index} of function {name} must be an array of {ty}"
+                                ),
                                 Some(pos),
                             ));
                         }

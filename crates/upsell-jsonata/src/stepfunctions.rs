@@ -20,13 +20,19 @@ pub(crate) static FUNCTIONS: [Builtin; 6] = [
 fn positive_int(v: Option<f64>, what: &str, pos: usize) -> Result<usize, crate::Error> {
     match v {
         Some(n) if n.fract() == 0.0 && n >= 1.0 => Ok(n as usize),
-        _ => Err(err("D3040", pos, format!("The {what} must be a positive integer"))),
+        _ => Err(err(
+            "D3040",
+            pos,
+            format!("The {what} must be a positive integer"),
+        )),
     }
 }
 
 /// `$partition(array, size)`: chunks of `size` items (the last may be shorter).
 fn partition<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(a) = arg(&args, 0) else { return Ok(None) };
+    let Some(a) = arg(&args, 0) else {
+        return Ok(None);
+    };
     let size = positive_int(num_arg(&args, 1), "chunk size of $partition", pos)?;
     let items = a.items();
     let chunks = items.chunks(size).map(|c| Val::array(c.to_vec())).collect();
@@ -35,18 +41,28 @@ fn partition<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
 
 /// `$range(start, end, step)`: numbers from `start` up to and including `end`.
 fn range<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let (Some(start), Some(end), Some(step)) = (num_arg(&args, 0), num_arg(&args, 1), num_arg(&args, 2)) else {
+    let (Some(start), Some(end), Some(step)) =
+        (num_arg(&args, 0), num_arg(&args, 1), num_arg(&args, 2))
+    else {
         return Ok(None);
     };
     if step == 0.0 || !step.is_finite() {
-        return Err(err("D3040", pos, "The step of $range must be a non-zero number"));
+        return Err(err(
+            "D3040",
+            pos,
+            "The step of $range must be a non-zero number",
+        ));
     }
     let mut out = Vec::new();
     let mut v = start;
     while (step > 0.0 && v <= end) || (step < 0.0 && v >= end) {
         out.push(Val::Num(v));
         if out.len() > 1_000_000 {
-            return Err(err("D2014", pos, "The $range function would produce more than 1000000 items"));
+            return Err(err(
+                "D2014",
+                pos,
+                "The $range function would produce more than 1000000 items",
+            ));
         }
         v += step;
     }
@@ -69,7 +85,9 @@ fn hash<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
             return Err(err(
                 "D3040",
                 pos,
-                format!("Unsupported hash algorithm \"{other}\"; expected one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"),
+                format!(
+                    "Unsupported hash algorithm \"{other}\"; expected one of MD5, SHA-1, SHA-256, SHA-384, SHA-512"
+                ),
             ));
         }
     };
@@ -92,8 +110,15 @@ fn uuid<'a>(_: &Ctx<'a>, _: Vec<Option<Val<'a>>>, _: usize) -> R<'a> {
 
 /// `$parse(json)`: the value a JSON text denotes.
 fn parse<'a>(_: &Ctx<'a>, args: Vec<Option<Val<'a>>>, pos: usize) -> R<'a> {
-    let Some(s) = str_arg(&args, 0) else { return Ok(None) };
-    let v: serde_json::Value = serde_json::from_str(s)
-        .map_err(|e| err("D3040", pos, format!("The argument of $parse is not valid JSON: {e}")))?;
+    let Some(s) = str_arg(&args, 0) else {
+        return Ok(None);
+    };
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| {
+        err(
+            "D3040",
+            pos,
+            format!("The argument of $parse is not valid JSON: {e}"),
+        )
+    })?;
     Ok(Some(from_owned(v)))
 }

@@ -43,10 +43,17 @@ fn check(cases: &[(&str, Option<Value>)]) {
     for (expr, expected) in cases {
         match run(expr, &input) {
             Ok(got) if got == *expected => {}
-            other => failures.push(format!("{expr}\n   expected {expected:?}\n   got      {other:?}")),
+            other => failures.push(format!(
+                "{expr}\n   expected {expected:?}\n   got      {other:?}"
+            )),
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -98,8 +105,14 @@ fn literals_and_paths() {
         ("empty[0]", None),
         ("nothing", Some(json!(null))),
         ("orders.(price * qty)", Some(json!([20, 5.5, 10]))),
-        ("orders.[id, cat]", Some(json!([["o1", "tools"], ["o2", "paint"], ["o3", "tools"]]))),
-        ("orders.{'id': id}", Some(json!([{"id": "o1"}, {"id": "o2"}, {"id": "o3"}]))),
+        (
+            "orders.[id, cat]",
+            Some(json!([["o1", "tools"], ["o2", "paint"], ["o3", "tools"]])),
+        ),
+        (
+            "orders.{'id': id}",
+            Some(json!([{"id": "o1"}, {"id": "o2"}, {"id": "o3"}])),
+        ),
         ("[orders.id]", Some(json!(["o1", "o2", "o3"]))),
         ("[[1,2],[3]]", Some(json!([[1, 2], [3]]))),
         ("[1..4]", Some(json!([1, 2, 3, 4]))),
@@ -152,34 +165,85 @@ fn functions_and_lambdas() {
     check(&[
         ("($f := function($x){$x * 2}; $f(21))", Some(json!(42))),
         ("(λ($x, $y){$x + $y})(1, 2)", Some(json!(3))),
-        ("($fact := function($n){$n <= 1 ? 1 : $n * $fact($n - 1)}; $fact(10))", Some(json!(3628800))),
-        ("($add := function($a){function($b){$a + $b}}; $add(2)(3))", Some(json!(5))),
-        ("($f := $substring(?, 0, 2); $f('hello'))", Some(json!("he"))),
+        (
+            "($fact := function($n){$n <= 1 ? 1 : $n * $fact($n - 1)}; $fact(10))",
+            Some(json!(3628800)),
+        ),
+        (
+            "($add := function($a){function($b){$a + $b}}; $add(2)(3))",
+            Some(json!(5)),
+        ),
+        (
+            "($f := $substring(?, 0, 2); $f('hello'))",
+            Some(json!("he")),
+        ),
         ("'hello' ~> $uppercase()", Some(json!("HELLO"))),
         ("'hello' ~> $substring(1, 2)", Some(json!("el"))),
-        ("($up := $uppercase ~> $trim; $up('  a b '))", Some(json!("A B"))),
-        ("$map([1,2,3], function($v){$v * 10})", Some(json!([10, 20, 30]))),
-        ("$map([1,2,3], function($v, $i){$i})", Some(json!([0, 1, 2]))),
+        (
+            "($up := $uppercase ~> $trim; $up('  a b '))",
+            Some(json!("A B")),
+        ),
+        (
+            "$map([1,2,3], function($v){$v * 10})",
+            Some(json!([10, 20, 30])),
+        ),
+        (
+            "$map([1,2,3], function($v, $i){$i})",
+            Some(json!([0, 1, 2])),
+        ),
         ("$map([1], function($v){$v})", Some(json!(1))),
-        ("$map([1,0,1], function($v) { $v = 1 ? 'pass' : 'failed' })", Some(json!(["pass", "failed", "pass"]))),
+        (
+            "$map([1,0,1], function($v) { $v = 1 ? 'pass' : 'failed' })",
+            Some(json!(["pass", "failed", "pass"])),
+        ),
         ("$map(nums, $string)", Some(json!(["3", "1", "2"]))),
         ("$filter(nums, function($v){$v > 1})", Some(json!([3, 2]))),
         ("$reduce(nums, function($a, $b){$a + $b})", Some(json!(6))),
-        ("$reduce(nums, function($a, $b){$a + $b}, 10)", Some(json!(16))),
-        ("$single(orders, function($o){$o.id = 'o2'}).price", Some(json!(5.5))),
+        (
+            "$reduce(nums, function($a, $b){$a + $b}, 10)",
+            Some(json!(16)),
+        ),
+        (
+            "$single(orders, function($o){$o.id = 'o2'}).price",
+            Some(json!(5.5)),
+        ),
         ("$sort(nums)", Some(json!([1, 2, 3]))),
-        ("$sort(orders, function($a, $b){$a.price > $b.price}).id", Some(json!(["o3", "o2", "o1"]))),
+        (
+            "$sort(orders, function($a, $b){$a.price > $b.price}).id",
+            Some(json!(["o3", "o2", "o1"])),
+        ),
         ("orders^(price).id", Some(json!(["o3", "o2", "o1"]))),
         ("orders^(>qty, id).id", Some(json!(["o3", "o1", "o2"]))),
-        ("orders{cat: $sum(price)}", Some(json!({"tools": 11, "paint": 5.5}))),
-        ("orders{cat: id}", Some(json!({"tools": ["o1", "o3"], "paint": "o2"}))),
-        ("$each({'a': 1, 'b': 2}, function($v, $k){$k & $v})", Some(json!(["a1", "b2"]))),
-        ("$sift({'a': 1, 'b': 2}, function($v){$v > 1})", Some(json!({"b": 2}))),
+        (
+            "orders{cat: $sum(price)}",
+            Some(json!({"tools": 11, "paint": 5.5})),
+        ),
+        (
+            "orders{cat: id}",
+            Some(json!({"tools": ["o1", "o3"], "paint": "o2"})),
+        ),
+        (
+            "$each({'a': 1, 'b': 2}, function($v, $k){$k & $v})",
+            Some(json!(["a1", "b2"])),
+        ),
+        (
+            "$sift({'a': 1, 'b': 2}, function($v){$v > 1})",
+            Some(json!({"b": 2})),
+        ),
         ("$keys({'a': 1, 'b': 2})", Some(json!(["a", "b"]))),
-        ("$keys(orders[0])", Some(json!(["id", "price", "qty", "cat", "items"]))),
+        (
+            "$keys(orders[0])",
+            Some(json!(["id", "price", "qty", "cat", "items"])),
+        ),
         ("$lookup({'a': 1}, 'a')", Some(json!(1))),
-        ("$spread({'a': 1, 'b': 2})", Some(json!([{"a": 1}, {"b": 2}]))),
-        ("$merge([{'a': 1}, {'b': 2}, {'a': 3}])", Some(json!({"a": 3, "b": 2}))),
+        (
+            "$spread({'a': 1, 'b': 2})",
+            Some(json!([{"a": 1}, {"b": 2}])),
+        ),
+        (
+            "$merge([{'a': 1}, {'b': 2}, {'a': 3}])",
+            Some(json!({"a": 3, "b": 2})),
+        ),
         ("$count(tags)", Some(json!(3))),
         ("$count(missing)", Some(json!(0))),
         ("$count($states.result[$ = 1])", Some(json!(0))),
@@ -188,7 +252,10 @@ fn functions_and_lambdas() {
         ("$reverse(nums)", Some(json!([2, 1, 3]))),
         ("$count($shuffle(nums))", Some(json!(3))),
         ("$distinct([1, 2, 1, 'a', 'a'])", Some(json!([1, 2, "a"]))),
-        ("$zip([1,2,3], ['a','b'])", Some(json!([[1, "a"], [2, "b"]]))),
+        (
+            "$zip([1,2,3], ['a','b'])",
+            Some(json!([[1, "a"], [2, "b"]])),
+        ),
         ("$type(tags)", Some(json!("array"))),
         ("$type(missing)", None),
         ("$type(function(){1})", Some(json!("function"))),
@@ -206,7 +273,10 @@ fn string_functions() {
     check(&[
         ("$string(1.0)", Some(json!("1"))),
         ("$string(0.1 + 0.2)", Some(json!("0.3"))),
-        ("$string({'a': [1, true, null]})", Some(json!("{\"a\":[1,true,null]}"))),
+        (
+            "$string({'a': [1, true, null]})",
+            Some(json!("{\"a\":[1,true,null]}")),
+        ),
         ("$string([1,2], true)", Some(json!("[\n  1,\n  2\n]"))),
         ("$string(1e21)", Some(json!("1e+21"))),
         ("$length('héllo')", Some(json!(5))),
@@ -223,7 +293,10 @@ fn string_functions() {
         ("$pad('x', 3)", Some(json!("x  "))),
         ("$pad('x', -3, '#')", Some(json!("##x"))),
         ("$contains('hello$world', /^hello\\$/)", Some(json!(true))),
-        ("$contains(\"hello$world\", /^hello\\ /)", Some(json!(false))),
+        (
+            "$contains(\"hello$world\", /^hello\\ /)",
+            Some(json!(false)),
+        ),
         ("$contains('abc', 'b')", Some(json!(true))),
         ("$contains('ABC', /b/i)", Some(json!(true))),
         ("$split('a,b,c', ',')", Some(json!(["a", "b", "c"]))),
@@ -232,17 +305,44 @@ fn string_functions() {
         ("$split('abc', '')", Some(json!(["a", "b", "c"]))),
         ("$join(tags, '-')", Some(json!("a-b-c"))),
         ("$join(tags)", Some(json!("abc"))),
-        ("$match('ab12cd345', /[0-9]+/).match", Some(json!(["12", "345"]))),
-        ("$match('ab12', /([a-z]+)([0-9]+)/).groups", Some(json!(["ab", "12"]))),
-        ("$replace('hello world', 'o', '0')", Some(json!("hell0 w0rld"))),
-        ("$replace('hello world', 'o', '0', 1)", Some(json!("hell0 world"))),
-        ("$replace('John Smith', /(\\w+)\\s(\\w+)/, '$2, $1')", Some(json!("Smith, John"))),
-        ("$replace('a1b2', /[0-9]/, function($m){'<' & $m.match & '>'})", Some(json!("a<1>b<2>"))),
+        (
+            "$match('ab12cd345', /[0-9]+/).match",
+            Some(json!(["12", "345"])),
+        ),
+        (
+            "$match('ab12', /([a-z]+)([0-9]+)/).groups",
+            Some(json!(["ab", "12"])),
+        ),
+        (
+            "$replace('hello world', 'o', '0')",
+            Some(json!("hell0 w0rld")),
+        ),
+        (
+            "$replace('hello world', 'o', '0', 1)",
+            Some(json!("hell0 world")),
+        ),
+        (
+            "$replace('John Smith', /(\\w+)\\s(\\w+)/, '$2, $1')",
+            Some(json!("Smith, John")),
+        ),
+        (
+            "$replace('a1b2', /[0-9]/, function($m){'<' & $m.match & '>'})",
+            Some(json!("a<1>b<2>")),
+        ),
         ("$replace('price $5', /\\$/, '$$')", Some(json!("price $5"))),
-        ("$base64encode('hello:world')", Some(json!("aGVsbG86d29ybGQ="))),
-        ("$base64decode('aGVsbG86d29ybGQ=')", Some(json!("hello:world"))),
+        (
+            "$base64encode('hello:world')",
+            Some(json!("aGVsbG86d29ybGQ=")),
+        ),
+        (
+            "$base64decode('aGVsbG86d29ybGQ=')",
+            Some(json!("hello:world")),
+        ),
         ("$encodeUrlComponent('a b&c')", Some(json!("a%20b%26c"))),
-        ("$encodeUrl('https://x.com/a b?q=1')", Some(json!("https://x.com/a%20b?q=1"))),
+        (
+            "$encodeUrl('https://x.com/a b?q=1')",
+            Some(json!("https://x.com/a%20b?q=1")),
+        ),
         ("$decodeUrlComponent('a%20b%26c')", Some(json!("a b&c"))),
         ("tags.$uppercase()", Some(json!(["A", "B", "C"]))),
         ("name.$length()", Some(json!(3))),
@@ -278,7 +378,10 @@ fn numeric_functions() {
         ("$average(nums)", Some(json!(2))),
         ("$formatBase(255, 16)", Some(json!("ff"))),
         ("$formatBase(5, 2)", Some(json!("101"))),
-        ("$formatNumber(1234.5678, '#,##0.00')", Some(json!("1,234.57"))),
+        (
+            "$formatNumber(1234.5678, '#,##0.00')",
+            Some(json!("1,234.57")),
+        ),
         ("$formatNumber(0.5, '0%')", Some(json!("50%"))),
         ("$formatNumber(12, '000')", Some(json!("012"))),
         ("$formatNumber(3.1, '0.0##')", Some(json!("3.1"))),
@@ -292,15 +395,39 @@ fn numeric_functions() {
 fn date_functions() {
     check(&[
         ("$toMillis('1970-01-01T00:00:01.500Z')", Some(json!(1500))),
-        ("$toMillis('2017-11-07T15:07:54.972Z')", Some(json!(1510067274972u64))),
+        (
+            "$toMillis('2017-11-07T15:07:54.972Z')",
+            Some(json!(1510067274972u64)),
+        ),
         ("$toMillis('2017-11-07')", Some(json!(1510012800000u64))),
-        ("$toMillis('2017-11-07T15:07:54+01:00')", Some(json!(1510063674000u64))),
-        ("$fromMillis(1510067274972)", Some(json!("2017-11-07T15:07:54.972Z"))),
-        ("$fromMillis(1510067274972, '[Y0001]-[M01]-[D01]')", Some(json!("2017-11-07"))),
-        ("$fromMillis(1510067274972, '[H01]:[m01]:[s01] [Z]', '+0130')", Some(json!("16:37:54 +01:30"))),
-        ("$fromMillis(1510067274972, '[FNn], [D1] [MNn] [Y]')", Some(json!("Tuesday, 7 November 2017"))),
-        ("$fromMillis(1510067274972, '[h]:[m01] [P]')", Some(json!("3:07 pm"))),
-        ("$fromMillis(0, '[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]', '+0000')", Some(json!("1970-01-01T00:00:00.000Z"))),
+        (
+            "$toMillis('2017-11-07T15:07:54+01:00')",
+            Some(json!(1510063674000u64)),
+        ),
+        (
+            "$fromMillis(1510067274972)",
+            Some(json!("2017-11-07T15:07:54.972Z")),
+        ),
+        (
+            "$fromMillis(1510067274972, '[Y0001]-[M01]-[D01]')",
+            Some(json!("2017-11-07")),
+        ),
+        (
+            "$fromMillis(1510067274972, '[H01]:[m01]:[s01] [Z]', '+0130')",
+            Some(json!("16:37:54 +01:30")),
+        ),
+        (
+            "$fromMillis(1510067274972, '[FNn], [D1] [MNn] [Y]')",
+            Some(json!("Tuesday, 7 November 2017")),
+        ),
+        (
+            "$fromMillis(1510067274972, '[h]:[m01] [P]')",
+            Some(json!("3:07 pm")),
+        ),
+        (
+            "$fromMillis(0, '[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]', '+0000')",
+            Some(json!("1970-01-01T00:00:00.000Z")),
+        ),
         ("$toMillis($now()) <= $millis()", Some(json!(true))),
         ("$now() = $now()", Some(json!(true))),
     ]);
@@ -314,18 +441,29 @@ fn step_functions_extensions() {
         ("$range(0, 10, 3)", Some(json!([0, 3, 6, 9]))),
         ("$range(1, 9, 9)", Some(json!(1))),
         ("$range(5, 1, -2)", Some(json!([5, 3, 1]))),
-        ("$hash('abc', 'MD5')", Some(json!("900150983cd24fb0d6963f7d28e17f72"))),
-        ("$hash('abc', 'SHA-1')", Some(json!("a9993e364706816aba3e25717850c26c9cd0d89d"))),
+        (
+            "$hash('abc', 'MD5')",
+            Some(json!("900150983cd24fb0d6963f7d28e17f72")),
+        ),
+        (
+            "$hash('abc', 'SHA-1')",
+            Some(json!("a9993e364706816aba3e25717850c26c9cd0d89d")),
+        ),
         (
             "$hash('abc', 'SHA-256')",
-            Some(json!("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")),
+            Some(json!(
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )),
         ),
         ("$length($hash('abc', 'SHA-384'))", Some(json!(96))),
         ("$length($hash('abc', 'SHA-512'))", Some(json!(128))),
         ("$random(7) = $random(7)", Some(json!(true))),
         ("$random(7) < 1", Some(json!(true))),
         ("$length($uuid())", Some(json!(36))),
-        ("$parse('{\"Arg1\": 1, \"Arg2\": []}')", Some(json!({"Arg1": 1, "Arg2": []}))),
+        (
+            "$parse('{\"Arg1\": 1, \"Arg2\": []}')",
+            Some(json!({"Arg1": 1, "Arg2": []})),
+        ),
         ("$parse('\"HelloWorld\"')", Some(json!("HelloWorld"))),
         ("$parse('-0')", Some(json!(0))),
         ("$parse('[1,2]')[1]", Some(json!(2))),
@@ -334,9 +472,14 @@ fn step_functions_extensions() {
 
 #[test]
 fn step_functions_are_opt_in() {
-    let e = Expression::parse("$uuid()").unwrap().evaluate(&json!({}), &Env::new()).unwrap_err();
+    let e = Expression::parse("$uuid()")
+        .unwrap()
+        .evaluate(&json!({}), &Env::new())
+        .unwrap_err();
     assert_eq!(e.code, "T1006");
-    let r = Expression::parse("$random(1)").unwrap().evaluate(&json!({}), &Env::new());
+    let r = Expression::parse("$random(1)")
+        .unwrap()
+        .evaluate(&json!({}), &Env::new());
     assert_eq!(r.unwrap_err().code, "T0410");
 }
 
@@ -374,9 +517,13 @@ fn errors_carry_jsonata_codes() {
         ("$toMillis('05-12-2016')", "D3110"),
         ("$formatBase(1, 40)", "D3100"),
         ("[1..'a']", "T2004"),
+        ("| a | {} |", "S0218"),
         ("$string(1/0)", "D1001"),
         ("$fn := function($x){$x}", Error::UNSUPPORTED_RESULT),
-        ("($f := function($n){$f($n + 1)}; $f(0))", Error::STACK_OVERFLOW),
+        (
+            "($f := function($n){$f($n + 1)}; $f(0))",
+            Error::STACK_OVERFLOW,
+        ),
         ("$hash('a', 'CRC32')", "D3040"),
         ("$parse('{bad')", "D3040"),
         ("$partition([1], 0)", "D3040"),
@@ -454,6 +601,65 @@ fn expressions_are_send_and_sync_and_reusable() {
     assert_send_sync::<Env>();
     let e = Expression::parse("a * 2").unwrap();
     for i in 0..10 {
-        assert_eq!(e.evaluate(&json!({"a": i}), &Env::new()).unwrap(), Some(json!(i * 2)));
+        assert_eq!(
+            e.evaluate(&json!({"a": i}), &Env::new()).unwrap(),
+            Some(json!(i * 2))
+        );
+    }
+}
+
+/// Every `{% ... %}` expression in the recorded Step Functions conformance cases parses, and
+/// evaluates without a syntax or type error against an empty `$states`.
+#[test]
+fn conformance_case_expressions_parse() {
+    let dir = std::env::var("ASL_CONFORMANCE_DIR")
+        .unwrap_or_else(|_| "/work/shared/asl-conformance".into());
+    let dir = std::path::Path::new(&dir);
+    if !dir.exists() {
+        eprintln!(
+            "conformance cases not found at {} (set ASL_CONFORMANCE_DIR); skipping",
+            dir.display()
+        );
+        return;
+    }
+    let mut exprs = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for entry in std::fs::read_dir(&p).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "definition.json") {
+                let v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                collect(&v, &mut exprs);
+            }
+        }
+    }
+    fn collect(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.starts_with("{%") && s.ends_with("%}") => {
+                out.push(s[2..s.len() - 2].to_string());
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            Value::Object(o) => o.values().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    assert!(
+        !exprs.is_empty(),
+        "no JSONata expressions found under {}",
+        dir.display()
+    );
+    let mut env = Env::new().with_step_functions_extensions();
+    env.bind("states", json!({"input": {}, "context": {}}));
+    for src in &exprs {
+        let expr = Expression::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        if let Err(e) = expr.evaluate(&json!({}), &env) {
+            assert!(
+                e.code == Error::UNSUPPORTED_RESULT || e.code.starts_with('D'),
+                "{src}: {e}"
+            );
+        }
     }
 }

@@ -199,15 +199,6 @@ impl<'a> Val<'a> {
         }
     }
 
-    pub fn get(&self, i: usize) -> Option<Val<'a>> {
-        match self {
-            Val::JArr(a) => a.get(i).map(Val::from_json),
-            Val::Arr(a) => a.items.get(i).cloned(),
-            _ if i == 0 => Some(self.clone()),
-            _ => None,
-        }
-    }
-
     /// Array members (or the value itself as a one-item list).
     pub fn items(&self) -> Vec<Val<'a>> {
         match self {
@@ -228,7 +219,10 @@ impl<'a> Val<'a> {
     /// Object entries in order.
     pub fn entries(&self) -> Vec<(String, Val<'a>)> {
         match self {
-            Val::JObj(o) => o.iter().map(|(k, v)| (k.clone(), Val::from_json(v))).collect(),
+            Val::JObj(o) => o
+                .iter()
+                .map(|(k, v)| (k.clone(), Val::from_json(v)))
+                .collect(),
             Val::Obj(o) => o.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             _ => Vec::new(),
         }
@@ -291,7 +285,9 @@ impl<'a> Val<'a> {
             Val::Str(s) => Value::String(s.to_string()),
             Val::JArr(a) => Value::Array((*a).clone()),
             Val::JObj(o) => Value::Object((*o).clone()),
-            Val::Arr(a) => Value::Array(a.items.iter().map(Val::to_json).collect::<Result<_, _>>()?),
+            Val::Arr(a) => {
+                Value::Array(a.items.iter().map(Val::to_json).collect::<Result<_, _>>()?)
+            }
             Val::Obj(o) => {
                 let mut m = Map::with_capacity(o.len());
                 for (k, v) in o.iter() {
@@ -313,12 +309,18 @@ impl<'a> Val<'a> {
 /// A JSONata number as JSON: integral values become JSON integers.
 pub(crate) fn num_to_json(n: f64) -> Result<Value, Error> {
     if !n.is_finite() {
-        return Err(Error::new("D1001", format!("Number out of range: {n}"), None));
+        return Err(Error::new(
+            "D1001",
+            format!("Number out of range: {n}"),
+            None,
+        ));
     }
     if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
         return Ok(Value::Number(Number::from(n as i64)));
     }
-    Ok(Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null))
+    Ok(Number::from_f64(n)
+        .map(Value::Number)
+        .unwrap_or(Value::Null))
 }
 
 /// Deep equality as JSONata's `=` uses it.
@@ -329,7 +331,11 @@ pub(crate) fn deep_equal<'a>(a: &Val<'a>, b: &Val<'a>) -> bool {
         (Val::Num(x), Val::Num(y)) => x == y,
         (Val::Str(x), Val::Str(y)) => **x == **y,
         (x, y) if x.is_array() && y.is_array() => {
-            x.len() == y.len() && x.items().iter().zip(y.items().iter()).all(|(p, q)| deep_equal(p, q))
+            x.len() == y.len()
+                && x.items()
+                    .iter()
+                    .zip(y.items().iter())
+                    .all(|(p, q)| deep_equal(p, q))
         }
         (x, y) if x.is_object() && y.is_object() => {
             let (ex, ey) = (x.entries(), y.entries());

@@ -138,7 +138,9 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
         }
         let word = |start: usize| {
             let mut j = start;
-            while j < chars.len() && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '-') {
+            while j < chars.len()
+                && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '-')
+            {
                 j += 1;
             }
             (chars[start..j].iter().collect::<String>(), j)
@@ -149,7 +151,11 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
                 if w.is_empty() {
                     return fail(format!("Invalid expression: a bare '{c}' at position {i}"));
                 }
-                out.push(if c == '#' { Tok::Name(format!("#{w}")) } else { Tok::Value(format!(":{w}")) });
+                out.push(if c == '#' {
+                    Tok::Name(format!("#{w}"))
+                } else {
+                    Tok::Value(format!(":{w}"))
+                });
                 i = j;
             }
             '(' | ')' | ',' | '.' | '[' | ']' | '+' | '-' | '=' => {
@@ -184,7 +190,9 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
                     j += 1;
                 }
                 let n: String = chars[i..j].iter().collect();
-                out.push(Tok::Num(n.parse().map_err(|_| ExprError(format!("bad index {n}")))?));
+                out.push(Tok::Num(
+                    n.parse().map_err(|_| ExprError(format!("bad index {n}")))?,
+                ));
                 i = j;
             }
             a if a.is_alphabetic() || a == '_' => {
@@ -195,7 +203,11 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, ExprError> {
                 out.push(Tok::Ident(chars[i..j].iter().collect()));
                 i = j;
             }
-            other => return fail(format!("Invalid expression: unexpected character '{other}'")),
+            other => {
+                return fail(format!(
+                    "Invalid expression: unexpected character '{other}'"
+                ));
+            }
         }
     }
     Ok(out)
@@ -211,7 +223,13 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(src: &str, b: Bindings<'a>) -> Result<Self, ExprError> {
-        Ok(Parser { toks: tokenize(src)?, pos: 0, b, used_names: Vec::new(), used_values: Vec::new() })
+        Ok(Parser {
+            toks: tokenize(src)?,
+            pos: 0,
+            b,
+            used_names: Vec::new(),
+            used_values: Vec::new(),
+        })
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -235,7 +253,10 @@ impl<'a> Parser<'a> {
         if self.eat_sym(s) {
             Ok(())
         } else {
-            fail(format!("Invalid expression: expected '{s}' {}", self.here()))
+            fail(format!(
+                "Invalid expression: expected '{s}' {}",
+                self.here()
+            ))
         }
     }
 
@@ -260,7 +281,10 @@ impl<'a> Parser<'a> {
                 path.push(PathPart::Field(self.path_name()?));
             } else if self.eat_sym("[") {
                 let Some(Tok::Num(n)) = self.peek().cloned() else {
-                    return fail(format!("Invalid expression: expected a list index {}", self.here()));
+                    return fail(format!(
+                        "Invalid expression: expected a list index {}",
+                        self.here()
+                    ));
                 };
                 self.pos += 1;
                 self.expect_sym("]")?;
@@ -292,7 +316,10 @@ impl<'a> Parser<'a> {
                     )),
                 }
             }
-            _ => fail(format!("Invalid expression: expected an attribute name {}", self.here())),
+            _ => fail(format!(
+                "Invalid expression: expected an attribute name {}",
+                self.here()
+            )),
         }
     }
 
@@ -300,7 +327,11 @@ impl<'a> Parser<'a> {
         self.used_values.push(v.to_string());
         match self.b.values.and_then(|m| m.get(v)) {
             Some(val) => {
-                check_attribute_value(val).map_err(|e| ExprError(format!("ExpressionAttributeValues contains invalid value: {e} for key {v}")))?;
+                check_attribute_value(val).map_err(|e| {
+                    ExprError(format!(
+                        "ExpressionAttributeValues contains invalid value: {e} for key {v}"
+                    ))
+                })?;
                 Ok(val.clone())
             }
             None => fail(format!(
@@ -315,7 +346,9 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 Ok(Operand::Value(self.value_ref(&v)?))
             }
-            Some(Tok::Ident(w)) if w == "size" && matches!(self.toks.get(self.pos + 1), Some(Tok::Sym("("))) => {
+            Some(Tok::Ident(w))
+                if w == "size" && matches!(self.toks.get(self.pos + 1), Some(Tok::Sym("("))) =>
+            {
                 self.pos += 2;
                 let p = self.path()?;
                 self.expect_sym(")")?;
@@ -328,7 +361,9 @@ impl<'a> Parser<'a> {
     fn path_arg(&mut self, func: &str) -> Result<Path, ExprError> {
         match self.operand()? {
             Operand::Path(p) => Ok(p),
-            _ => fail(format!("Invalid function: {func} takes an attribute path first")),
+            _ => fail(format!(
+                "Invalid function: {func} takes an attribute path first"
+            )),
         }
     }
 
@@ -381,7 +416,11 @@ impl<'a> Parser<'a> {
                     let a = self.operand()?;
                     self.expect_sym(",")?;
                     let b = self.operand()?;
-                    if func == "begins_with" { Cond::BeginsWith(a, b) } else { Cond::Contains(a, b) }
+                    if func == "begins_with" {
+                        Cond::BeginsWith(a, b)
+                    } else {
+                        Cond::Contains(a, b)
+                    }
                 }
                 other => return fail(format!("Invalid function name; function: {other}")),
             };
@@ -393,7 +432,10 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             let lo = self.operand()?;
             if !self.keyword("AND") {
-                return fail(format!("Invalid expression: expected AND in BETWEEN {}", self.here()));
+                return fail(format!(
+                    "Invalid expression: expected AND in BETWEEN {}",
+                    self.here()
+                ));
             }
             self.pos += 1;
             let hi = self.operand()?;
@@ -411,7 +453,12 @@ impl<'a> Parser<'a> {
         }
         let op = match self.peek() {
             Some(Tok::Sym(s)) if ["=", "<>", "<", "<=", ">", ">="].contains(s) => s.to_string(),
-            _ => return fail(format!("Invalid expression: expected a comparator {}", self.here())),
+            _ => {
+                return fail(format!(
+                    "Invalid expression: expected a comparator {}",
+                    self.here()
+                ));
+            }
         };
         self.pos += 1;
         Ok(Cond::Compare(left, op, self.operand()?))
@@ -443,11 +490,16 @@ impl<'a> Parser<'a> {
         let mut seen: Vec<String> = Vec::new();
         while let Some(tok) = self.peek().cloned() {
             let Tok::Ident(clause) = tok else {
-                return fail(format!("Invalid UpdateExpression: expected SET, REMOVE, ADD or DELETE {}", self.here()));
+                return fail(format!(
+                    "Invalid UpdateExpression: expected SET, REMOVE, ADD or DELETE {}",
+                    self.here()
+                ));
             };
             let clause = clause.to_ascii_uppercase();
             if seen.contains(&clause) {
-                return fail(format!("Invalid UpdateExpression: The \"{clause}\" section can only be used once in an update expression"));
+                return fail(format!(
+                    "Invalid UpdateExpression: The \"{clause}\" section can only be used once in an update expression"
+                ));
             }
             seen.push(clause.clone());
             self.pos += 1;
@@ -469,7 +521,9 @@ impl<'a> Parser<'a> {
                     "REMOVE" => Action::Remove(path),
                     "ADD" => Action::Add(path, self.operand()?),
                     "DELETE" => Action::Delete(path, self.operand()?),
-                    other => return fail(format!("Invalid UpdateExpression: unknown clause {other}")),
+                    other => {
+                        return fail(format!("Invalid UpdateExpression: unknown clause {other}"));
+                    }
                 });
                 if !self.eat_sym(",") {
                     break;
@@ -493,9 +547,35 @@ fn tok_text(t: &Tok) -> String {
 
 /// A few of DynamoDB's reserved words that show up as attribute names in practice.
 const RESERVED: &[&str] = &[
-    "AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE", "NAME", "STATUS", "DATA",
-    "VALUE", "TIMESTAMP", "TTL", "TYPE", "KEY", "DATE", "TIME", "USER", "COUNT", "SIZE", "ORDER",
-    "LEVEL", "COMMENT", "STATE", "RESULT", "SOURCE", "ITEMS",
+    "AND",
+    "OR",
+    "NOT",
+    "BETWEEN",
+    "IN",
+    "SET",
+    "REMOVE",
+    "ADD",
+    "DELETE",
+    "NAME",
+    "STATUS",
+    "DATA",
+    "VALUE",
+    "TIMESTAMP",
+    "TTL",
+    "TYPE",
+    "KEY",
+    "DATE",
+    "TIME",
+    "USER",
+    "COUNT",
+    "SIZE",
+    "ORDER",
+    "LEVEL",
+    "COMMENT",
+    "STATE",
+    "RESULT",
+    "SOURCE",
+    "ITEMS",
 ];
 
 /// The `#names` and `:values` that a request's expressions used.
@@ -506,10 +586,25 @@ pub struct Used {
 }
 
 impl Used {
+    /// Notes `#names` used outside the parsed expressions (e.g. in a ProjectionExpression).
+    pub fn note_names(&mut self, text: &str) {
+        for token in
+            text.split(|c: char| !(c.is_alphanumeric() || c == '#' || c == '_' || c == '-'))
+        {
+            if token.starts_with('#') {
+                self.names.push(token.to_string());
+            }
+        }
+    }
+
     /// DynamoDB rejects names and values that no expression of the request uses.
     pub fn check_all_used(&self, b: Bindings<'_>) -> Result<(), ExprError> {
         let unused = |m: Option<&Map<String, Value>>, used: &[String]| -> Vec<String> {
-            m.into_iter().flat_map(|m| m.keys()).filter(|k| !used.contains(k)).cloned().collect()
+            m.into_iter()
+                .flat_map(|m| m.keys())
+                .filter(|k| !used.contains(k))
+                .cloned()
+                .collect()
         };
         let names = unused(b.names, &self.names);
         if !names.is_empty() {
@@ -552,26 +647,54 @@ pub fn parse_update(src: &str, b: Bindings<'_>, used: &mut Used) -> Result<Vec<A
 /// Checks a DynamoDB-JSON attribute value (`{"S": "x"}`, `{"N": "1"}`, `{"M": {...}}`...).
 pub fn check_attribute_value(v: &Value) -> Result<(), String> {
     let Some(map) = v.as_object().filter(|m| m.len() == 1) else {
-        return Err(format!("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes: {v}"));
+        return Err(format!(
+            "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes: {v}"
+        ));
     };
     let (ty, inner) = map.iter().next().expect("one entry");
     let ok = match ty.as_str() {
         "S" | "B" => inner.is_string(),
-        "N" => inner.as_str().is_some_and(|n| n.trim().parse::<f64>().is_ok_and(f64::is_finite)),
+        "N" => inner
+            .as_str()
+            .is_some_and(|n| n.trim().parse::<f64>().is_ok_and(f64::is_finite)),
         "BOOL" => inner.is_boolean(),
         "NULL" => inner == &Value::Bool(true),
-        "SS" | "BS" => inner.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
-        "NS" => inner.as_array().is_some_and(|a| !a.is_empty() && a.iter().all(|n| n.as_str().is_some_and(|n| n.parse::<f64>().is_ok()))),
-        "L" => return inner.as_array().ok_or_else(|| "L must be a list".to_string())?.iter().try_for_each(check_attribute_value),
-        "M" => return inner.as_object().ok_or_else(|| "M must be a map".to_string())?.values().try_for_each(check_attribute_value),
+        "SS" | "BS" => inner
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
+        "NS" => inner.as_array().is_some_and(|a| {
+            !a.is_empty()
+                && a.iter()
+                    .all(|n| n.as_str().is_some_and(|n| n.parse::<f64>().is_ok()))
+        }),
+        "L" => {
+            return inner
+                .as_array()
+                .ok_or_else(|| "L must be a list".to_string())?
+                .iter()
+                .try_for_each(check_attribute_value);
+        }
+        "M" => {
+            return inner
+                .as_object()
+                .ok_or_else(|| "M must be a map".to_string())?
+                .values()
+                .try_for_each(check_attribute_value);
+        }
         other => return Err(format!("unknown AttributeValue type {other}")),
     };
-    if ok { Ok(()) } else { Err(format!("invalid {ty} value {inner}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid {ty} value {inner}"))
+    }
 }
 
 /// Looks up a path in an item (a map of attribute name -> attribute value).
 pub fn get_path<'v>(item: &'v Map<String, Value>, path: &[PathPart]) -> Option<&'v Value> {
-    let (PathPart::Field(first), rest) = path.split_first()? else { return None };
+    let (PathPart::Field(first), rest) = path.split_first()? else {
+        return None;
+    };
     let mut cur = item.get(first)?;
     for part in rest {
         cur = match part {
@@ -582,7 +705,10 @@ pub fn get_path<'v>(item: &'v Map<String, Value>, path: &[PathPart]) -> Option<&
     Some(cur)
 }
 
-fn resolve<'v>(item: &'v Map<String, Value>, op: &'v Operand) -> Result<Option<std::borrow::Cow<'v, Value>>, ExprError> {
+fn resolve<'v>(
+    item: &'v Map<String, Value>,
+    op: &'v Operand,
+) -> Result<Option<std::borrow::Cow<'v, Value>>, ExprError> {
     use std::borrow::Cow;
     Ok(match op {
         Operand::Path(p) => get_path(item, p).map(Cow::Borrowed),
@@ -623,17 +749,29 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
     match ta {
         "N" => num(va) == num(vb),
         "SS" | "BS" | "NS" => {
-            let (Some(xa), Some(xb)) = (va.as_array(), vb.as_array()) else { return false };
+            let (Some(xa), Some(xb)) = (va.as_array(), vb.as_array()) else {
+                return false;
+            };
             xa.len() == xb.len()
-                && xa.iter().all(|x| xb.iter().any(|y| if ta == "NS" { num(x) == num(y) } else { x == y }))
+                && xa.iter().all(|x| {
+                    xb.iter()
+                        .any(|y| if ta == "NS" { num(x) == num(y) } else { x == y })
+                })
         }
         "L" => {
-            let (Some(xa), Some(xb)) = (va.as_array(), vb.as_array()) else { return false };
+            let (Some(xa), Some(xb)) = (va.as_array(), vb.as_array()) else {
+                return false;
+            };
             xa.len() == xb.len() && xa.iter().zip(xb).all(|(x, y)| values_equal(x, y))
         }
         "M" => {
-            let (Some(xa), Some(xb)) = (va.as_object(), vb.as_object()) else { return false };
-            xa.len() == xb.len() && xa.iter().all(|(k, x)| xb.get(k).is_some_and(|y| values_equal(x, y)))
+            let (Some(xa), Some(xb)) = (va.as_object(), vb.as_object()) else {
+                return false;
+            };
+            xa.len() == xb.len()
+                && xa
+                    .iter()
+                    .all(|(k, x)| xb.get(k).is_some_and(|y| values_equal(x, y)))
         }
         _ => va == vb,
     }
@@ -662,12 +800,18 @@ pub fn eval(cond: &Cond, item: &Map<String, Value>) -> Result<bool, ExprError> {
         Cond::Type(p, t) => {
             let want = match resolve(item, t)? {
                 Some(v) if type_of(&v).0 == "S" => type_of(&v).1.as_str().unwrap_or("").to_string(),
-                _ => return fail("Invalid attribute type name: attribute_type takes a string value"),
+                _ => {
+                    return fail(
+                        "Invalid attribute type name: attribute_type takes a string value",
+                    );
+                }
             };
             get_path(item, p).is_some_and(|v| type_of(v).0 == want)
         }
         Cond::Compare(a, op, b) => {
-            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else { return Ok(false) };
+            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else {
+                return Ok(false);
+            };
             match op.as_str() {
                 "=" => values_equal(&x, &y),
                 "<>" => !values_equal(&x, &y),
@@ -683,16 +827,22 @@ pub fn eval(cond: &Cond, item: &Map<String, Value>) -> Result<bool, ExprError> {
             }
         }
         Cond::Between(a, lo, hi) => {
-            let (Some(x), Some(l), Some(h)) = (resolve(item, a)?, resolve(item, lo)?, resolve(item, hi)?) else {
+            let (Some(x), Some(l), Some(h)) =
+                (resolve(item, a)?, resolve(item, lo)?, resolve(item, hi)?)
+            else {
                 return Ok(false);
             };
             if order(&l, &h).is_some_and(|o| o.is_gt()) {
-                return fail("Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound");
+                return fail(
+                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound",
+                );
             }
             order(&x, &l).is_some_and(|o| o.is_ge()) && order(&x, &h).is_some_and(|o| o.is_le())
         }
         Cond::In(a, list) => {
-            let Some(x) = resolve(item, a)? else { return Ok(false) };
+            let Some(x) = resolve(item, a)? else {
+                return Ok(false);
+            };
             let mut found = false;
             for o in list {
                 if let Some(y) = resolve(item, o)?
@@ -705,23 +855,38 @@ pub fn eval(cond: &Cond, item: &Map<String, Value>) -> Result<bool, ExprError> {
             found
         }
         Cond::BeginsWith(a, b) => {
-            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else { return Ok(false) };
+            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else {
+                return Ok(false);
+            };
             let ((tx, vx), (ty, vy)) = (type_of(&x), type_of(&y));
-            tx == ty && (tx == "S" || tx == "B") && vx.as_str().zip(vy.as_str()).is_some_and(|(s, p)| s.starts_with(p))
+            tx == ty
+                && (tx == "S" || tx == "B")
+                && vx
+                    .as_str()
+                    .zip(vy.as_str())
+                    .is_some_and(|(s, p)| s.starts_with(p))
         }
         Cond::Contains(a, b) => {
-            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else { return Ok(false) };
+            let (Some(x), Some(y)) = (resolve(item, a)?, resolve(item, b)?) else {
+                return Ok(false);
+            };
             let ((tx, vx), (ty, vy)) = (type_of(&x), type_of(&y));
             match tx {
-                "S" | "B" if ty == tx => vx.as_str().zip(vy.as_str()).is_some_and(|(s, p)| s.contains(p)),
+                "S" | "B" if ty == tx => vx
+                    .as_str()
+                    .zip(vy.as_str())
+                    .is_some_and(|(s, p)| s.contains(p)),
                 "SS" | "BS" | "NS" => {
                     let scalar = &tx[1..];
                     ty == scalar
                         && vx.as_array().is_some_and(|a| {
-                            a.iter().any(|e| values_equal(&serde_json::json!({scalar: e}), &y))
+                            a.iter()
+                                .any(|e| values_equal(&serde_json::json!({scalar: e}), &y))
                         })
                 }
-                "L" => vx.as_array().is_some_and(|a| a.iter().any(|e| values_equal(e, &y))),
+                "L" => vx
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|e| values_equal(e, &y))),
                 _ => false,
             }
         }
@@ -761,13 +926,25 @@ fn set_operand_value(item: &Map<String, Value>, op: &SetOperand) -> Result<Value
 fn arith(a: &Value, b: &Value, sign: f64, op: &str) -> Result<Value, ExprError> {
     match (a.get("N").and_then(num), b.get("N").and_then(num)) {
         (Some(x), Some(y)) => Ok(serde_json::json!({"N": format_number(x + sign * y)})),
-        _ => fail(format!("Invalid UpdateExpression: Incorrect operand type for operator or function; operator: {op}")),
+        _ => fail(format!(
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: {op}"
+        )),
     }
 }
 
-fn set_path(item: &mut Map<String, Value>, path: &[PathPart], value: Value) -> Result<(), ExprError> {
-    let invalid = || ExprError("The document path provided in the update expression is invalid for update".into());
-    let (PathPart::Field(first), rest) = path.split_first().ok_or_else(invalid)? else { return Err(invalid()) };
+fn set_path(
+    item: &mut Map<String, Value>,
+    path: &[PathPart],
+    value: Value,
+) -> Result<(), ExprError> {
+    let invalid = || {
+        ExprError(
+            "The document path provided in the update expression is invalid for update".into(),
+        )
+    };
+    let (PathPart::Field(first), rest) = path.split_first().ok_or_else(invalid)? else {
+        return Err(invalid());
+    };
     if rest.is_empty() {
         item.insert(first.clone(), value);
         return Ok(());
@@ -777,7 +954,10 @@ fn set_path(item: &mut Map<String, Value>, path: &[PathPart], value: Value) -> R
         let last = i + 1 == rest.len();
         match part {
             PathPart::Field(f) => {
-                let map = cur.get_mut("M").and_then(Value::as_object_mut).ok_or_else(invalid)?;
+                let map = cur
+                    .get_mut("M")
+                    .and_then(Value::as_object_mut)
+                    .ok_or_else(invalid)?;
                 if last {
                     map.insert(f.clone(), value);
                     return Ok(());
@@ -785,7 +965,10 @@ fn set_path(item: &mut Map<String, Value>, path: &[PathPart], value: Value) -> R
                 cur = map.get_mut(f).ok_or_else(invalid)?;
             }
             PathPart::Index(n) => {
-                let list = cur.get_mut("L").and_then(Value::as_array_mut).ok_or_else(invalid)?;
+                let list = cur
+                    .get_mut("L")
+                    .and_then(Value::as_array_mut)
+                    .ok_or_else(invalid)?;
                 if last {
                     if *n < list.len() {
                         list[*n] = value;
@@ -802,17 +985,23 @@ fn set_path(item: &mut Map<String, Value>, path: &[PathPart], value: Value) -> R
 }
 
 fn remove_path(item: &mut Map<String, Value>, path: &[PathPart]) {
-    let Some((PathPart::Field(first), rest)) = path.split_first() else { return };
+    let Some((PathPart::Field(first), rest)) = path.split_first() else {
+        return;
+    };
     if rest.is_empty() {
         item.remove(first);
         return;
     }
-    let Some(mut cur) = item.get_mut(first) else { return };
+    let Some(mut cur) = item.get_mut(first) else {
+        return;
+    };
     for (i, part) in rest.iter().enumerate() {
         let last = i + 1 == rest.len();
         let next = match part {
             PathPart::Field(f) => {
-                let Some(map) = cur.get_mut("M").and_then(Value::as_object_mut) else { return };
+                let Some(map) = cur.get_mut("M").and_then(Value::as_object_mut) else {
+                    return;
+                };
                 if last {
                     map.remove(f);
                     return;
@@ -820,7 +1009,9 @@ fn remove_path(item: &mut Map<String, Value>, path: &[PathPart]) {
                 map.get_mut(f)
             }
             PathPart::Index(n) => {
-                let Some(list) = cur.get_mut("L").and_then(Value::as_array_mut) else { return };
+                let Some(list) = cur.get_mut("L").and_then(Value::as_array_mut) else {
+                    return;
+                };
                 if last {
                     if *n < list.len() {
                         list.remove(*n);
@@ -837,7 +1028,10 @@ fn remove_path(item: &mut Map<String, Value>, path: &[PathPart]) {
 
 /// Applies update actions to an item (values are computed from the item before the update, as
 /// DynamoDB does). Returns the names of the top-level attributes that changed.
-pub fn apply_update(item: &mut Map<String, Value>, actions: &[Action]) -> Result<Vec<String>, ExprError> {
+pub fn apply_update(
+    item: &mut Map<String, Value>,
+    actions: &[Action],
+) -> Result<Vec<String>, ExprError> {
     let before = item.clone();
     let mut touched = Vec::new();
     for action in actions {
@@ -853,14 +1047,26 @@ pub fn apply_update(item: &mut Map<String, Value>, actions: &[Action]) -> Result
             Action::Set(p, v) => {
                 let value = match v {
                     SetValue::Operand(o) => set_operand_value(&before, o)?,
-                    SetValue::Plus(a, b) => arith(&set_operand_value(&before, a)?, &set_operand_value(&before, b)?, 1.0, "+")?,
-                    SetValue::Minus(a, b) => arith(&set_operand_value(&before, a)?, &set_operand_value(&before, b)?, -1.0, "-")?,
+                    SetValue::Plus(a, b) => arith(
+                        &set_operand_value(&before, a)?,
+                        &set_operand_value(&before, b)?,
+                        1.0,
+                        "+",
+                    )?,
+                    SetValue::Minus(a, b) => arith(
+                        &set_operand_value(&before, a)?,
+                        &set_operand_value(&before, b)?,
+                        -1.0,
+                        "-",
+                    )?,
                 };
                 set_path(item, p, value)?;
             }
             Action::Remove(p) => remove_path(item, p),
             Action::Add(p, o) => {
-                let add = resolve(&before, o)?.map(std::borrow::Cow::into_owned).unwrap_or(Value::Null);
+                let add = resolve(&before, o)?
+                    .map(std::borrow::Cow::into_owned)
+                    .unwrap_or(Value::Null);
                 let current = get_path(&before, p).cloned();
                 let (ta, va) = type_of(&add);
                 let value = match (ta, current) {
@@ -876,22 +1082,39 @@ pub fn apply_update(item: &mut Map<String, Value>, actions: &[Action]) -> Result
                         }
                         serde_json::json!({ta: members})
                     }
-                    _ => return fail("Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD"),
+                    _ => {
+                        return fail(
+                            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD",
+                        );
+                    }
                 };
                 set_path(item, p, value)?;
             }
             Action::Delete(p, o) => {
-                let del = resolve(&before, o)?.map(std::borrow::Cow::into_owned).unwrap_or(Value::Null);
+                let del = resolve(&before, o)?
+                    .map(std::borrow::Cow::into_owned)
+                    .unwrap_or(Value::Null);
                 let (td, vd) = type_of(&del);
                 if !matches!(td, "SS" | "NS" | "BS") {
-                    return fail("Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE");
+                    return fail(
+                        "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE",
+                    );
                 }
                 if let Some(cur) = get_path(&before, p) {
                     if type_of(cur).0 != td {
-                        return fail("Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE");
+                        return fail(
+                            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: DELETE",
+                        );
                     }
                     let remove = vd.as_array().cloned().unwrap_or_default();
-                    let left: Vec<Value> = type_of(cur).1.as_array().into_iter().flatten().filter(|m| !remove.contains(m)).cloned().collect();
+                    let left: Vec<Value> = type_of(cur)
+                        .1
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|m| !remove.contains(m))
+                        .cloned()
+                        .collect();
                     if left.is_empty() {
                         remove_path(item, p);
                     } else {

@@ -330,7 +330,10 @@ fn string_or_ignore_case(arg: &Value, path: &str) -> Result<(String, bool), Patt
     match arg {
         Value::String(s) => Ok((s.clone(), false)),
         Value::Object(map) if map.len() == 1 && map.contains_key("equals-ignore-case") => Ok((
-            string(&map["equals-ignore-case"], &format!("{path}.equals-ignore-case"))?,
+            string(
+                &map["equals-ignore-case"],
+                &format!("{path}.equals-ignore-case"),
+            )?,
             true,
         )),
         other => Err(err(
@@ -346,7 +349,9 @@ fn string_or_ignore_case(arg: &Value, path: &str) -> Result<(String, bool), Patt
 fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternError> {
     match arg {
         Value::String(s) => Ok(AnythingBut::Values(vec![Scalar::String(s.clone())])),
-        Value::Number(_) => Ok(AnythingBut::Values(vec![Scalar::Number(number(arg, path)?)])),
+        Value::Number(_) => Ok(AnythingBut::Values(vec![Scalar::Number(number(
+            arg, path,
+        )?)])),
         Value::Array(items) => {
             if items.is_empty() {
                 return Err(err(path, "\"anything-but\" list must not be empty"));
@@ -379,11 +384,15 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
             let (op, inner) = map.iter().next().expect("one key");
             let here = format!("{path}.{op}");
             match op.as_str() {
-                "prefix" => Ok(AnythingBut::Prefix(non_empty(string(inner, &here)?, &here)?)),
-                "suffix" => Ok(AnythingBut::Suffix(non_empty(string(inner, &here)?, &here)?)),
-                "equals-ignore-case" => {
-                    Ok(AnythingBut::EqualsIgnoreCase(strings(inner, &here)?))
-                }
+                "prefix" => Ok(AnythingBut::Prefix(non_empty(
+                    string(inner, &here)?,
+                    &here,
+                )?)),
+                "suffix" => Ok(AnythingBut::Suffix(non_empty(
+                    string(inner, &here)?,
+                    &here,
+                )?)),
+                "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(strings(inner, &here)?)),
                 "wildcard" => strings(inner, &here)?
                     .iter()
                     .map(|s| Wildcard::parse(s, &here))
@@ -522,9 +531,12 @@ impl Cidr {
             Some((a, l)) => (a, Some(l)),
             None => (text, None),
         };
-        let network: IpAddr = addr
-            .parse()
-            .map_err(|_| err(path, format!("\"{text}\" is not an IP address or CIDR block")))?;
+        let network: IpAddr = addr.parse().map_err(|_| {
+            err(
+                path,
+                format!("\"{text}\" is not an IP address or CIDR block"),
+            )
+        })?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix_len = match len {
             None => max,
@@ -573,7 +585,9 @@ impl Wildcard {
                     if last_was_star {
                         return Err(err(
                             path,
-                            format!("consecutive wildcard characters are not allowed in \"{text}\""),
+                            format!(
+                                "consecutive wildcard characters are not allowed in \"{text}\""
+                            ),
                         ));
                     }
                     segments.push(String::new());
@@ -645,9 +659,10 @@ impl ObjectPattern {
         self.fields.iter().all(|(key, field)| match field {
             FieldPattern::Nested(inner) => inner.matches(get(key)),
             FieldPattern::Leaf(matchers) => leaf_matches(matchers, get(key)),
-        }) && self.ors.iter().all(|alternatives| {
-            alternatives.iter().any(|alt| alt.matches_fields(get))
-        })
+        }) && self
+            .ors
+            .iter()
+            .all(|alternatives| alternatives.iter().any(|alt| alt.matches_fields(get)))
     }
 }
 
@@ -666,7 +681,7 @@ fn leaf_matches(matchers: &[Matcher], event: Option<&Value>) -> bool {
         leaves(v, &mut values);
     }
     matchers.iter().any(|m| match m {
-        Matcher::Exists(want) => *want == !values.is_empty(),
+        Matcher::Exists(want) => *want != values.is_empty(),
         m => values.iter().any(|v| m.matches_scalar(v)),
     })
 }
@@ -675,14 +690,20 @@ impl Matcher {
     fn matches_scalar(&self, value: &Value) -> bool {
         match self {
             Matcher::Exact(expected) => scalar_eq(expected, value),
-            Matcher::Prefix { value: p, ignore_case } => value.as_str().is_some_and(|s| {
+            Matcher::Prefix {
+                value: p,
+                ignore_case,
+            } => value.as_str().is_some_and(|s| {
                 if *ignore_case {
                     starts_with_ignore_case(s, p)
                 } else {
                     s.starts_with(p.as_str())
                 }
             }),
-            Matcher::Suffix { value: p, ignore_case } => value.as_str().is_some_and(|s| {
+            Matcher::Suffix {
+                value: p,
+                ignore_case,
+            } => value.as_str().is_some_and(|s| {
                 if *ignore_case {
                     ends_with_ignore_case(s, p)
                 } else {
@@ -694,7 +715,9 @@ impl Matcher {
             }
             Matcher::Wildcard(w) => value.as_str().is_some_and(|s| w.matches(s)),
             Matcher::AnythingBut(but) => but.matches(value),
-            Matcher::Numeric(range) => value.is_number() && value.as_f64().is_some_and(|n| range.contains(n)),
+            Matcher::Numeric(range) => {
+                value.is_number() && value.as_f64().is_some_and(|n| range.contains(n))
+            }
             Matcher::Cidr(cidr) => value.as_str().is_some_and(|s| cidr.contains(s)),
             Matcher::Exists(_) => unreachable!("exists is decided on the whole field"),
         }

@@ -76,7 +76,10 @@ impl From<expr::ExprError> for Failure {
 
 impl DynamoDbTasks {
     /// A handler over `store` that knows the key schema of `tables` (names = logical ids).
-    pub fn new<'a>(store: Arc<TableStore>, tables: impl IntoIterator<Item = &'a TableSpec>) -> Self {
+    pub fn new<'a>(
+        store: Arc<TableStore>,
+        tables: impl IntoIterator<Item = &'a TableSpec>,
+    ) -> Self {
         DynamoDbTasks {
             store,
             tables: tables
@@ -98,7 +101,10 @@ impl DynamoDbTasks {
     pub fn register(self: Arc<Self>, resources: &mut Resources) {
         for op in OPERATIONS {
             resources.register(&format!("arn:aws:states:::dynamodb:{op}"), self.clone());
-            resources.register(&format!("arn:aws:states:::aws-sdk:dynamodb:{op}"), self.clone());
+            resources.register(
+                &format!("arn:aws:states:::aws-sdk:dynamodb:{op}"),
+                self.clone(),
+            );
         }
     }
 
@@ -116,14 +122,19 @@ impl DynamoDbTasks {
         })?;
         let bindings = Bindings {
             names: p.get("ExpressionAttributeNames").and_then(Value::as_object),
-            values: p.get("ExpressionAttributeValues").and_then(Value::as_object),
+            values: p
+                .get("ExpressionAttributeValues")
+                .and_then(Value::as_object),
         };
         let mut used = Used::default();
         let condition = match p.get("ConditionExpression").and_then(Value::as_str) {
             Some(src) => Some(parse_condition(src, bindings, &mut used)?),
             None => None,
         };
-        let return_values = p.get("ReturnValues").and_then(Value::as_str).unwrap_or("NONE");
+        let return_values = p
+            .get("ReturnValues")
+            .and_then(Value::as_str)
+            .unwrap_or("NONE");
         let store_err = |e: upsell_core::ports::PortError| Failure {
             code: "InternalServerError",
             message: format!("local table store: {e}"),
@@ -143,6 +154,9 @@ impl DynamoDbTasks {
         };
         match op {
             "getItem" => {
+                if let Some(proj) = p.get("ProjectionExpression").and_then(Value::as_str) {
+                    used.note_names(proj);
+                }
                 used.check_all_used(bindings)?;
                 let key = key_of(keys, p.get("Key"), true)?;
                 let item = self.store.get(table_name, &key).map_err(store_err)?;
@@ -182,7 +196,11 @@ impl DynamoDbTasks {
                     .store
                     .modify(table_name, &key, |old| {
                         check(&condition, old)?;
-                        Ok::<_, Failure>(if old.is_some() { Write::Delete } else { Write::Keep })
+                        Ok::<_, Failure>(if old.is_some() {
+                            Write::Delete
+                        } else {
+                            Write::Keep
+                        })
                     })
                     .map_err(store_err)??;
                 Ok(attributes(return_values == "ALL_OLD", result.old))
@@ -193,14 +211,20 @@ impl DynamoDbTasks {
                     None => Vec::new(),
                 };
                 used.check_all_used(bindings)?;
-                if !matches!(return_values, "NONE" | "ALL_OLD" | "ALL_NEW" | "UPDATED_OLD" | "UPDATED_NEW") {
+                if !matches!(
+                    return_values,
+                    "NONE" | "ALL_OLD" | "ALL_NEW" | "UPDATED_OLD" | "UPDATED_NEW"
+                ) {
                     return Err(validation("Return values set to invalid value"));
                 }
                 let key_map = p.get("Key").cloned().unwrap_or(Value::Null);
                 let key = key_of(keys, Some(&key_map), true)?;
                 for action in &actions {
                     let path = match action {
-                        expr::Action::Set(p, _) | expr::Action::Remove(p) | expr::Action::Add(p, _) | expr::Action::Delete(p, _) => p,
+                        expr::Action::Set(p, _)
+                        | expr::Action::Remove(p)
+                        | expr::Action::Add(p, _)
+                        | expr::Action::Delete(p, _) => p,
                     };
                     if let Some(PathPart::Field(f)) = path.first()
                         && (f == &keys.pk || Some(f) == keys.sk.as_ref())
@@ -283,7 +307,10 @@ impl DynamoDbTasks {
             },
             None => None,
         };
-        let forward = p.get("ScanIndexForward").and_then(Value::as_bool).unwrap_or(true);
+        let forward = p
+            .get("ScanIndexForward")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let items = self
             .store
             .query(
@@ -338,22 +365,31 @@ fn attributes(include: bool, item: Option<Value>) -> Value {
 
 fn check_item(item: &Value) -> Result<(), Failure> {
     let Some(map) = item.as_object() else {
-        return Err(validation("One or more parameter values were invalid: the item must be a map of attribute values"));
+        return Err(validation(
+            "One or more parameter values were invalid: the item must be a map of attribute values",
+        ));
     };
     for (name, v) in map {
         expr::check_attribute_value(v).map_err(|e| {
-            validation(format!("One or more parameter values were invalid: {e} (attribute {name})"))
+            validation(format!(
+                "One or more parameter values were invalid: {e} (attribute {name})"
+            ))
         })?;
     }
     if item.to_string().len() > MAX_ITEM_BYTES {
-        return Err(validation("Item size has exceeded the maximum allowed size"));
+        return Err(validation(
+            "Item size has exceeded the maximum allowed size",
+        ));
     }
     Ok(())
 }
 
 fn key_value(v: Option<&Value>, name: &str) -> Result<KeyValue, Failure> {
     let bad = || validation("The provided key element does not match the schema");
-    let map = v.and_then(Value::as_object).filter(|m| m.len() == 1).ok_or_else(bad)?;
+    let map = v
+        .and_then(Value::as_object)
+        .filter(|m| m.len() == 1)
+        .ok_or_else(bad)?;
     let (ty, inner) = map.iter().next().ok_or_else(bad)?;
     let s = inner.as_str().ok_or_else(bad)?;
     match ty.as_str() {
@@ -376,11 +412,24 @@ fn key_of(keys: &Keys, map: Option<&Value>, exact: bool) -> Result<ItemKey, Fail
         return Err(bad());
     }
     let pk = key_value(map.get(&keys.pk), &keys.pk).map_err(|e| {
-        if map.contains_key(&keys.pk) { e } else { validation(format!("One or more parameter values were invalid: Missing the key {} in the item", keys.pk)) }
+        if map.contains_key(&keys.pk) {
+            e
+        } else {
+            validation(format!(
+                "One or more parameter values were invalid: Missing the key {} in the item",
+                keys.pk
+            ))
+        }
     })?;
     let sk = match &keys.sk {
         Some(sk) => Some(key_value(map.get(sk), sk).map_err(|e| {
-            if map.contains_key(sk) { e } else { validation(format!("One or more parameter values were invalid: Missing the key {sk} in the item")) }
+            if map.contains_key(sk) {
+                e
+            } else {
+                validation(format!(
+                    "One or more parameter values were invalid: Missing the key {sk} in the item"
+                ))
+            }
         })?),
         None => None,
     };
@@ -390,7 +439,9 @@ fn key_of(keys: &Keys, map: Option<&Value>, exact: bool) -> Result<ItemKey, Fail
 fn operand_key(op: &Operand, name: &str) -> Result<KeyValue, Failure> {
     match op {
         Operand::Value(v) => key_value(Some(v), name),
-        _ => Err(validation("Invalid KeyConditionExpression: key values must be expression attribute values")),
+        _ => Err(validation(
+            "Invalid KeyConditionExpression: key values must be expression attribute values",
+        )),
     }
 }
 
@@ -400,11 +451,21 @@ fn is_attr(op: &Operand, name: &str) -> bool {
 
 /// Splits a key condition into the partition key value and the sort-key condition.
 fn key_condition(cond: &Cond, keys: &Keys) -> Result<(KeyValue, SortCondition), Failure> {
-    let missing = || validation(format!("Query condition missed key schema element: {}", keys.pk));
+    let missing = || {
+        validation(format!(
+            "Query condition missed key schema element: {}",
+            keys.pk
+        ))
+    };
     let (pk_cond, sk_cond) = match cond {
         Cond::And(a, b) => {
-            let a_is_pk = matches!(&**a, Cond::Compare(l, op, _) if op == "=" && is_attr(l, &keys.pk));
-            if a_is_pk { (&**a, Some(&**b)) } else { (&**b, Some(&**a)) }
+            let a_is_pk =
+                matches!(&**a, Cond::Compare(l, op, _) if op == "=" && is_attr(l, &keys.pk));
+            if a_is_pk {
+                (&**a, Some(&**b))
+            } else {
+                (&**b, Some(&**a))
+            }
         }
         other => (other, None),
     };
@@ -416,9 +477,15 @@ fn key_condition(cond: &Cond, keys: &Keys) -> Result<(KeyValue, SortCondition), 
         return Ok((pk, SortCondition::Any));
     };
     let Some(sk) = &keys.sk else {
-        return Err(validation("Query key condition not supported: the table has no sort key"));
+        return Err(validation(
+            "Query key condition not supported: the table has no sort key",
+        ));
     };
-    let not_sk = || validation(format!("Query key condition not supported: expected a condition on the sort key {sk}"));
+    let not_sk = || {
+        validation(format!(
+            "Query key condition not supported: expected a condition on the sort key {sk}"
+        ))
+    };
     let sort = match sk_cond {
         Cond::Compare(l, op, r) if is_attr(l, sk) => {
             let v = operand_key(r, sk)?;
@@ -428,7 +495,11 @@ fn key_condition(cond: &Cond, keys: &Keys) -> Result<(KeyValue, SortCondition), 
                 "<=" => SortCondition::Le(v),
                 ">" => SortCondition::Gt(v),
                 ">=" => SortCondition::Ge(v),
-                _ => return Err(validation(format!("Unsupported operator on KeyConditionExpression: {op}"))),
+                _ => {
+                    return Err(validation(format!(
+                        "Unsupported operator on KeyConditionExpression: {op}"
+                    )));
+                }
             }
         }
         Cond::Between(l, lo, hi) if is_attr(l, sk) => {
@@ -482,9 +553,21 @@ fn sdk_metadata() -> (Value, Value) {
 
 #[async_trait::async_trait]
 impl TaskHandler for DynamoDbTasks {
-    async fn invoke(&self, resource: &str, input: Value, _ctx: &TaskContext) -> Result<Value, TaskFailure> {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        _ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
         let (flavor, op) = if let Some(op) = resource.strip_prefix("arn:aws:states:::dynamodb:") {
-            (if op == "query" { Flavor::Sdk } else { Flavor::Optimized }, op)
+            (
+                if op == "query" {
+                    Flavor::Sdk
+                } else {
+                    Flavor::Optimized
+                },
+                op,
+            )
         } else if let Some(op) = resource.strip_prefix("arn:aws:states:::aws-sdk:dynamodb:") {
             (Flavor::Sdk, op)
         } else {
@@ -570,22 +653,46 @@ impl EventsTasks {
 
     /// Builds the envelope for one entry, or the entry's error code and message.
     fn envelope(&self, entry: &Value) -> Result<(String, Value), (String, String)> {
-        let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let source = field("Source").ok_or(("InvalidArgument".to_string(), "Parameter Source is not valid. Reason: Source is a required argument.".to_string()))?;
-        let detail_type = field("DetailType").ok_or(("InvalidArgument".to_string(), "Parameter DetailType is not valid. Reason: DetailType is a required argument.".to_string()))?;
+        let field = |name: &str| {
+            entry
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let source = field("Source").ok_or((
+            "InvalidArgument".to_string(),
+            "Parameter Source is not valid. Reason: Source is a required argument.".to_string(),
+        ))?;
+        let detail_type = field("DetailType").ok_or((
+            "InvalidArgument".to_string(),
+            "Parameter DetailType is not valid. Reason: DetailType is a required argument."
+                .to_string(),
+        ))?;
         let detail = match entry.get("Detail") {
             Some(Value::Object(m)) => Value::Object(m.clone()),
             Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
                 Ok(v @ Value::Object(_)) => v,
                 _ => return Err(("MalformedDetail".into(), "Detail is malformed.".into())),
             },
-            None => return Err(("InvalidArgument".into(), "Parameter Detail is not valid. Reason: Detail is a required argument.".into())),
+            None => {
+                return Err((
+                    "InvalidArgument".into(),
+                    "Parameter Detail is not valid. Reason: Detail is a required argument.".into(),
+                ));
+            }
             Some(_) => return Err(("MalformedDetail".into(), "Detail is malformed.".into())),
         };
-        let bus = field("EventBusName").map_or(self.default_bus.clone(), |b| crate::template::event_bus_name(b).to_string());
+        let bus = field("EventBusName").map_or(self.default_bus.clone(), |b| {
+            crate::template::event_bus_name(b).to_string()
+        });
         let time = match field("Time") {
             Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|_| ("InvalidArgument".to_string(), format!("Parameter Time is not valid: {t}")))?
+                .map_err(|_| {
+                    (
+                        "InvalidArgument".to_string(),
+                        format!("Parameter Time is not valid: {t}"),
+                    )
+                })?
                 .with_timezone(&chrono::Utc),
             None => chrono::Utc::now(),
         };
@@ -607,9 +714,18 @@ impl EventsTasks {
 
 #[async_trait::async_trait]
 impl TaskHandler for EventsTasks {
-    async fn invoke(&self, resource: &str, input: Value, _ctx: &TaskContext) -> Result<Value, TaskFailure> {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        _ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
         let sdk = resource.contains(":aws-sdk:");
-        let Some(entries) = input.get("Entries").and_then(Value::as_array).filter(|e| !e.is_empty() && e.len() <= 10) else {
+        let Some(entries) = input
+            .get("Entries")
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty() && e.len() <= 10)
+        else {
             return Err(TaskFailure {
                 error: if sdk { "EventBridge.EventBridgeException" } else { "EventBridge.AmazonEventBridgeException" }.into(),
                 cause: Some("1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length less than or equal to 10 and greater than or equal to 1".into()),

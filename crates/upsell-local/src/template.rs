@@ -256,7 +256,12 @@ impl SamTemplate {
         };
         let resources = match doc.get("Resources") {
             Some(Value::Object(r)) => r.clone(),
-            _ => return Err(invalid("Resources", "the template has no Resources mapping")),
+            _ => {
+                return Err(invalid(
+                    "Resources",
+                    "the template has no Resources mapping",
+                ));
+            }
         };
         let resolver = Resolver::new(&doc, resources.clone(), options)?;
         let globals = doc
@@ -499,14 +504,14 @@ impl Resolver {
                     continue;
                 };
                 if let Some(Value::Array(allowed)) = spec.get("AllowedValues")
-                    && !allowed.iter().any(|a| match a {
-                        Value::String(s) => *s == raw,
-                        other => other.to_string() == raw,
-                    })
+                    && !allowed.iter().any(|a| scalar_text(Some(a)) == raw)
                 {
                     return Err(invalid(
                         &at,
-                        format!("value {raw:?} is not one of the AllowedValues {}", Value::Array(allowed.clone())),
+                        format!(
+                            "value {raw:?} is not one of the AllowedValues {}",
+                            Value::Array(allowed.clone())
+                        ),
                     ));
                 }
                 let value = if ty == "CommaDelimitedList" || ty.starts_with("List<") {
@@ -629,10 +634,7 @@ impl Resolver {
             Value::String(s) => Ok(s),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
-            other => Err(invalid(
-                at,
-                format!("expected a string, found {other}"),
-            )),
+            other => Err(invalid(at, format!("expected a string, found {other}"))),
         }
     }
 
@@ -681,10 +683,9 @@ impl Resolver {
             }
             "Fn::GetAtt" => {
                 let (res, attr) = match arg {
-                    Value::Array(items) if items.len() == 2 => (
-                        self.string(&items[0], at)?,
-                        self.string(&items[1], at)?,
-                    ),
+                    Value::Array(items) if items.len() == 2 => {
+                        (self.string(&items[0], at)?, self.string(&items[1], at)?)
+                    }
                     Value::String(s) => match s.split_once('.') {
                         Some((r, a)) => (r.to_string(), a.to_string()),
                         None => return Err(invalid(at, "GetAtt takes Resource.Attribute")),
@@ -706,7 +707,8 @@ impl Resolver {
                     }
                     _ => return Err(invalid(at, "Sub takes a string or [string, variables]")),
                 };
-                self.sub(&template, &vars, at).map(|s| Some(Value::String(s)))
+                self.sub(&template, &vars, at)
+                    .map(|s| Some(Value::String(s)))
             }
             "Fn::Join" => {
                 let items = args(2)?;
@@ -746,11 +748,9 @@ impl Resolver {
                     .parse()
                     .map_err(|_| invalid(at, "Select index must be a number"))?;
                 match self.value(&items[1], at)? {
-                    Value::Array(list) => list
-                        .get(index)
-                        .cloned()
-                        .map(Some)
-                        .ok_or_else(|| invalid(at, format!("Select index {index} is out of range"))),
+                    Value::Array(list) => list.get(index).cloned().map(Some).ok_or_else(|| {
+                        invalid(at, format!("Select index {index} is out of range"))
+                    }),
                     _ => Err(invalid(at, "Select takes [index, list]")),
                 }
             }
@@ -759,7 +759,9 @@ impl Resolver {
                 let sep = self.string(&items[0], at)?;
                 let text = self.string(&items[1], at)?;
                 Ok(Some(Value::from(
-                    text.split(sep.as_str()).map(str::to_string).collect::<Vec<_>>(),
+                    text.split(sep.as_str())
+                        .map(str::to_string)
+                        .collect::<Vec<_>>(),
                 )))
             }
             "Fn::FindInMap" => {
@@ -778,7 +780,10 @@ impl Resolver {
                     .cloned()
                     .map(Some)
                     .ok_or_else(|| {
-                        invalid(at, format!("no mapping entry {}.{}.{}", keys[0], keys[1], keys[2]))
+                        invalid(
+                            at,
+                            format!("no mapping entry {}.{}.{}", keys[0], keys[1], keys[2]),
+                        )
                     })
             }
             "Fn::GetAZs" => Ok(Some(Value::from(
@@ -821,7 +826,9 @@ impl Resolver {
         let Some(resource) = self.resources.get(name) else {
             return Err(invalid(
                 at,
-                format!("Ref to {name:?}, which is neither a parameter with a value nor a resource"),
+                format!(
+                    "Ref to {name:?}, which is neither a parameter with a value nor a resource"
+                ),
             ));
         };
         let id = name;
@@ -860,7 +867,10 @@ impl Resolver {
         };
         match attr {
             "Arn" => arn.map(Value::String).ok_or_else(|| {
-                invalid(at, format!("{id} ({ty}) has no local value for attribute Arn"))
+                invalid(
+                    at,
+                    format!("{id} ({ty}) has no local value for attribute Arn"),
+                )
             }),
             "Name" | "QueueName" | "TopicName" => Ok(Value::String(id.to_string())),
             "QueueUrl" => Ok(Value::String(format!(
@@ -873,15 +883,20 @@ impl Resolver {
         }
     }
 
-    fn sub(&self, template: &str, vars: &Map<String, Value>, at: &str) -> Result<String, TemplateError> {
+    fn sub(
+        &self,
+        template: &str,
+        vars: &Map<String, Value>,
+        at: &str,
+    ) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| invalid(at, format!("unterminated ${{ in Sub string {template:?}")))?;
+            let end = after.find('}').ok_or_else(|| {
+                invalid(at, format!("unterminated ${{ in Sub string {template:?}"))
+            })?;
             let name = &after[..end];
             if let Some(literal) = name.strip_prefix('!') {
                 out.push_str("${");
@@ -935,18 +950,33 @@ fn read_function(
     let code_uri_at = format!("{at}.Properties.CodeUri");
     let code_uri = match prop("CodeUri") {
         Some(v) => resolver.string(v, &code_uri_at)?,
-        None => return Err(invalid(&code_uri_at, "a function needs a CodeUri (its worker folder)")),
+        None => {
+            return Err(invalid(
+                &code_uri_at,
+                "a function needs a CodeUri (its worker folder)",
+            ));
+        }
     };
     let worker = code_uri
         .trim_end_matches(['/', '\\'])
         .rsplit(['/', '\\'])
         .next()
         .filter(|w| !w.is_empty() && *w != "." && *w != "..")
-        .ok_or_else(|| invalid(&code_uri_at, format!("cannot take a worker name from {code_uri:?}")))?
+        .ok_or_else(|| {
+            invalid(
+                &code_uri_at,
+                format!("cannot take a worker name from {code_uri:?}"),
+            )
+        })?
         .to_string();
     let mut environment = BTreeMap::new();
-    for (source, scope) in [(globals, "Globals.Function"), (props, &*format!("{at}.Properties"))] {
-        if let Some(Value::Object(vars)) = source.get("Environment").and_then(|e| e.get("Variables")) {
+    for (source, scope) in [
+        (globals, "Globals.Function"),
+        (props, &*format!("{at}.Properties")),
+    ] {
+        if let Some(Value::Object(vars)) =
+            source.get("Environment").and_then(|e| e.get("Variables"))
+        {
             for (name, v) in vars {
                 let here = format!("{scope}.Environment.Variables.{name}");
                 if let Some(value) = resolver.resolve(v, &here)? {
@@ -994,7 +1024,10 @@ fn read_state_machine(
             return Err(invalid(&here, "must be a mapping of names to values"));
         };
         for (name, v) in subs {
-            substitutions.insert(name.clone(), resolver.string(&v, &format!("{here}.{name}"))?);
+            substitutions.insert(
+                name.clone(),
+                resolver.string(&v, &format!("{here}.{name}"))?,
+            );
         }
     }
     let (definition_path, text) = match (props.get("DefinitionUri"), props.get("Definition")) {
@@ -1018,7 +1051,10 @@ fn read_state_machine(
         }
         (None, Some(definition)) => {
             let def = resolver.value(definition, &format!("{at}.Properties.Definition"))?;
-            (None, serde_json::to_string_pretty(&def).expect("JSON value serialises"))
+            (
+                None,
+                serde_json::to_string_pretty(&def).expect("JSON value serialises"),
+            )
         }
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -1063,15 +1099,16 @@ fn read_state_machine(
                 Some(pattern) => resolver.value(pattern, &format!("{here}.Properties.Pattern"))?,
                 None => return Err(invalid(&here, "an EventBridgeRule event needs a Pattern")),
             };
-            let pattern = EventPattern::parse(&pattern_json).map_err(|source| {
-                TemplateError::Pattern {
+            let pattern =
+                EventPattern::parse(&pattern_json).map_err(|source| TemplateError::Pattern {
                     at: format!("{here}.Properties.Pattern"),
                     source,
-                }
-            })?;
+                })?;
             let event_bus = match p.get("EventBusName") {
-                Some(v) => event_bus_name(&resolver.string(v, &format!("{here}.Properties.EventBusName"))?)
-                    .to_string(),
+                Some(v) => {
+                    event_bus_name(&resolver.string(v, &format!("{here}.Properties.EventBusName"))?)
+                        .to_string()
+                }
                 None => DEFAULT_EVENT_BUS.to_string(),
             };
             let enabled = match p.get("State") {
@@ -1094,7 +1131,12 @@ fn read_state_machine(
                 kind: TargetKind::StateMachine(id.to_string()),
                 input: target_input(resolver, &p, &here)?,
                 retry_policy: retry_policy(resolver, p.get("RetryPolicy"), &here)?,
-                dead_letter_arn: sam_dead_letter(resolver, p.get("DeadLetterConfig"), &rule_id, &here)?,
+                dead_letter_arn: sam_dead_letter(
+                    resolver,
+                    p.get("DeadLetterConfig"),
+                    &rule_id,
+                    &here,
+                )?,
             };
             rules.push(RuleSpec {
                 logical_id: rule_id,
@@ -1126,7 +1168,9 @@ fn target_input(resolver: &Resolver, p: &Value, at: &str) -> Result<TargetInput,
         return Ok(TargetInput::Constant(value));
     }
     if let Some(path) = p.get("InputPath") {
-        return Ok(TargetInput::Path(resolver.string(path, &format!("{at}.InputPath"))?));
+        return Ok(TargetInput::Path(
+            resolver.string(path, &format!("{at}.InputPath"))?,
+        ));
     }
     if let Some(t) = p.get("InputTransformer") {
         let here = format!("{at}.InputTransformer");
@@ -1147,7 +1191,11 @@ fn target_input(resolver: &Resolver, p: &Value, at: &str) -> Result<TargetInput,
     Ok(TargetInput::Event)
 }
 
-fn retry_policy(resolver: &Resolver, v: Option<&Value>, at: &str) -> Result<RetryPolicy, TemplateError> {
+fn retry_policy(
+    resolver: &Resolver,
+    v: Option<&Value>,
+    at: &str,
+) -> Result<RetryPolicy, TemplateError> {
     let mut policy = RetryPolicy::default();
     let Some(v) = v else {
         return Ok(policy);
@@ -1218,7 +1266,10 @@ fn read_rule(
     };
     let pattern_json = match resolver.value(pattern, &format!("{here}.EventPattern"))? {
         Value::String(text) => serde_json::from_str(&text).map_err(|e| {
-            invalid(&format!("{here}.EventPattern"), format!("not valid JSON: {e}"))
+            invalid(
+                &format!("{here}.EventPattern"),
+                format!("not valid JSON: {e}"),
+            )
         })?,
         other => other,
     };
@@ -1227,7 +1278,9 @@ fn read_rule(
         source,
     })?;
     let event_bus = match props.get("EventBusName") {
-        Some(v) => event_bus_name(&resolver.string(v, &format!("{here}.EventBusName"))?).to_string(),
+        Some(v) => {
+            event_bus_name(&resolver.string(v, &format!("{here}.EventBusName"))?).to_string()
+        }
         None => DEFAULT_EVENT_BUS.to_string(),
     };
     let enabled = match props.get("State") {

@@ -25,7 +25,11 @@ fn patterns_match_as_eventbridge_does() {
             failures.push(format!("{name}: expected matches = {expected}"));
         }
     }
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -36,13 +40,18 @@ fn malformed_patterns_are_rejected_with_a_clear_error() {
         let expected = case["error"].as_str().expect("error");
         match EventPattern::parse(&case["pattern"]) {
             Ok(_) => failures.push(format!("{}: accepted", case["pattern"])),
-            Err(e) if !e.to_string().contains(expected) => {
-                failures.push(format!("{}: error {e:?} lacks {expected:?}", case["pattern"]))
-            }
+            Err(e) if !e.to_string().contains(expected) => failures.push(format!(
+                "{}: error {e:?} lacks {expected:?}",
+                case["pattern"]
+            )),
             Err(_) => {}
         }
     }
-    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "failing cases:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -26,7 +26,12 @@ fn load(overrides: &[(&str, &str)]) -> Result<SamTemplate, TemplateError> {
 
 fn parse(text: &str) -> Result<SamTemplate, TemplateError> {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sam");
-    SamTemplate::parse(text, Path::new("inline.yaml"), &base, &LoadOptions::default())
+    SamTemplate::parse(
+        text,
+        Path::new("inline.yaml"),
+        &base,
+        &LoadOptions::default(),
+    )
 }
 
 #[test]
@@ -65,7 +70,10 @@ fn functions_map_to_workers_with_resolved_environment() {
 
     let generate = t.function("GenerateFunction").unwrap();
     assert_eq!(generate.timeout_s, 60);
-    assert_eq!(generate.environment["RUST_LOG"], "debug", "function overrides Globals; !If on a condition");
+    assert_eq!(
+        generate.environment["RUST_LOG"], "debug",
+        "function overrides Globals; !If on a condition"
+    );
     assert_eq!(generate.environment["CONCURRENCY"], "2", "!FindInMap");
     assert_eq!(generate.environment["DEBUG_ONLY"], "1");
     assert_eq!(
@@ -80,7 +88,10 @@ fn functions_map_to_workers_with_resolved_environment() {
         "arn:aws:events:us-east-1:000000000000:event-bus/EventBus"
     );
     assert_eq!(publish.environment["SOURCE"], "com.homeservices.upsell.dev");
-    assert_eq!(publish.environment["STACK"], "upsell-test-us-east-1-${Literal}");
+    assert_eq!(
+        publish.environment["STACK"],
+        "upsell-test-us-east-1-${Literal}"
+    );
     assert_eq!(publish.environment["JOINED"], "a:dev:y");
     assert_eq!(t.function("KbRetrieveFunction").unwrap().timeout_s, 20);
 }
@@ -91,7 +102,10 @@ fn parameter_overrides_change_conditions_and_novalue_removes_a_variable() {
     let generate = t.function("GenerateFunction").unwrap();
     assert_eq!(generate.environment["RUST_LOG"], "warn");
     assert_eq!(generate.environment["CONCURRENCY"], "50");
-    assert!(!generate.environment.contains_key("DEBUG_ONLY"), "AWS::NoValue removes it");
+    assert!(
+        !generate.environment.contains_key("DEBUG_ONLY"),
+        "AWS::NoValue removes it"
+    );
     assert_eq!(t.parameters["Env"], json!("prod"));
 
     let err = load(&[("Env", "staging")]).expect_err("not an allowed value");
@@ -108,10 +122,18 @@ fn state_machine_definition_gets_substitutions_as_step_functions_does() {
         sm.arn,
         "arn:aws:states:us-east-1:000000000000:stateMachine:UpsellMessageStateMachine"
     );
-    assert!(sm.definition_path.as_ref().unwrap().ends_with("upsell-message.asl.json"));
+    assert!(
+        sm.definition_path
+            .as_ref()
+            .unwrap()
+            .ends_with("upsell-message.asl.json")
+    );
     assert_eq!(sm.substitutions.len(), 9);
     assert_eq!(sm.substitutions["MessagesTableName"], "MessagesTable");
-    assert_eq!(sm.substitutions["AgentRegistryTableName"], "AgentRegistryTable");
+    assert_eq!(
+        sm.substitutions["AgentRegistryTableName"],
+        "AgentRegistryTable"
+    );
     assert_eq!(sm.substitutions["EventBusName"], "EventBus");
     let asl: Value = serde_json::from_str(&sm.definition).expect("JSON");
     assert_eq!(
@@ -129,7 +151,12 @@ fn state_machine_definition_gets_substitutions_as_step_functions_does() {
 #[test]
 fn eventbridge_rules_come_from_state_machine_events_and_rule_resources() {
     let t = load(&[]).expect("fixture loads");
-    assert_eq!(t.rules.len(), 3, "{:#?}", t.rules.iter().map(|r| &r.logical_id).collect::<Vec<_>>());
+    assert_eq!(
+        t.rules.len(),
+        3,
+        "{:#?}",
+        t.rules.iter().map(|r| &r.logical_id).collect::<Vec<_>>()
+    );
     let sam_rule = t
         .rules
         .iter()
@@ -141,34 +168,71 @@ fn eventbridge_rules_come_from_state_machine_events_and_rule_resources() {
         sam_rule.pattern_json,
         json!({"source": [{"prefix": "com.homeservices."}], "detail-type": ["ServiceCompleted", "QuoteRequested"]})
     );
-    assert!(sam_rule.pattern.matches(&json!({"source": "com.homeservices.crm", "detail-type": "QuoteRequested"})));
-    assert!(!sam_rule.pattern.matches(&json!({"source": "com.other", "detail-type": "QuoteRequested"})));
+    assert!(
+        sam_rule
+            .pattern
+            .matches(&json!({"source": "com.homeservices.crm", "detail-type": "QuoteRequested"}))
+    );
+    assert!(
+        !sam_rule
+            .pattern
+            .matches(&json!({"source": "com.other", "detail-type": "QuoteRequested"}))
+    );
     let target = &sam_rule.targets[0];
-    assert_eq!(target.kind, TargetKind::StateMachine("UpsellMessageStateMachine".into()));
+    assert_eq!(
+        target.kind,
+        TargetKind::StateMachine("UpsellMessageStateMachine".into())
+    );
     assert_eq!(target.input, TargetInput::Event);
     assert_eq!(
         target.retry_policy,
-        RetryPolicy { maximum_event_age_s: 3600, maximum_retry_attempts: 10 }
+        RetryPolicy {
+            maximum_event_age_s: 3600,
+            maximum_retry_attempts: 10
+        }
     );
     assert_eq!(
         target.dead_letter_arn.as_deref(),
         Some("arn:aws:sqs:us-east-1:000000000000:UpsellMessageStateMachineCustomerEventsQueue")
     );
 
-    let backfill = t.rules.iter().find(|r| r.logical_id == "BackfillRule").unwrap();
-    assert_eq!(backfill.event_bus, "EventBus", "bus ARN reduced to its name");
+    let backfill = t
+        .rules
+        .iter()
+        .find(|r| r.logical_id == "BackfillRule")
+        .unwrap();
+    assert_eq!(
+        backfill.event_bus, "EventBus",
+        "bus ARN reduced to its name"
+    );
     assert_eq!(backfill.targets.len(), 2);
-    assert_eq!(backfill.targets[0].kind, TargetKind::StateMachine("UpsellMessageStateMachine".into()));
-    assert_eq!(backfill.targets[0].input, TargetInput::Path("$.detail".into()));
+    assert_eq!(
+        backfill.targets[0].kind,
+        TargetKind::StateMachine("UpsellMessageStateMachine".into())
+    );
+    assert_eq!(
+        backfill.targets[0].input,
+        TargetInput::Path("$.detail".into())
+    );
     assert_eq!(backfill.targets[0].retry_policy, RetryPolicy::default());
     assert_eq!(
         backfill.targets[0].dead_letter_arn.as_deref(),
         Some("arn:aws:sqs:us-east-1:000000000000:IngestDLQ")
     );
-    assert_eq!(backfill.targets[1].kind, TargetKind::Function("PublishFunction".into()));
-    assert_eq!(backfill.targets[1].input, TargetInput::Constant(json!({"fixed": true})));
+    assert_eq!(
+        backfill.targets[1].kind,
+        TargetKind::Function("PublishFunction".into())
+    );
+    assert_eq!(
+        backfill.targets[1].input,
+        TargetInput::Constant(json!({"fixed": true}))
+    );
 
-    let disabled = t.rules.iter().find(|r| r.logical_id == "DisabledRule").unwrap();
+    let disabled = t
+        .rules
+        .iter()
+        .find(|r| r.logical_id == "DisabledRule")
+        .unwrap();
     assert!(!disabled.enabled);
     assert_eq!(disabled.event_bus, "default");
     assert_eq!(disabled.targets[0].kind, TargetKind::Other);
@@ -191,7 +255,10 @@ fn substitutions_follow_step_functions_rules() {
         ("B".to_string(), "bee".to_string()),
     ]);
     let table: &[(&str, Result<&str, &str>)] = &[
-        (r#"{"x":"${A}","y":"${B}-${A}"}"#, Ok(r#"{"x":"arn:a","y":"bee-arn:a"}"#)),
+        (
+            r#"{"x":"${A}","y":"${B}-${A}"}"#,
+            Ok(r#"{"x":"arn:a","y":"bee-arn:a"}"#),
+        ),
         ("no placeholders $.path {}", Ok("no placeholders $.path {}")),
         ("${A}${A}", Ok("arn:aarn:a")),
         ("${C} and ${D} and ${C}", Err("${C}, ${D} (known: A, B)")),
@@ -210,7 +277,10 @@ fn substitutions_follow_step_functions_rules() {
 fn bad_templates_get_errors_that_say_where() {
     let cases: &[(&str, &str)] = &[
         ("Resources: [", "inline.yaml is not valid YAML"),
-        ("Description: x", "Resources: the template has no Resources mapping"),
+        (
+            "Description: x",
+            "Resources: the template has no Resources mapping",
+        ),
         (
             "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties: {}\n",
             "Resources.F.Properties.CodeUri: a function needs a CodeUri",

@@ -77,7 +77,8 @@ impl BrandRules {
 
     /// Parses a rules file.
     pub fn from_json(text: &str) -> Result<BrandRules, BrandRulesError> {
-        let r: BrandRules = serde_json::from_str(text).map_err(|e| BrandRulesError(e.to_string()))?;
+        let r: BrandRules =
+            serde_json::from_str(text).map_err(|e| BrandRulesError(e.to_string()))?;
         if r.opt_out_line.trim().is_empty() {
             return Err(BrandRulesError("optOutLine must not be blank".into()));
         }
@@ -104,7 +105,7 @@ pub struct CheckContext<'a> {
 }
 
 /// One broken rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Violation {
     /// Reason code, e.g. `too-long`, `wrong-price`, `personal-data`.
     pub code: String,
@@ -226,7 +227,10 @@ pub fn check_message(
             if !mentioned.iter().any(|m| m.offering == o.offering) {
                 v.push(Violation::new(
                     "wrong-service",
-                    format!("name the offered service by its catalogue name: \"{}\"", o.name),
+                    format!(
+                        "name the offered service by its catalogue name: \"{}\"",
+                        o.name
+                    ),
                 ));
             }
             let others: Vec<&str> = mentioned
@@ -239,7 +243,10 @@ pub fn check_message(
             if !others.is_empty() {
                 v.push(Violation::new(
                     "multiple-offers",
-                    format!("offer exactly one service; also mentioned: {}", others.join(", ")),
+                    format!(
+                        "offer exactly one service; also mentioned: {}",
+                        others.join(", ")
+                    ),
                 ));
             }
             check_prices(text, o.price_cents, ctx.discount_percent, rules, &mut v);
@@ -321,7 +328,8 @@ fn check_prices(
     for c in p.money.captures_iter(text) {
         let dollars: u64 = c[1].replace(',', "").parse().unwrap_or(u64::MAX / 1000);
         let cents = dollars.saturating_mul(100)
-            + c.get(2).map_or(0, |m| m.as_str().parse::<u64>().unwrap_or(0));
+            + c.get(2)
+                .map_or(0, |m| m.as_str().parse::<u64>().unwrap_or(0));
         let discounted_ok = percents.iter().any(|d| {
             *d <= u32::from(allowed_discount)
                 && cents.abs_diff(price_cents * u64::from(100 - d) / 100) <= 100
@@ -358,10 +366,11 @@ mod tests {
     }
 
     fn codes(msg: &str, ctx: &CheckContext<'_>) -> Vec<String> {
-        let mut c: Vec<String> = check_message(msg, ctx, BrandRules::builtin(), Catalogue::builtin())
-            .into_iter()
-            .map(|v| v.code)
-            .collect();
+        let mut c: Vec<String> =
+            check_message(msg, ctx, BrandRules::builtin(), Catalogue::builtin())
+                .into_iter()
+                .map(|v| v.code)
+                .collect();
         c.sort();
         c.dedup();
         c
@@ -380,21 +389,80 @@ mod tests {
         let c = ctx();
         let cases: &[(&str, String, &[&str])] = &[
             ("good", GOOD.to_owned(), &[]),
-            ("discounted price", GOOD.replace("$149 per visit", "$134 with 10% off the first visit"), &[]),
-            ("no greeting", GOOD.replace("Hi Dana,", "Hello,"), &["personalisation-missing"]),
+            (
+                "discounted price",
+                GOOD.replace("$149 per visit", "$134 with 10% off the first visit"),
+                &[],
+            ),
+            (
+                "no greeting",
+                GOOD.replace("Hi Dana,", "Hello,"),
+                &["personalisation-missing"],
+            ),
             ("wrong price", GOOD.replace("$149", "$99"), &["wrong-price"]),
-            ("too much discount", GOOD.replace("$149 per visit", "$104 with 30% off"), &["wrong-price"]),
-            ("pushy", GOOD.replace("Reply to book", "ACT NOW and reply to book"), &["too-pushy"]),
-            ("bangs", GOOD.replace("per visit.", "per visit!!"), &["too-pushy"]),
-            ("no opt out", GOOD.replace(" Reply STOP to opt out.", ""), &["missing-opt-out"]),
-            ("email", GOOD.replace("Reply to book", "Write to dana.lee@example.com to book"), &["personal-data"]),
-            ("phone", GOOD.replace("Reply to book", "Call 555-123-4567 to book"), &["personal-data"]),
-            ("street", GOOD.replace("your home", "12 Maple Ave"), &["personal-data"]),
-            ("other offer", GOOD.replace("in October.", "in October. Pressure washing is $219 too."), &["multiple-offers", "wrong-price"]),
-            ("not offered", GOOD.replace("in October.", "in October, plus roof repair."), &["wrong-service"]),
-            ("missing service", GOOD.replace("Gutter cleaning", "gutter work"), &["wrong-service"]),
-            ("too long", GOOD.replace("flowing", &"very ".repeat(40)), &["too-long"]),
-            ("privacy", GOOD.replace("Reply to book", "Your lifetime value is high. Reply to book"), &["privacy"]),
+            (
+                "too much discount",
+                GOOD.replace("$149 per visit", "$104 with 30% off"),
+                &["wrong-price"],
+            ),
+            (
+                "pushy",
+                GOOD.replace("Reply to book", "ACT NOW and reply to book"),
+                &["too-pushy"],
+            ),
+            (
+                "bangs",
+                GOOD.replace("per visit.", "per visit!!"),
+                &["too-pushy"],
+            ),
+            (
+                "no opt out",
+                GOOD.replace(" Reply STOP to opt out.", ""),
+                &["missing-opt-out"],
+            ),
+            (
+                "email",
+                GOOD.replace("Reply to book", "Write to dana.lee@example.com to book"),
+                &["personal-data"],
+            ),
+            (
+                "phone",
+                GOOD.replace("Reply to book", "Call 555-123-4567 to book"),
+                &["personal-data"],
+            ),
+            (
+                "street",
+                GOOD.replace("your home", "12 Maple Ave"),
+                &["personal-data"],
+            ),
+            (
+                "other offer",
+                GOOD.replace("in October.", "in October. Pressure washing is $219 too."),
+                &["multiple-offers", "wrong-price"],
+            ),
+            (
+                "not offered",
+                GOOD.replace("in October.", "in October, plus roof repair."),
+                &["wrong-service"],
+            ),
+            (
+                "missing service",
+                GOOD.replace("Gutter cleaning", "gutter work"),
+                &["wrong-service"],
+            ),
+            (
+                "too long",
+                GOOD.replace("flowing", &"very ".repeat(40)),
+                &["too-long"],
+            ),
+            (
+                "privacy",
+                GOOD.replace(
+                    "Reply to book",
+                    "Your lifetime value is high. Reply to book",
+                ),
+                &["privacy"],
+            ),
         ];
         for (name, msg, want) in cases {
             assert_eq!(codes(msg, &c), *want, "case {name}: {msg}");
@@ -406,7 +474,13 @@ mod tests {
         let msg = GOOD.replace("It is", "Like your Lawn mowing, it is");
         assert!(codes(&msg, &ctx()).is_empty(), "{:?}", codes(&msg, &ctx()));
         let private = vec!["Lee".to_owned()];
-        let c = CheckContext { private_terms: &private, ..ctx() };
-        assert_eq!(codes(&GOOD.replace("Hi Dana,", "Hi Dana Lee,"), &c), ["personal-data"]);
+        let c = CheckContext {
+            private_terms: &private,
+            ..ctx()
+        };
+        assert_eq!(
+            codes(&GOOD.replace("Hi Dana,", "Hi Dana Lee,"), &c),
+            ["personal-data"]
+        );
     }
 }

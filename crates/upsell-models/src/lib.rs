@@ -11,10 +11,13 @@
 //!
 //! Bedrock, the production provider, lives in crates/upsell-aws.
 
+pub mod agents;
 pub mod brand;
 pub mod catalogue;
 pub mod offers;
 pub mod offline;
 pub mod openai;
+pub mod pricing;
 pub mod prompt;
 pub mod seed;
+pub mod testing;

@@ -66,7 +66,10 @@ impl Offer {
 fn needs_a_yard(s: Service) -> bool {
     matches!(
         s,
-        Service::LawnCare | Service::TreeTrimming | Service::IrrigationService | Service::SnowRemoval
+        Service::LawnCare
+            | Service::TreeTrimming
+            | Service::IrrigationService
+            | Service::SnowRemoval
     )
 }
 
@@ -150,8 +153,18 @@ pub fn season_name(s: Season) -> &'static str {
 /// English month name of the month after `date` (for calls to action).
 pub fn next_month_name(date: NaiveDate) -> &'static str {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     MONTHS[(date.month0() as usize + 1) % 12]
 }

@@ -12,9 +12,7 @@ use async_trait::async_trait;
 use regex::Regex;
 use std::sync::OnceLock;
 use upsell_core::message::{StopReason, TokenUsage};
-use upsell_core::ports::{
-    ChatRole, ConverseRequest, ConverseResponse, ModelError, ModelProvider,
-};
+use upsell_core::ports::{ChatRole, ConverseRequest, ConverseResponse, ModelError, ModelProvider};
 
 use crate::catalogue::contains_words;
 use crate::offers::season_name;
@@ -55,7 +53,9 @@ impl ModelProvider for OfflineModel {
             .ok_or_else(|| ModelError::InvalidRequest("no user message".into()))?;
         let text = if let Some(json) = extract_tagged(&user.text, JUDGE_CONTEXT_TAG) {
             let ctx: JudgeContext = serde_json::from_str(json).map_err(|e| {
-                ModelError::InvalidRequest(format!("<{JUDGE_CONTEXT_TAG}> is not a judge context: {e}"))
+                ModelError::InvalidRequest(format!(
+                    "<{JUDGE_CONTEXT_TAG}> is not a judge context: {e}"
+                ))
             })?;
             serde_json::to_string(&rubric_verdict(&ctx)).expect("a verdict serialises")
         } else if let Some(json) = extract_tagged(&user.text, GENERATION_CONTEXT_TAG) {
@@ -78,7 +78,11 @@ impl ModelProvider for OfflineModel {
             )));
         };
         let input: u64 = estimate_tokens(&request.system)
-            + request.messages.iter().map(|m| estimate_tokens(&m.text)).sum::<u64>();
+            + request
+                .messages
+                .iter()
+                .map(|m| estimate_tokens(&m.text))
+                .sum::<u64>();
         let output = estimate_tokens(&text);
         let stop_reason = if output > u64::from(request.inference.max_tokens) {
             StopReason::MaxTokens
@@ -129,10 +133,14 @@ fn borrowed_phrase(ctx: &GenerationContext) -> Option<String> {
         .find(|s| {
             let words = s.split_whitespace().count();
             (4..=14).contains(&words)
-                && !s.chars().any(|c| c.is_ascii_digit() || c == '$' || c == '%' || c == '#')
+                && !s
+                    .chars()
+                    .any(|c| c.is_ascii_digit() || c == '$' || c == '%' || c == '#')
                 && !s.contains(':')
                 && !s.to_lowercase().contains("reply")
-                && !s.to_lowercase().contains(&ctx.facts.offer.name.to_lowercase())
+                && !s
+                    .to_lowercase()
+                    .contains(&ctx.facts.offer.name.to_lowercase())
         })
         .map(str::to_owned)
 }
@@ -243,10 +251,17 @@ pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> Stri
         if dropped > 3 {
             parts.push(format!("Our {}.", offer.name));
         }
-        parts.extend([price.clone(), cta.clone(), sign.clone(), style.opt_out_line.clone()]);
+        parts.extend([
+            price.clone(),
+            cta.clone(),
+            sign.clone(),
+            style.opt_out_line.clone(),
+        ]);
         parts.join(" ")
     };
-    let shorten = reasons.iter().any(|r| *r == "too-long" || *r == "too-wordy");
+    let shorten = reasons
+        .iter()
+        .any(|r| *r == "too-long" || *r == "too-wordy");
     if !shorten {
         return build(0);
     }
@@ -288,12 +303,24 @@ pub fn rubric_verdict(ctx: &JudgeContext) -> JudgeVerdict {
         score += 2;
     } else {
         reasons.push("personalisation-missing");
-        feedback.push(format!("greet {} by first name at the start", ctx.first_name));
+        feedback.push(format!(
+            "greet {} by first name at the start",
+            ctx.first_name
+        ));
     }
     let season = season_name(ctx.season);
-    let connection = [season, "pool", "pet", "yard", "lawn", "home", "years with us", "a year with us"]
-        .iter()
-        .any(|w| lower.contains(w));
+    let connection = [
+        season,
+        "pool",
+        "pet",
+        "yard",
+        "lawn",
+        "home",
+        "years with us",
+        "a year with us",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
     if connection {
         score += 2;
     } else {

@@ -159,7 +159,9 @@ impl OpenAiCompatible {
             });
         }
         let wire: WireResponse = serde_json::from_str(&text).map_err(|e| {
-            ModelError::InvalidOutput(format!("{url} answered 200 with a body that is not a chat completion: {e}"))
+            ModelError::InvalidOutput(format!(
+                "{url} answered 200 with a body that is not a chat completion: {e}"
+            ))
         })?;
         let choice = wire.choices.into_iter().next().ok_or_else(|| {
             ModelError::InvalidOutput(format!("{url} answered 200 with no choices"))
@@ -168,7 +170,9 @@ impl OpenAiCompatible {
             .message
             .and_then(|m| m.content)
             .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| ModelError::InvalidOutput(format!("{url} answered with empty content")))?;
+            .ok_or_else(|| {
+                ModelError::InvalidOutput(format!("{url} answered with empty content"))
+            })?;
         let usage = wire.usage.map_or_else(
             || TokenUsage {
                 input_tokens: crate::offline::estimate_tokens(&request.system)
@@ -200,7 +204,9 @@ impl OpenAiCompatible {
 
 fn transport_error(url: &str, e: ureq::Error) -> ModelError {
     match e {
-        ureq::Error::BadUri(m) => ModelError::InvalidRequest(format!("bad endpoint URL {url}: {m}")),
+        ureq::Error::BadUri(m) => {
+            ModelError::InvalidRequest(format!("bad endpoint URL {url}: {m}"))
+        }
         other => ModelError::Transient(format!("calling {url}: {other}")),
     }
 }

@@ -261,9 +261,18 @@ mod tests {
 
     #[test]
     fn strict_rendering_reports_unknown_variables() {
-        let out = render("user", "Hi {{ name }} {{ ctx.name }}", &serde_json::json!({"name": "Dana"}));
+        let out = render(
+            "user",
+            "Hi {{ name }} {{ ctx.name }}",
+            &serde_json::json!({"name": "Dana"}),
+        );
         assert_eq!(out.unwrap(), "Hi Dana Dana");
-        let err = render("user", "Hi {{ nmae }}", &serde_json::json!({"name": "Dana"})).unwrap_err();
+        let err = render(
+            "user",
+            "Hi {{ nmae }}",
+            &serde_json::json!({"name": "Dana"}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("user"), "{err}");
     }
 
@@ -280,4 +289,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(inner).unwrap();
         assert_eq!(v["notes"], notes);
     }
+}
+
+/// What to retrieve for one message: the enrich step's output, the kb-retrieve step's input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrievalQuery {
+    /// Free-text query (offer, season, property facts).
+    pub query: String,
+    /// Only examples that sold this offering (relaxed when none match).
+    #[serde(default)]
+    pub offering: Option<String>,
+    /// Prefer examples from this region (relaxed when none match).
+    #[serde(default)]
+    pub region: Option<Region>,
+    /// How many examples, 1..=10.
+    #[serde(default = "default_k")]
+    pub k: usize,
+}
+
+fn default_k() -> usize {
+    3
 }

@@ -40,7 +40,12 @@ pub struct AgentLoadError {
 }
 
 /// Builds an AgentSpec from `agent.json` text (without `prompt`) and the two templates.
-pub fn assemble(origin: &str, agent_json: &str, system: &str, user: &str) -> Result<AgentSpec, AgentLoadError> {
+pub fn assemble(
+    origin: &str,
+    agent_json: &str,
+    system: &str,
+    user: &str,
+) -> Result<AgentSpec, AgentLoadError> {
     let err = |message: String| AgentLoadError {
         origin: origin.to_owned(),
         message,
@@ -93,7 +98,8 @@ pub fn seed_agents() -> Vec<AgentSpec> {
     SEEDS
         .iter()
         .map(|(origin, json, system, user)| {
-            assemble(origin, json, system, user).expect("seed agents are checked by this crate's tests")
+            assemble(origin, json, system, user)
+                .expect("seed agents are checked by this crate's tests")
         })
         .collect()
 }
@@ -111,7 +117,11 @@ mod tests {
         assert_eq!(seeds[0].role, AgentRole::Generator);
         assert_eq!(seeds[1].agent_id, JUDGE_ID);
         assert_eq!(seeds[1].approval_threshold, Some(7));
-        assert!(seeds.iter().all(|s| s.status == AgentStatus::Production && s.traffic_weight == 100));
+        assert!(
+            seeds
+                .iter()
+                .all(|s| s.status == AgentStatus::Production && s.traffic_weight == 100)
+        );
         assert!(seeds[0].prompt.user.contains("<generation-context>"));
         assert!(seeds[1].prompt.user.contains("<judge-context>"));
     }
@@ -126,6 +136,9 @@ mod tests {
     #[test]
     fn a_prompt_in_agent_json_is_refused() {
         let err = assemble("x", r#"{"prompt": {}}"#, "s", "u").unwrap_err();
-        assert!(err.to_string().contains("must not contain `prompt`"), "{err}");
+        assert!(
+            err.to_string().contains("must not contain `prompt`"),
+            "{err}"
+        );
     }
 }

@@ -129,9 +129,7 @@ impl SqliteFeatureStore {
             let mut put_e = tx.prepare_cached(PUT_EMBEDDING).map_err(db_err)?;
             for e in embeddings {
                 check_embedding(e)?;
-                put_e
-                    .execute(embedding_params(e)?)
-                    .map_err(db_err)?;
+                put_e.execute(embedding_params(e)?).map_err(db_err)?;
             }
         }
         tx.commit().map_err(db_err)?;
@@ -209,7 +207,9 @@ impl SqliteFeatureStore {
     pub fn customers(&self, limit: usize) -> Result<Vec<String>, PortError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT DISTINCT customer_id FROM feature_history ORDER BY customer_id LIMIT ?1")
+            .prepare(
+                "SELECT DISTINCT customer_id FROM feature_history ORDER BY customer_id LIMIT ?1",
+            )
             .map_err(db_err)?;
         stmt.query_map([limit as i64], |r| r.get(0))
             .map_err(db_err)?
@@ -263,7 +263,11 @@ impl SqliteFeatureStore {
             vectors.push(&v);
             ids.push(id);
         }
-        let index_of = ids.iter().enumerate().map(|(i, id)| (id.clone(), i)).collect();
+        let index_of = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.clone(), i))
+            .collect();
         let cache = Arc::new(Cache {
             generation,
             data_version,
@@ -302,9 +306,7 @@ impl SqliteFeatureStore {
             |i| {
                 i != me
                     && query.region.is_none_or(|r| cache.regions[i] == Some(r))
-                    && query
-                        .service
-                        .is_none_or(|s| cache.services[i].contains(&s))
+                    && query.service.is_none_or(|s| cache.services[i].contains(&s))
             },
             // Highest score = nearest: negate the squared distance.
             |a, b| -squared_distance(a, b),

@@ -222,7 +222,10 @@ impl ExecutionStore {
             .map_err(db_err)?;
         let limit = i64::try_from(filter.limit.unwrap_or(100)).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![filter.status, filter.state_machine, limit], summary_row)
+            .query_map(
+                params![filter.status, filter.state_machine, limit],
+                summary_row,
+            )
             .map_err(db_err)?;
         rows.map(|r| r.map_err(db_err)).collect()
     }
@@ -231,7 +234,9 @@ impl ExecutionStore {
     pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, PortError> {
         let conn = self.conn()?;
         let mut stmt = conn
-            .prepare_cached("SELECT status, COUNT(*) FROM sfn_executions GROUP BY status ORDER BY status")
+            .prepare_cached(
+                "SELECT status, COUNT(*) FROM sfn_executions GROUP BY status ORDER BY status",
+            )
             .map_err(db_err)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
@@ -522,5 +527,156 @@ impl CheckpointStore for ExecutionStore {
         let events = self.take_pending(execution_arn);
         self.write(&events, CheckpointWrite::Clear(execution_arn))
             .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use upsell_asl::{Engine, Outcome, ParseOptions, Resources, StartOptions, parse_str};
+
+    const MACHINE: &str = r#"{"StartAt":"A","States":{
+        "A":{"Type":"Pass","Result":{"n":1},"Next":"B"},
+        "B":{"Type":"Pass","Parameters":{"m.$":"$.n"},"Next":"C"},
+        "C":{"Type":"Choice","Choices":[{"Variable":"$.m","NumericEquals":1,"Next":"Done"}],"Default":"Boom"},
+        "Boom":{"Type":"Fail","Error":"Boom","Cause":"went wrong"},
+        "Done":{"Type":"Succeed"}}}"#;
+
+    fn engine(store: &Arc<ExecutionStore>) -> Engine {
+        Engine::builder()
+            .resources(Resources::new())
+            .history(store.clone())
+            .checkpoints(store.clone())
+            .identity("us-east-1", "000000000000")
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_execution_leaves_its_history_and_summary_and_no_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upsell.db");
+        let store = Arc::new(ExecutionStore::open(&path).unwrap());
+        let sm = Arc::new(parse_str(MACHINE, ParseOptions::default()).unwrap());
+        let opts = StartOptions {
+            name: Some("run-1".into()),
+            state_machine_name: Some("Upsell".into()),
+            role_arn: None,
+        };
+        let run = engine(&store)
+            .execute(&sm, serde_json::json!({"in": true}), opts)
+            .await;
+        assert_eq!(run.outcome, Outcome::Succeeded(serde_json::json!({"m": 1})));
+        store.flush().unwrap();
+
+        // Read back through a fresh connection: everything was committed.
+        let again = ExecutionStore::open(&path).unwrap();
+        let summary = again.find("run-1").unwrap().expect("execution row");
+        assert_eq!(summary.arn, run.arn);
+        assert_eq!(summary.state_machine, "Upsell");
+        assert_eq!(summary.status, "SUCCEEDED");
+        assert_eq!(summary.input, Some(serde_json::json!({"in": true})));
+        assert_eq!(summary.output, Some(serde_json::json!({"m": 1})));
+        assert!(summary.stop_time.is_some());
+        let history = again.history(&run.arn).unwrap();
+        let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types.first(), Some(&"ExecutionStarted"));
+        assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
+        assert!(types.contains(&"ChoiceStateEntered"), "{types:?}");
+        let ids: Vec<u64> = history.iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids,
+            (1..=ids.len() as u64).collect::<Vec<_>>(),
+            "ids are 1..n without gaps"
+        );
+        assert!(
+            again.interrupted().unwrap().is_empty(),
+            "checkpoint cleared"
+        );
+        assert_eq!(
+            again.count_by_status().unwrap(),
+            vec![("SUCCEEDED".to_string(), 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_recorded_with_error_and_cause() {
+        let store = Arc::new(ExecutionStore::in_memory().unwrap());
+        let sm = Arc::new(
+            parse_str(
+                &MACHINE.replace("\"NumericEquals\":1", "\"NumericEquals\":2"),
+                ParseOptions::default(),
+            )
+            .unwrap(),
+        );
+        let run = engine(&store)
+            .execute(&sm, serde_json::json!({}), StartOptions::default())
+            .await;
+        assert!(matches!(run.outcome, Outcome::Failed(_)));
+        let s = store.find(&run.arn).unwrap().unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.error.as_deref(), s.cause.as_deref()),
+            ("FAILED", Some("Boom"), Some("went wrong"))
+        );
+        let listed = store
+            .list(&ExecutionFilter {
+                status: Some("FAILED".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(
+            store
+                .list(&ExecutionFilter {
+                    status: Some("SUCCEEDED".into()),
+                    ..Default::default()
+                })
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn checkpoints_survive_a_restart_with_the_events_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upsell.db");
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:Upsell:e1";
+        let event = |id: u64, ty: &str| HistoryEvent {
+            execution_arn: arn.into(),
+            id,
+            previous_event_id: id - 1,
+            timestamp: Utc::now(),
+            event_type: ty.into(),
+            details: Some(("x".into(), serde_json::json!({"input": "{}"}))),
+        };
+        let checkpoint = Checkpoint {
+            execution_arn: arn.into(),
+            next_state: "Enrich".into(),
+            input: serde_json::json!({"a": 1}),
+            variables: Map::from_iter([("v".to_string(), serde_json::json!(2))]),
+            execution_input: serde_json::json!({"id": "e1"}),
+            last_event_id: 3,
+            start_time: "2025-01-01T00:00:00.000Z".into(),
+        };
+        {
+            let store = ExecutionStore::open(&path).unwrap();
+            store.record(event(1, "ExecutionStarted"));
+            store.record(event(2, "TaskStateEntered"));
+            store.record(event(3, "TaskStateExited"));
+            store.save(&checkpoint).unwrap();
+            store.record(event(4, "TaskStateEntered"));
+            // Dropped here without a flush: a crash after the checkpoint.
+        }
+        let store = ExecutionStore::open(&path).unwrap();
+        assert_eq!(store.interrupted().unwrap(), vec![arn.to_string()]);
+        assert_eq!(store.load(arn).unwrap(), Some(checkpoint));
+        assert_eq!(
+            store.history(arn).unwrap().len(),
+            3,
+            "events up to the checkpoint are durable"
+        );
+        assert_eq!(store.find(arn).unwrap().unwrap().status, "RUNNING");
+        store.clear(arn).unwrap();
+        assert_eq!(store.load(arn).unwrap(), None);
     }
 }

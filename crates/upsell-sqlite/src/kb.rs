@@ -131,9 +131,11 @@ impl SqliteKnowledgeBase {
     pub fn indexed_with(&self) -> Result<Option<EmbedderInfo>, PortError> {
         let conn = self.conn();
         let raw: Option<String> = conn
-            .query_row("SELECT value FROM kb_meta WHERE key = 'embedder'", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT value FROM kb_meta WHERE key = 'embedder'",
+                [],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(db_err)?;
         raw.map(|s| {
@@ -202,8 +204,7 @@ impl SqliteKnowledgeBase {
             for batch in texts.chunks(32) {
                 vectors.extend(self.embedder.embed(batch).await?);
             }
-            if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != info.dimensions)
-            {
+            if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != info.dimensions) {
                 return Err(PortError::Other(format!(
                     "embedder {} returned vectors of the wrong count or size",
                     info.model

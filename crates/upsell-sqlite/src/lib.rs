@@ -4,10 +4,13 @@
 //! its history ([`features`]), the customer-embedding index for similar-customer search, and the
 //! knowledge-base index with FTS5 and vectors ([`kb`]).
 
+pub mod contacts;
 pub mod features;
 pub mod history;
 pub mod kb;
 pub mod kb_source;
+pub mod messages;
+pub mod registry;
 pub mod tables;
 pub mod vectors;
 

@@ -163,7 +163,12 @@ impl TableStore {
     }
 
     /// Stores an item, replacing any item with the same key; returns the old one.
-    pub fn put(&self, table: &str, key: &ItemKey, item: &Value) -> Result<Option<Value>, PortError> {
+    pub fn put(
+        &self,
+        table: &str,
+        key: &ItemKey,
+        item: &Value,
+    ) -> Result<Option<Value>, PortError> {
         self.modify(table, key, |_| Ok::<_, PortError>(Write::Put(item.clone())))?
             .map(|m| m.old)
     }
@@ -265,9 +270,7 @@ impl TableStore {
     pub fn scan(&self, table: &str, limit: Option<usize>) -> Result<Vec<Value>, PortError> {
         let conn = self.lock()?;
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT item FROM ddb_items WHERE tbl = ?1 ORDER BY pk, sk LIMIT ?2",
-            )
+            .prepare_cached("SELECT item FROM ddb_items WHERE tbl = ?1 ORDER BY pk, sk LIMIT ?2")
             .map_err(db_err)?;
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let rows = stmt
@@ -288,7 +291,8 @@ fn get_item(conn: &Connection, table: &str, key: &ItemKey) -> Result<Option<Valu
 }
 
 fn parse_item(text: &str) -> Result<Value, PortError> {
-    serde_json::from_str(text).map_err(|e| PortError::Other(format!("stored item is not JSON: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| PortError::Other(format!("stored item is not JSON: {e}")))
 }
 
 #[cfg(test)]
@@ -322,20 +326,32 @@ mod tests {
     }
 
     fn sks(items: &[Value]) -> Vec<&str> {
-        items.iter().map(|i| i["sk"]["S"].as_str().unwrap()).collect()
+        items
+            .iter()
+            .map(|i| i["sk"]["S"].as_str().unwrap())
+            .collect()
     }
 
     #[test]
     fn get_put_delete_keep_tables_apart() {
         let t = store();
         assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
-        assert_eq!(t.get("Other", &key("P", "a")).unwrap(), Some(item("P", "z")));
+        assert_eq!(
+            t.get("Other", &key("P", "a")).unwrap(),
+            Some(item("P", "z"))
+        );
         assert_eq!(t.get("T", &key("P", "zz")).unwrap(), None);
         let old = t.put("T", &key("P", "a"), &json!({"v": 1})).unwrap();
         assert_eq!(old, Some(item("P", "a")));
-        assert_eq!(t.delete("T", &key("P", "a")).unwrap(), Some(json!({"v": 1})));
+        assert_eq!(
+            t.delete("T", &key("P", "a")).unwrap(),
+            Some(json!({"v": 1}))
+        );
         assert_eq!(t.get("T", &key("P", "a")).unwrap(), None);
-        let no_sk = ItemKey { pk: s("only"), sk: None };
+        let no_sk = ItemKey {
+            pk: s("only"),
+            sk: None,
+        };
         t.put("H", &no_sk, &json!({"x": 1})).unwrap();
         assert_eq!(t.get("H", &no_sk).unwrap(), Some(json!({"x": 1})));
     }
@@ -345,18 +361,32 @@ mod tests {
         let t = store();
         let r = t
             .modify("T", &key("P", "a"), |old| {
-                if old.is_some() { Err("exists") } else { Ok(Write::Put(json!({}))) }
+                if old.is_some() {
+                    Err("exists")
+                } else {
+                    Ok(Write::Put(json!({})))
+                }
             })
             .unwrap();
         assert_eq!(r, Err("exists"));
         assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
         let r = t
             .modify("T", &key("P", "new"), |old| {
-                if old.is_some() { Err("exists") } else { Ok(Write::Put(json!({"n": 1}))) }
+                if old.is_some() {
+                    Err("exists")
+                } else {
+                    Ok(Write::Put(json!({"n": 1})))
+                }
             })
             .unwrap()
             .unwrap();
-        assert_eq!(r, Modified { old: None, new: Some(json!({"n": 1})) });
+        assert_eq!(
+            r,
+            Modified {
+                old: None,
+                new: Some(json!({"n": 1}))
+            }
+        );
     }
 
     #[test]
@@ -364,18 +394,42 @@ mod tests {
         let t = store();
         let q = |sort: SortCondition, forward: bool, limit: Option<usize>, after: Option<&str>| {
             let items = t
-                .query("T", &Query { pk: s("P"), sort, forward, limit, start_after: after.map(s) })
+                .query(
+                    "T",
+                    &Query {
+                        pk: s("P"),
+                        sort,
+                        forward,
+                        limit,
+                        start_after: after.map(s),
+                    },
+                )
                 .unwrap();
-            sks(&items).into_iter().map(str::to_string).collect::<Vec<_>>()
+            sks(&items)
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
-        assert_eq!(q(SortCondition::Any, true, None, None), ["a", "ab", "abc", "b", "c"]);
+        assert_eq!(
+            q(SortCondition::Any, true, None, None),
+            ["a", "ab", "abc", "b", "c"]
+        );
         assert_eq!(q(SortCondition::Any, false, Some(2), None), ["c", "b"]);
-        assert_eq!(q(SortCondition::BeginsWith(s("ab")), true, None, None), ["ab", "abc"]);
-        assert_eq!(q(SortCondition::Between(s("ab"), s("b")), true, None, None), ["ab", "abc", "b"]);
+        assert_eq!(
+            q(SortCondition::BeginsWith(s("ab")), true, None, None),
+            ["ab", "abc"]
+        );
+        assert_eq!(
+            q(SortCondition::Between(s("ab"), s("b")), true, None, None),
+            ["ab", "abc", "b"]
+        );
         assert_eq!(q(SortCondition::Gt(s("b")), true, None, None), ["c"]);
         assert_eq!(q(SortCondition::Le(s("ab")), true, None, None), ["a", "ab"]);
         assert_eq!(q(SortCondition::Eq(s("b")), true, None, None), ["b"]);
-        assert_eq!(q(SortCondition::Any, true, Some(2), Some("ab")), ["abc", "b"]);
+        assert_eq!(
+            q(SortCondition::Any, true, Some(2), Some("ab")),
+            ["abc", "b"]
+        );
         assert_eq!(q(SortCondition::Any, false, None, Some("ab")), ["a"]);
         assert_eq!(t.scan("T", None).unwrap().len(), 6);
     }
@@ -384,11 +438,23 @@ mod tests {
     fn number_sort_keys_sort_numerically() {
         let t = TableStore::in_memory().unwrap();
         for n in [10.0, 9.0, 100.0, -1.5] {
-            let k = ItemKey { pk: s("P"), sk: Some(KeyValue::N(n)) };
+            let k = ItemKey {
+                pk: s("P"),
+                sk: Some(KeyValue::N(n)),
+            };
             t.put("N", &k, &json!({"n": n})).unwrap();
         }
         let items = t
-            .query("N", &Query { pk: s("P"), sort: SortCondition::Ge(KeyValue::N(9.0)), forward: true, limit: None, start_after: None })
+            .query(
+                "N",
+                &Query {
+                    pk: s("P"),
+                    sort: SortCondition::Ge(KeyValue::N(9.0)),
+                    forward: true,
+                    limit: None,
+                    start_after: None,
+                },
+            )
             .unwrap();
         let ns: Vec<f64> = items.iter().map(|i| i["n"].as_f64().unwrap()).collect();
         assert_eq!(ns, [9.0, 10.0, 100.0]);
@@ -398,8 +464,14 @@ mod tests {
     fn the_store_persists_in_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/upsell.db");
-        TableStore::open(&path).unwrap().put("T", &key("P", "a"), &item("P", "a")).unwrap();
+        TableStore::open(&path)
+            .unwrap()
+            .put("T", &key("P", "a"), &item("P", "a"))
+            .unwrap();
         let again = TableStore::open(&path).unwrap();
-        assert_eq!(again.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+        assert_eq!(
+            again.get("T", &key("P", "a")).unwrap(),
+            Some(item("P", "a"))
+        );
     }
 }

@@ -184,7 +184,9 @@ mod tests {
         let mut m = VectorMatrix::new(dims);
         let mut x = 12345u64;
         let mut next = || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         for _ in 0..(PARALLEL_ROWS + 1000) {
@@ -192,8 +194,10 @@ mod tests {
             m.push(&row);
         }
         let q: Vec<f32> = (0..dims).map(|_| next()).collect();
-        let mut expected: Vec<(usize, f32)> =
-            (0..m.len()).filter(|i| i % 3 != 0).map(|i| (i, dot(&q, m.row(i)))).collect();
+        let mut expected: Vec<(usize, f32)> = (0..m.len())
+            .filter(|i| i % 3 != 0)
+            .map(|i| (i, dot(&q, m.row(i))))
+            .collect();
         expected.sort_by(|a, b| b.1.total_cmp(&a.1));
         expected.truncate(10);
         assert_eq!(m.top_k(&q, 10, |i| i % 3 != 0), expected);

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use upsell_core::kb::{
-    Chunk, ChunkingSettings, Document, Filter, HashingEmbedder, KnowledgeBase, MetaValue,
-    Metadata, RetrieveRequest, SearchMode, chunk_document,
+    Chunk, ChunkingSettings, Document, Filter, HashingEmbedder, KnowledgeBase, MetaValue, Metadata,
+    RetrieveRequest, SearchMode, chunk_document,
 };
 use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
 use upsell_sqlite::kb_source::load_documents;
@@ -95,7 +95,10 @@ async fn every_mode_finds_the_obvious_document() {
             .unwrap();
         assert_eq!(hits[0].doc_id, "pool", "{mode:?}: {:?}", ids(&hits));
         assert!(hits.len() <= 3);
-        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{mode:?}");
+        assert!(
+            hits.windows(2).all(|w| w[0].score >= w[1].score),
+            "{mode:?}"
+        );
     }
 }
 
@@ -250,7 +253,13 @@ async fn sync_keeps_unchanged_updates_changed_and_deletes_missing() {
     assert_eq!(ids(&hits), ["pool"]);
 
     let dup = vec![corpus()[0].clone(), corpus()[0].clone()];
-    assert!(kb.sync(&dup).await.unwrap_err().to_string().contains("twice"));
+    assert!(
+        kb.sync(&dup)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("twice")
+    );
 }
 
 #[tokio::test]
@@ -268,7 +277,13 @@ async fn a_different_embedder_is_refused_until_reingest() {
     assert!(err.to_string().contains("upsell kb ingest"), "{err}");
     let report = other.sync(&corpus()).await.unwrap();
     assert_eq!(report.documents_added, 5);
-    assert!(!other.retrieve(&RetrieveRequest::new("pool", 5)).await.unwrap().is_empty());
+    assert!(
+        !other
+            .retrieve(&RetrieveRequest::new("pool", 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -276,14 +291,23 @@ async fn another_connection_sees_new_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kb.db");
     let reader = SqliteKnowledgeBase::open(&path, Arc::new(HashingEmbedder::new(64))).unwrap();
-    assert!(reader.retrieve(&RetrieveRequest::new("pool", 5)).await.unwrap().is_empty());
+    assert!(
+        reader
+            .retrieve(&RetrieveRequest::new("pool", 5))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let writer = SqliteKnowledgeBase::open(&path, Arc::new(HashingEmbedder::new(64))).unwrap();
     writer.sync(&corpus()).await.unwrap();
     let hits = reader
         .retrieve(&RetrieveRequest::new("pool", 5).with_mode(SearchMode::Vector))
         .await
         .unwrap();
-    assert!(!hits.is_empty(), "the vector cache must reload after another connection wrote");
+    assert!(
+        !hits.is_empty(),
+        "the vector cache must reload after another connection wrote"
+    );
 }
 
 fn kb_root() -> PathBuf {
@@ -303,8 +327,15 @@ async fn committed_knowledge_base_loads_and_answers() {
     assert!(past >= 300, "only {past} past messages");
     assert!(docs.iter().any(|d| d.doc_id == "brand/guidelines"));
     assert!(docs.iter().all(|d| !d.doc_id.starts_with("eval/")));
-    let chunk: &Chunk = &docs.iter().find(|d| d.doc_id.starts_with("catalogue/")).unwrap().chunks[0];
-    assert_eq!(chunk.metadata["doc_type"], MetaValue::Text("catalogue".into()));
+    let chunk: &Chunk = &docs
+        .iter()
+        .find(|d| d.doc_id.starts_with("catalogue/"))
+        .unwrap()
+        .chunks[0];
+    assert_eq!(
+        chunk.metadata["doc_type"],
+        MetaValue::Text("catalogue".into())
+    );
 
     let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::default())).unwrap();
     kb.sync(&docs).await.unwrap();

@@ -7,13 +7,11 @@ use schema_check::{Deps, Input, handle};
 async fn main() -> Result<(), lambda_runtime::Error> {
     // Built once per container; the handler borrows it for the life of the process.
     let deps: &'static Deps = Box::leak(Box::new(Deps));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Input>| {
-        async move {
-            handle(event.payload, deps).await.map_err(|e| Diagnostic {
-                error_type: e.error_type().to_owned(),
-                error_message: e.to_string(),
-            })
-        }
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Input>| async move {
+        handle(event.payload, deps).await.map_err(|e| Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        })
     }))
     .await
 }

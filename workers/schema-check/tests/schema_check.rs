@@ -14,7 +14,14 @@ fn service_event() -> Value {
 
 #[tokio::test]
 async fn valid_events_are_normalised() {
-    let out = handle(Input { event: service_event() }, &Deps).await.unwrap();
+    let out = handle(
+        Input {
+            event: service_event(),
+        },
+        &Deps,
+    )
+    .await
+    .unwrap();
     assert_eq!(out.event_id, "evt-1");
     assert_eq!(out.customer_id, "cust-1");
     assert_eq!(out.detail_type, "ServiceCompleted");
@@ -48,13 +55,24 @@ async fn invalid_events_report_every_problem_as_json() {
         (json!("not an object"), "schema-violation", vec![""]),
     ];
     for (event, reason, paths) in cases {
-        let err = handle(Input { event: event.clone() }, &Deps).await.unwrap_err();
+        let err = handle(
+            Input {
+                event: event.clone(),
+            },
+            &Deps,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.error_type(), "SchemaInvalid");
         let d: SchemaInvalidDetails = serde_json::from_str(&err.to_string())
             .unwrap_or_else(|e| panic!("message is not JSON ({e}): {err}"));
         assert_eq!(serde_json::to_value(d.reason).unwrap(), reason, "{event}");
         for p in paths {
-            assert!(d.problems.iter().any(|x| x.path == p), "{p} missing in {:?}", d.problems);
+            assert!(
+                d.problems.iter().any(|x| x.path == p),
+                "{p} missing in {:?}",
+                d.problems
+            );
         }
     }
 }

@@ -35,7 +35,9 @@ pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
 }
 
 pub(crate) fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 pub(crate) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
@@ -63,8 +65,9 @@ pub(crate) fn from_json<T: DeserializeOwned>(
             get_s(item, SK).unwrap_or("?")
         )
     };
-    let raw = get_s(item, attr)
-        .ok_or_else(|| PortError::Other(format!("{} has no string attribute `{attr}`", where_())))?;
+    let raw = get_s(item, attr).ok_or_else(|| {
+        PortError::Other(format!("{} has no string attribute `{attr}`", where_()))
+    })?;
     serde_json::from_str(raw).map_err(|e| {
         PortError::Other(format!(
             "{} has an unreadable `{attr}` attribute: {e}",

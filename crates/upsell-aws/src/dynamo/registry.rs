@@ -163,7 +163,9 @@ impl DynamoAgentRegistry {
                 .map_err(|e| port_error("DynamoDB Query (agent versions)", e))?;
             for item in page.items.unwrap_or_default() {
                 match get_s(&item, "sk") {
-                    Some(ROUTING_SK) => routing_revision = Some(get_n(&item, "revision").unwrap_or(0)),
+                    Some(ROUTING_SK) => {
+                        routing_revision = Some(get_n(&item, "revision").unwrap_or(0))
+                    }
                     Some(sk) if sk.starts_with("VERSION#") => {
                         let spec: AgentSpec = from_json(&item, "spec", &self.table)?;
                         versions.push((spec, get_n(&item, "revision").unwrap_or(0)));
@@ -214,7 +216,11 @@ impl DynamoAgentRegistry {
     }
 
     /// A conditional put: `None` = the item must not exist, `Some(rev)` = its revision is `rev`.
-    fn guarded_put(&self, item: Item, expected: Option<u64>) -> Result<TransactWriteItem, PortError> {
+    fn guarded_put(
+        &self,
+        item: Item,
+        expected: Option<u64>,
+    ) -> Result<TransactWriteItem, PortError> {
         let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
         put = match expected {
             None => put.condition_expression("attribute_not_exists(pk)"),
@@ -237,10 +243,8 @@ impl DynamoAgentRegistry {
         routing_revision: Option<u64>,
     ) -> Result<TxOutcome, PortError> {
         let next = routing_revision.map_or(1, |r| r + 1);
-        let routing_put = self.guarded_put(
-            self.routing_item(agent_id, routing, next),
-            routing_revision,
-        )?;
+        let routing_put =
+            self.guarded_put(self.routing_item(agent_id, routing, next), routing_revision)?;
         let result = self
             .client
             .transact_write_items()
@@ -272,7 +276,10 @@ impl DynamoAgentRegistry {
         if error_code(&e) == Some("TransactionConflictException") {
             return Ok(TxOutcome::Raced);
         }
-        Err(port_error("DynamoDB TransactWriteItems (agent registry)", e))
+        Err(port_error(
+            "DynamoDB TransactWriteItems (agent registry)",
+            e,
+        ))
     }
 
     fn check(spec: &AgentSpec) -> Result<(), PortError> {
@@ -360,11 +367,14 @@ impl AgentRegistry for DynamoAgentRegistry {
         };
         for _ in 0..RACE_RETRIES {
             let items = self.agent_items(&spec.agent_id).await?;
-            if items.versions.iter().any(|(v, _)| v.version == spec.version) {
+            if items
+                .versions
+                .iter()
+                .any(|(v, _)| v.version == spec.version)
+            {
                 return Err(exists());
             }
-            let routing =
-                Routing::of(items.versions.iter().map(|(v, _)| v).chain([spec]));
+            let routing = Routing::of(items.versions.iter().map(|(v, _)| v).chain([spec]));
             let put = self.guarded_put(self.version_item(spec, 1)?, None)?;
             match self
                 .write_with_routing(put, &spec.agent_id, &routing, items.routing_revision)
@@ -408,10 +418,15 @@ impl AgentRegistry for DynamoAgentRegistry {
             updated.status = status;
             updated.traffic_weight = traffic_weight;
             Self::check(&updated)?;
-            let routing = Routing::of(items.versions.iter().map(|(v, _)| {
-                if &v.version == version { &updated } else { v }
-            }));
-            let put = self.guarded_put(self.version_item(&updated, revision + 1)?, Some(*revision))?;
+            let routing = Routing::of(
+                items.versions.iter().map(
+                    |(v, _)| {
+                        if &v.version == version { &updated } else { v }
+                    },
+                ),
+            );
+            let put =
+                self.guarded_put(self.version_item(&updated, revision + 1)?, Some(*revision))?;
             match self
                 .write_with_routing(put, agent_id, &routing, items.routing_revision)
                 .await?

@@ -3,8 +3,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use upsell_core::ports::PortError;
 
@@ -82,7 +82,11 @@ pub async fn create_table(client: &Client, name: &str, kind: TableKind) -> Resul
                 .map_err(|e| PortError::Invalid(e.to_string()))?,
         );
     }
-    match request.set_attribute_definitions(Some(attributes)).send().await {
+    match request
+        .set_attribute_definitions(Some(attributes))
+        .send()
+        .await
+    {
         Ok(_) => Ok(()),
         Err(e) if error_code(&e) == Some("ResourceInUseException") => Ok(()),
         Err(e) => Err(port_error("DynamoDB CreateTable", e)),

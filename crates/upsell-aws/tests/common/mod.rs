@@ -59,8 +59,14 @@ impl Canned {
 
     /// An AWS JSON error: `x-amzn-errortype` header plus a message body.
     pub fn aws_error(status: u16, code: &str, message: &str) -> Self {
-        let mut c = Canned::json(status, serde_json::json!({ "message": message }).to_string());
-        c.headers.push(("x-amzn-errortype".into(), format!("{code}:http://internal.amazon.com/coral/com.amazon.bedrock/")));
+        let mut c = Canned::json(
+            status,
+            serde_json::json!({ "message": message }).to_string(),
+        );
+        c.headers.push((
+            "x-amzn-errortype".into(),
+            format!("{code}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+        ));
         c
     }
 
@@ -81,7 +87,8 @@ pub struct Received {
 
 impl Received {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("request body is not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("request body is not JSON ({e}): {}", self.body))
     }
 }
 
@@ -165,7 +172,11 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>, queue: &Mutex<(Vec<Canne
         if !canned.delay.is_zero() {
             thread::sleep(canned.delay);
         }
-        let mut response = format!("HTTP/1.1 {} Canned\r\ncontent-length: {}\r\n", canned.status, canned.body.len());
+        let mut response = format!(
+            "HTTP/1.1 {} Canned\r\ncontent-length: {}\r\n",
+            canned.status,
+            canned.body.len()
+        );
         for (k, v) in &canned.headers {
             response.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -3,8 +3,12 @@
 use std::path::PathBuf;
 
 pub mod asl;
+pub mod executions;
 pub mod features;
 pub mod kb;
+pub mod messages;
+pub mod quarantine;
+pub mod run;
 pub mod sample;
 pub mod schemas;
 pub mod validate;
@@ -13,7 +17,6 @@ pub mod validate;
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Local state directory (`--home`, `UPSELL_HOME`, default `.upsell/`).
-    #[allow(dead_code)] // Read by the stateful commands (run, agents, kb...) as they land.
     pub home: PathBuf,
 }
 

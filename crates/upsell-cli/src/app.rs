@@ -1,0 +1,1056 @@
+//! The local application: everything `upsell run` and its companions need, under one home folder.
+//!
+//! [`LocalApp::open`] opens the SQLite stores in `<home>/upsell.db`, loads the seed agents into
+//! the registry on first run, builds the knowledge-base index when it is empty, builds each
+//! worker's `Deps` from the local adapters and reads `sam/template.yaml` (rules, state machines,
+//! functions, tables). Workers are called in-process through [`LocalWorkers`], which deserialises
+//! the input JSON into the worker's `Input`, serialises its `Output`, and turns a `WorkerError`
+//! into the Lambda error payload `{errorType, errorMessage}` exactly as each worker's Lambda main
+//! does, so the state machine's Retry and Catch see the same names locally and in AWS.
+//!
+//! [`LocalApp::run_lines`] is the main job: every non-blank line is put on the template's event
+//! bus; a line that is not JSON, is too large or matches no rule is quarantined with its reason;
+//! a matched event starts one execution of the rule's state machine. Events of one customer run
+//! in file order (one lane per customer hash), different customers concurrently. Each line ends
+//! with exactly one [`Outcome`].
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use async_trait::async_trait;
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use upsell_asl::{
+    Clock, Engine, LambdaError, LambdaInvoker, Outcome as AslOutcome, ParseOptions, RealClock,
+    Resources, StartOptions, StateMachine,
+};
+use upsell_core::events::RawEvent;
+use upsell_core::kb::HashingEmbedder;
+use upsell_core::message::QuarantineRecord;
+use upsell_core::ports::{EventPublisher, MessageStore, ModelProvider, PortError};
+use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason, check_event};
+use upsell_local::pattern::EventPattern;
+use upsell_local::services::{DynamoDbTasks, EventsTasks, LocalBus};
+use upsell_local::template::{LoadOptions, SamTemplate, TargetInput, TargetKind};
+use upsell_models::offline::OfflineModel;
+use upsell_models::openai::OpenAiCompatible;
+use upsell_models::seed::{GENERATOR_ID, seed_agents};
+use upsell_sqlite::contacts::SqliteContactStore;
+use upsell_sqlite::features::SqliteFeatureStore;
+use upsell_sqlite::history::ExecutionStore;
+use upsell_sqlite::kb::SqliteKnowledgeBase;
+use upsell_sqlite::kb_source::load_documents;
+use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::tables::{ItemKey, KeyValue, TableStore};
+
+/// The SQLite file under the home folder that holds every local store.
+pub const DB_FILE: &str = "upsell.db";
+
+/// The database under `home`, or an error telling the user to run `upsell run` first (read-only
+/// commands never create an empty one).
+pub fn existing_db(home: &Path) -> anyhow::Result<PathBuf> {
+    let db = home.join(DB_FILE);
+    if !db.exists() {
+        bail!(
+            "{} does not exist: nothing has run with --home {} yet (try `upsell run`)",
+            db.display(),
+            home.display()
+        );
+    }
+    Ok(db)
+}
+
+/// Error type lambda_runtime reports when the payload does not deserialise into `Input`.
+pub const DESERIALIZE_ERROR: &str = "lambda_runtime::deserializer::DeserializeError";
+
+/// Which model provider the generate and judge workers call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// The deterministic offline generator and judge (no network).
+    Offline,
+    /// An OpenAI-compatible chat server (Ollama, llama.cpp's server).
+    OpenAi {
+        /// Base URL, e.g. `http://127.0.0.1:11434`.
+        endpoint: String,
+        /// Model name the server knows (replaces the agents' Bedrock model ids).
+        model_id: String,
+    },
+}
+
+impl ModelChoice {
+    /// Parses `--model offline|openai` with its `--endpoint` and `--model-id`.
+    pub fn from_flags(
+        model: &str,
+        endpoint: Option<&str>,
+        model_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        match model {
+            "offline" => {
+                if endpoint.is_some() || model_id.is_some() {
+                    bail!("--endpoint and --model-id only apply to --model openai");
+                }
+                Ok(ModelChoice::Offline)
+            }
+            "openai" => {
+                let (Some(endpoint), Some(model_id)) = (endpoint, model_id) else {
+                    bail!(
+                        "--model openai needs --endpoint URL and --model-id NAME \
+                         (e.g. --endpoint http://127.0.0.1:11434 --model-id llama3.2:3b)"
+                    );
+                };
+                Ok(ModelChoice::OpenAi {
+                    endpoint: endpoint.to_owned(),
+                    model_id: model_id.to_owned(),
+                })
+            }
+            other => bail!("unknown model provider {other:?} (offline or openai)"),
+        }
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> Arc<dyn ModelProvider> {
+        match self {
+            ModelChoice::Offline => Arc::new(OfflineModel::new()),
+            ModelChoice::OpenAi { endpoint, model_id } => {
+                let mut p = OpenAiCompatible::new(endpoint.clone()).with_model(model_id.clone());
+                if let Ok(key) = std::env::var("UPSELL_OPENAI_API_KEY") {
+                    p = p.with_api_key(key);
+                }
+                Arc::new(p)
+            }
+        }
+    }
+}
+
+/// Where things are and what to plug in.
+#[derive(Clone)]
+pub struct AppOptions {
+    /// The home folder (`--home`, `UPSELL_HOME`, default `.upsell`).
+    pub home: PathBuf,
+    /// The SAM template (default `sam/template.yaml`).
+    pub template: PathBuf,
+    /// The knowledge-base folder, indexed on first run (default `knowledge-base`).
+    pub kb_dir: PathBuf,
+    /// The model provider for generate and judge.
+    pub model: Arc<dyn ModelProvider>,
+    /// The clock executions use (real by default; tests may pass a virtual one).
+    pub clock: Arc<dyn Clock>,
+    /// How many customers' events run at once.
+    pub lanes: usize,
+}
+
+impl std::fmt::Debug for AppOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppOptions")
+            .field("home", &self.home)
+            .field("template", &self.template)
+            .field("kb_dir", &self.kb_dir)
+            .field("lanes", &self.lanes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppOptions {
+    /// Defaults relative to the current directory (the repository root), offline model.
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        AppOptions {
+            home: home.into(),
+            template: PathBuf::from("sam/template.yaml"),
+            kb_dir: PathBuf::from("knowledge-base"),
+            model: ModelChoice::Offline.provider(),
+            clock: Arc::new(RealClock),
+            lanes: 64,
+        }
+    }
+
+    /// Paths relative to `root` (a repository checkout).
+    pub fn with_repo_root(mut self, root: &Path) -> Self {
+        self.template = root.join("sam/template.yaml");
+        self.kb_dir = root.join("knowledge-base");
+        self
+    }
+}
+
+/// A worker failure, as the Lambda runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerFailure {
+    /// `errorType`: the stable name the state machine matches.
+    pub error_type: String,
+    /// `errorMessage`.
+    pub message: String,
+}
+
+async fn call<I, O, E, F, Fut>(
+    worker: &str,
+    payload: Value,
+    handle: F,
+    error_type: fn(&E) -> &'static str,
+) -> Result<Value, WorkerFailure>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: Display,
+    F: FnOnce(I) -> Fut,
+    Fut: Future<Output = Result<O, E>>,
+{
+    let input: I = serde_json::from_value(payload).map_err(|e| WorkerFailure {
+        error_type: DESERIALIZE_ERROR.to_owned(),
+        message: format!(
+            "failed to deserialize the incoming data into the {worker} worker's Input: {e}"
+        ),
+    })?;
+    match handle(input).await {
+        Ok(out) => serde_json::to_value(out).map_err(|e| WorkerFailure {
+            error_type: "InternalError".to_owned(),
+            message: format!("the {worker} worker's Output does not serialise: {e}"),
+        }),
+        Err(e) => Err(WorkerFailure {
+            error_type: error_type(&e).to_owned(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// The six workers with their local `Deps`, called in-process by worker name (the `CodeUri`
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`).
+pub struct LocalWorkers {
+    schema_check: schema_check::Deps,
+    enrich: enrich::Deps,
+    kb_retrieve: kb_retrieve::Deps,
+    generate: generate::Deps,
+    judge: judge::Deps,
+    publish: publish::Deps,
+    /// Function name (logical id) -> worker name, from the template.
+    functions: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for LocalWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalWorkers")
+            .field("functions", &self.functions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalWorkers {
+    /// Worker names this registry serves.
+    pub const NAMES: [&'static str; 6] = [
+        "schema-check",
+        "enrich",
+        "kb-retrieve",
+        "generate",
+        "judge",
+        "publish",
+    ];
+
+    /// Calls one worker with a JSON payload.
+    pub async fn invoke(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
+        match worker {
+            "schema-check" => {
+                call(
+                    worker,
+                    payload,
+                    |i| schema_check::handle(i, &self.schema_check),
+                    schema_check::WorkerError::error_type,
+                )
+                .await
+            }
+            "enrich" => {
+                call(
+                    worker,
+                    payload,
+                    |i| enrich::handle(i, &self.enrich),
+                    enrich::WorkerError::error_type,
+                )
+                .await
+            }
+            "kb-retrieve" => {
+                call(
+                    worker,
+                    payload,
+                    |i| kb_retrieve::handle(i, &self.kb_retrieve),
+                    kb_retrieve::WorkerError::error_type,
+                )
+                .await
+            }
+            "generate" => {
+                call(
+                    worker,
+                    payload,
+                    |i| generate::handle(i, &self.generate),
+                    generate::WorkerError::error_type,
+                )
+                .await
+            }
+            "judge" => {
+                call(
+                    worker,
+                    payload,
+                    |i| judge::handle(i, &self.judge),
+                    judge::WorkerError::error_type,
+                )
+                .await
+            }
+            "publish" => {
+                call(
+                    worker,
+                    payload,
+                    |i| publish::handle(i, &self.publish),
+                    publish::WorkerError::error_type,
+                )
+                .await
+            }
+            other => Err(WorkerFailure {
+                error_type: "Lambda.ResourceNotFoundException".to_owned(),
+                message: format!(
+                    "no worker named {other:?} (known: {})",
+                    Self::NAMES.join(", ")
+                ),
+            }),
+        }
+    }
+}
+
+/// `arn:aws:lambda:region:account:function:Name[:qualifier]` or a bare name -> `Name`.
+fn function_name(function: &str) -> &str {
+    match function.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => function,
+    }
+}
+
+#[async_trait]
+impl LambdaInvoker for LocalWorkers {
+    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, LambdaError> {
+        let name = function_name(function);
+        let Some(worker) = self.functions.get(name) else {
+            return Err(LambdaError::Service {
+                error: "Lambda.ResourceNotFoundException".into(),
+                cause: format!("Function not found: {function} (not a function of the SAM template)"),
+            });
+        };
+        LocalWorkers::invoke(self, worker, payload)
+            .await
+            .map_err(|f| LambdaError::function(&f.error_type, &f.message))
+    }
+}
+
+/// The local event bus: counts what is put on it (approved-message announcements and any
+/// `events:putEvents` of the state machines). Upstream events are routed by [`LocalApp`].
+#[derive(Debug, Default)]
+pub struct LocalEventBus {
+    published: std::sync::atomic::AtomicU64,
+}
+
+impl LocalEventBus {
+    /// Events put on the bus by workers and state machines since start.
+    pub fn published(&self) -> u64 {
+        self.published.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl EventPublisher for LocalEventBus {
+    async fn publish(&self, event: &RawEvent) -> Result<String, PortError> {
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(event.id.clone())
+    }
+}
+
+#[async_trait]
+impl LocalBus for LocalEventBus {
+    async fn put(&self, _bus: &str, _event: Value) -> Result<(), String> {
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// How one input line ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// An approved message was stored and announced.
+    Published,
+    /// Every attempt was rejected by the judge.
+    Rejected,
+    /// No message on purpose (no profile, opted out, unhappy, nothing to offer).
+    Skipped,
+    /// The event was quarantined with its reason.
+    Quarantined,
+    /// The workflow failed; a failed record says why.
+    Failed,
+    /// A redelivery of an event already handled.
+    Duplicate,
+}
+
+/// What happened to one line.
+#[derive(Debug, Clone)]
+pub struct LineResult {
+    /// 1-based line number in the input.
+    pub line: usize,
+    /// The event id, when readable.
+    pub event_id: Option<String>,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The execution that handled it (none for lines quarantined before the bus).
+    pub execution_arn: Option<String>,
+    /// For failures and quarantines: why.
+    pub detail: Option<String>,
+}
+
+/// The run summary. `skipped` is reported on its own for people and folded into `rejected` in
+/// the JSON summary (a deliberate decision not to send a message).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSummary {
+    /// Non-blank input lines.
+    pub events: u64,
+    /// Approved and published.
+    pub published: u64,
+    /// Rejected by the judge after every attempt.
+    pub rejected: u64,
+    /// Deliberately not messaged.
+    pub skipped: u64,
+    /// Quarantined.
+    pub quarantined: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Duplicates ignored.
+    pub duplicates: u64,
+    /// Wall time in seconds.
+    pub elapsed_s: f64,
+}
+
+impl RunSummary {
+    /// Counts one outcome.
+    pub fn add(&mut self, o: &Outcome) {
+        self.events += 1;
+        match o {
+            Outcome::Published => self.published += 1,
+            Outcome::Rejected => self.rejected += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Quarantined => self.quarantined += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+        }
+    }
+
+    /// Events per second.
+    pub fn events_per_s(&self) -> f64 {
+        if self.elapsed_s > 0.0 {
+            self.events as f64 / self.elapsed_s
+        } else {
+            0.0
+        }
+    }
+
+    /// The machine-readable summary: exactly `events`, `published`, `rejected`, `quarantined`,
+    /// `failed`, `duplicates`, `elapsed_s`, `events_per_s`; the five counts add up to `events`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "events": self.events,
+            "published": self.published,
+            "rejected": self.rejected + self.skipped,
+            "quarantined": self.quarantined,
+            "failed": self.failed,
+            "duplicates": self.duplicates,
+            "elapsed_s": (self.elapsed_s * 1000.0).round() / 1000.0,
+            "events_per_s": (self.events_per_s() * 10.0).round() / 10.0,
+        })
+    }
+}
+
+struct Route {
+    bus: String,
+    pattern: EventPattern,
+    rule: String,
+    /// State machine logical id and what it receives.
+    targets: Vec<(String, TargetInput)>,
+}
+
+/// Everything local, opened under one home folder.
+pub struct LocalApp {
+    /// The home folder.
+    pub home: PathBuf,
+    /// The SAM template as read.
+    pub template: SamTemplate,
+    /// Terminal records and quarantine.
+    pub messages: Arc<SqliteMessageStore>,
+    /// Execution history and checkpoints.
+    pub executions: Arc<ExecutionStore>,
+    /// Agent registry.
+    pub registry: Arc<SqliteAgentRegistry>,
+    /// Feature store.
+    pub features: Arc<SqliteFeatureStore>,
+    /// DynamoDB tables of the template (claims, routing).
+    pub tables: Arc<TableStore>,
+    /// The local bus.
+    pub bus: Arc<LocalEventBus>,
+    /// The workers.
+    pub workers: Arc<LocalWorkers>,
+    engine: Engine,
+    machines: HashMap<String, Arc<StateMachine>>,
+    routes: Vec<Route>,
+    ingress_bus: String,
+    lanes: usize,
+    /// What happened while opening (seeded agents, KB ingestion), for the user.
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for LocalApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalApp")
+            .field("home", &self.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn port(what: &str, path: &Path) -> impl FnOnce(PortError) -> anyhow::Error {
+    let msg = format!("opening the {what} in {}", path.display());
+    move |e| anyhow::Error::new(e).context(msg)
+}
+
+impl LocalApp {
+    /// Opens the stores, seeds the registry, indexes the knowledge base when empty and reads
+    /// the SAM template.
+    pub async fn open(opts: AppOptions) -> anyhow::Result<LocalApp> {
+        let db = opts.home.join(DB_FILE);
+        let mut notes = Vec::new();
+        let template = SamTemplate::load(&opts.template, &LoadOptions::default())
+            .with_context(|| format!("reading the SAM template {}", opts.template.display()))?;
+
+        let messages = Arc::new(SqliteMessageStore::open(&db).map_err(port("message store", &db))?);
+        let executions =
+            Arc::new(ExecutionStore::open(&db).map_err(port("execution history", &db))?);
+        let registry =
+            Arc::new(SqliteAgentRegistry::open(&db).map_err(port("agent registry", &db))?);
+        let features =
+            Arc::new(SqliteFeatureStore::open(&db).map_err(port("feature store", &db))?);
+        let contacts =
+            Arc::new(SqliteContactStore::open(&db).map_err(port("contact store", &db))?);
+        let tables = Arc::new(TableStore::open(&db).map_err(port("tables", &db))?);
+        let kb = Arc::new(
+            SqliteKnowledgeBase::open(&db, Arc::new(HashingEmbedder::default()))
+                .map_err(port("knowledge base", &db))?,
+        );
+
+        let seeded = registry
+            .seed(&seed_agents())
+            .context("loading the seed agents into the registry")?;
+        if seeded > 0 {
+            notes.push(format!("registered {seeded} seed agent version(s)"));
+        }
+        if kb.chunk_count().context("reading the knowledge-base index")? == 0 {
+            let docs = load_documents(&opts.kb_dir).with_context(|| {
+                format!("reading the knowledge base in {}", opts.kb_dir.display())
+            })?;
+            let r = kb
+                .sync(&docs)
+                .await
+                .context("indexing the knowledge base")?;
+            notes.push(format!(
+                "indexed the knowledge base: {} documents, {} chunks",
+                docs.len(),
+                r.chunks_total
+            ));
+        }
+
+        let bus = Arc::new(LocalEventBus::default());
+        let model = opts.model.clone();
+        let workers = Arc::new(LocalWorkers {
+            schema_check: schema_check::Deps,
+            enrich: enrich::Deps {
+                features: features.clone(),
+                contacts,
+            },
+            kb_retrieve: kb_retrieve::Deps { kb },
+            generate: generate::Deps {
+                registry: registry.clone(),
+                model: model.clone(),
+            },
+            judge: judge::Deps {
+                registry: registry.clone(),
+                model,
+            },
+            publish: publish::Deps {
+                messages: messages.clone(),
+                events: bus.clone(),
+            },
+            functions: template
+                .functions
+                .iter()
+                .map(|f| (f.logical_id.clone(), f.worker.clone()))
+                .collect(),
+        });
+        for f in &template.functions {
+            if !LocalWorkers::NAMES.contains(&f.worker.as_str()) {
+                bail!(
+                    "{}: function {} has CodeUri {:?}, which is not one of the local workers ({})",
+                    opts.template.display(),
+                    f.logical_id,
+                    f.code_uri,
+                    LocalWorkers::NAMES.join(", ")
+                );
+            }
+        }
+
+        let mut resources = Resources::new();
+        resources.register_lambda(workers.clone());
+        Arc::new(DynamoDbTasks::new(tables.clone(), &template.tables)).register(&mut resources);
+        let default_bus = template
+            .event_buses
+            .first()
+            .cloned()
+            .unwrap_or_else(|| upsell_local::template::DEFAULT_EVENT_BUS.to_owned());
+        Arc::new(EventsTasks::new(bus.clone(), default_bus.clone())).register(&mut resources);
+        let engine = Engine::builder()
+            .resources(resources)
+            .clock(opts.clock.clone())
+            .history(executions.clone())
+            .checkpoints(executions.clone())
+            .identity(
+                upsell_local::template::REGION,
+                upsell_local::template::ACCOUNT_ID,
+            )
+            .build();
+
+        let mut machines = HashMap::new();
+        for m in &template.state_machines {
+            let sm = upsell_asl::parse_str(&m.definition, ParseOptions::default())
+                .with_context(|| format!("state machine {} of {}", m.logical_id, opts.template.display()))?;
+            machines.insert(m.logical_id.clone(), sm);
+        }
+        let mut routes = Vec::new();
+        for r in template.rules.iter().filter(|r| r.enabled) {
+            let mut targets = Vec::new();
+            for t in &r.targets {
+                if let TargetKind::StateMachine(id) = &t.kind {
+                    if !matches!(t.input, TargetInput::Event) {
+                        bail!(
+                            "rule {} target {}: only targets that receive the whole event are supported locally",
+                            r.logical_id,
+                            t.id
+                        );
+                    }
+                    targets.push((id.clone(), t.input.clone()));
+                }
+            }
+            if !targets.is_empty() {
+                routes.push(Route {
+                    bus: r.event_bus.clone(),
+                    pattern: r.pattern.clone(),
+                    rule: r.logical_id.clone(),
+                    targets,
+                });
+            }
+        }
+        if routes.is_empty() {
+            bail!(
+                "{} has no enabled EventBridge rule that targets a state machine",
+                opts.template.display()
+            );
+        }
+        let ingress_bus = routes[0].bus.clone();
+
+        let app = LocalApp {
+            home: opts.home.clone(),
+            template,
+            messages,
+            executions,
+            registry,
+            features,
+            tables,
+            bus,
+            workers,
+            engine,
+            machines,
+            routes,
+            ingress_bus,
+            lanes: opts.lanes.max(1),
+            notes,
+        };
+        app.sync_routing()?;
+        Ok(app)
+    }
+
+    /// Writes the generator's routing record (production version, canary version and weight)
+    /// from the registry into the local AgentRegistryTable, where the ASL's LoadRouting reads it.
+    pub fn sync_routing(&self) -> anyhow::Result<()> {
+        let Some(table) = self
+            .template
+            .state_machines
+            .iter()
+            .find_map(|m| m.substitutions.get("AgentRegistryTableName"))
+        else {
+            return Ok(());
+        };
+        let r = self
+            .registry
+            .routing(GENERATOR_ID)
+            .context("reading the generator's routing from the registry")?;
+        let pk = format!("AGENT#{GENERATOR_ID}");
+        let mut item = json!({
+            "pk": {"S": pk},
+            "sk": {"S": "ROUTING"},
+            "canaryWeight": {"N": r.canary_weight.to_string()},
+        });
+        if let Some(v) = &r.production_version {
+            item["productionVersion"] = json!({"S": v.to_string()});
+        }
+        if let Some(v) = &r.canary_version {
+            item["canaryVersion"] = json!({"S": v.to_string()});
+        }
+        let key = ItemKey {
+            pk: KeyValue::S(pk),
+            sk: Some(KeyValue::S("ROUTING".into())),
+        };
+        self.tables
+            .put(table, &key, &item)
+            .context("writing the routing record")?;
+        Ok(())
+    }
+
+    /// Resumes executions that a previous process left mid-way; returns their outcomes.
+    pub async fn resume_interrupted(&self) -> anyhow::Result<Vec<(String, Outcome)>> {
+        let mut out = Vec::new();
+        for arn in self.executions.interrupted()? {
+            let sm_name = arn.rsplit(':').nth(1).unwrap_or_default();
+            let Some(sm) = self.machines.get(sm_name) else {
+                continue;
+            };
+            if let Some(ex) = self
+                .engine
+                .resume(sm, &arn)
+                .await
+                .map_err(|e| anyhow::anyhow!("resuming {arn}: {e}"))?
+            {
+                out.push((arn, outcome_of(&ex.outcome).0));
+            }
+        }
+        self.executions.flush()?;
+        Ok(out)
+    }
+
+    async fn quarantine_line(
+        &self,
+        line: &str,
+        event_id: Option<String>,
+        reason: RejectReason,
+        errors: Vec<Problem>,
+        origin: &str,
+    ) -> anyhow::Result<()> {
+        let record = QuarantineRecord {
+            quarantine_id: event_id.clone().unwrap_or_else(|| text_hash(line)),
+            event_id,
+            raw: line.to_owned(),
+            reason,
+            errors,
+            origin: Some(origin.to_owned()),
+            quarantined_at: Utc::now(),
+        };
+        self.messages
+            .quarantine(&record)
+            .await
+            .context("writing a quarantine record")?;
+        Ok(())
+    }
+
+    /// Puts one line on the bus and waits for its outcome.
+    pub async fn process_line(&self, line_no: usize, line: &str, origin: &str) -> anyhow::Result<LineResult> {
+        let origin = format!("{origin}:{line_no}");
+        let mut result = LineResult {
+            line: line_no,
+            event_id: None,
+            outcome: Outcome::Quarantined,
+            execution_arn: None,
+            detail: None,
+        };
+        // What PutEvents refuses: not a JSON object, or over 256 KiB.
+        let event = match serde_json::from_str::<Value>(line) {
+            Ok(v @ Value::Object(_)) if line.len() <= MAX_EVENT_BYTES => v,
+            _ => {
+                let rejection = match check_event(line.as_bytes()) {
+                    Err(r) => r,
+                    Ok(_) => unreachable_rejection(line),
+                };
+                result.event_id = rejection.event_id.clone();
+                result.detail = Some(rejection.to_string());
+                self.quarantine_line(line, rejection.event_id, rejection.reason, rejection.problems, &origin)
+                    .await?;
+                return Ok(result);
+            }
+        };
+        let event_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
+        result.event_id = event_id.clone();
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| r.bus == self.ingress_bus && r.pattern.matches(&event))
+        else {
+            let problem = Problem::new(
+                "",
+                format!(
+                    "the event (source {}, detail-type {}) matches no EventBridge rule on bus {} of {}",
+                    event.get("source").unwrap_or(&Value::Null),
+                    event.get("detail-type").unwrap_or(&Value::Null),
+                    self.ingress_bus,
+                    self.template.path.display()
+                ),
+            );
+            // Prefer the validator's reason when the event is also invalid.
+            let (reason, problems) = match check_event(line.as_bytes()) {
+                Err(r) => {
+                    let mut p = r.problems;
+                    p.push(problem);
+                    (r.reason, p)
+                }
+                Ok(_) => (RejectReason::SchemaViolation, vec![problem]),
+            };
+            result.detail = Some(format!("{reason}: matches no rule"));
+            self.quarantine_line(line, event_id, reason, problems, &origin).await?;
+            return Ok(result);
+        };
+        let mut first: Option<(Outcome, String, Option<String>)> = None;
+        for (machine_id, _input) in &route.targets {
+            let sm = self
+                .machines
+                .get(machine_id)
+                .with_context(|| format!("rule {} targets unknown state machine {machine_id}", route.rule))?;
+            let ex = self
+                .engine
+                .execute(
+                    sm,
+                    event.clone(),
+                    StartOptions {
+                        name: Some(execution_name(event_id.as_deref())),
+                        state_machine_name: Some(machine_id.clone()),
+                        role_arn: None,
+                    },
+                )
+                .await;
+            let (outcome, detail) = outcome_of(&ex.outcome);
+            first.get_or_insert((outcome, ex.arn, detail));
+        }
+        let (outcome, arn, detail) = first.expect("a route has at least one target");
+        result.outcome = outcome;
+        result.execution_arn = Some(arn);
+        result.detail = detail;
+        Ok(result)
+    }
+
+    /// Processes every non-blank line; `progress` is called after each one. Events of one
+    /// customer run in file order; up to `lanes` customers run at once.
+    pub async fn run_lines<F>(
+        self: &Arc<Self>,
+        text: &str,
+        origin: &str,
+        mut progress: F,
+    ) -> anyhow::Result<(RunSummary, Vec<LineResult>)>
+    where
+        F: FnMut(&LineResult),
+    {
+        let started = Instant::now();
+        let lines: Vec<(usize, String)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| (i + 1, l.to_owned()))
+            .collect();
+        let lanes = self.lanes.min(lines.len()).max(1);
+        let mut per_lane: Vec<Vec<(usize, String)>> = vec![Vec::new(); lanes];
+        for (n, l) in lines {
+            let key = lane_key(&l);
+            per_lane[(fnv(&key) % lanes as u64) as usize].push((n, l));
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in per_lane.into_iter().filter(|l| !l.is_empty()) {
+            let app = self.clone();
+            let tx = tx.clone();
+            let origin = origin.to_owned();
+            tasks.spawn(async move {
+                for (n, l) in lane {
+                    let r = app.process_line(n, &l, &origin).await?;
+                    if tx.send(r).is_err() {
+                        break;
+                    }
+                }
+                anyhow::Ok(())
+            });
+        }
+        drop(tx);
+        let mut summary = RunSummary::default();
+        let mut results = Vec::new();
+        while let Some(r) = rx.recv().await {
+            summary.add(&r.outcome);
+            progress(&r);
+            results.push(r);
+        }
+        while let Some(j) = tasks.join_next().await {
+            j.context("a processing task panicked")??;
+        }
+        self.executions
+            .flush()
+            .context("writing the execution history")?;
+        summary.elapsed_s = started.elapsed().as_secs_f64();
+        results.sort_by_key(|r| r.line);
+        Ok((summary, results))
+    }
+}
+
+/// `check_event` accepts only JSON objects within the size limit, which never reach the
+/// branch that calls this; it keeps that branch total without a panic.
+fn unreachable_rejection(line: &str) -> upsell_core::validate::Rejection {
+    upsell_core::validate::Rejection {
+        reason: RejectReason::MalformedJson,
+        problems: vec![Problem::new(
+            "",
+            format!("not a JSON object ({} bytes)", line.len()),
+        )],
+        event_id: None,
+    }
+}
+
+fn outcome_of(o: &AslOutcome) -> (Outcome, Option<String>) {
+    match o {
+        AslOutcome::Succeeded(out) => match out.get("outcome").and_then(Value::as_str) {
+            Some("published") => (Outcome::Published, None),
+            Some("rejected") => (Outcome::Rejected, None),
+            Some("skipped") => (Outcome::Skipped, None),
+            Some("quarantined") => (Outcome::Quarantined, None),
+            Some("duplicate") => (Outcome::Duplicate, None),
+            other => (
+                Outcome::Failed,
+                Some(format!("the execution succeeded with an unknown outcome {other:?}")),
+            ),
+        },
+        AslOutcome::Failed(f) => (Outcome::Failed, Some(f.to_string())),
+    }
+}
+
+/// Execution names: the event id (Step Functions' allowed characters, at most 80), plus a
+/// random suffix so redeliveries of one event get their own executions.
+fn execution_name(event_id: Option<&str>) -> String {
+    let suffix = uuid_suffix();
+    let base: String = event_id
+        .unwrap_or("event")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80 - suffix.len() - 1)
+        .collect();
+    format!("{base}.{suffix}")
+}
+
+fn uuid_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = Utc::now().timestamp_micros() as u64;
+    format!("{:08x}", fnv(&format!("{t}-{n}-{}", std::process::id())) as u32)
+}
+
+/// Lane key: the customer id when readable, else the text.
+fn lane_key(line: &str) -> String {
+    serde_json::from_str::<Value>(line)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/detail/customerId")
+                .and_then(Value::as_str)
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| line.to_owned())
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The quarantine key of a line without a readable event id (same form as the publish worker's).
+pub fn text_hash(s: &str) -> String {
+    format!("raw-{:016x}", fnv(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_from_arns() {
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:000000000000:function:EnrichFunction"),
+            "EnrichFunction"
+        );
+        assert_eq!(
+            function_name("arn:aws:lambda:us-east-1:000000000000:function:EnrichFunction:$LATEST"),
+            "EnrichFunction"
+        );
+        assert_eq!(function_name("EnrichFunction"), "EnrichFunction");
+    }
+
+    #[test]
+    fn execution_names_are_valid_and_distinct() {
+        let a = execution_name(Some("8e97d202-0aec-4fe9-9aa4-73ef1259baf5"));
+        let b = execution_name(Some("8e97d202-0aec-4fe9-9aa4-73ef1259baf5"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("8e97d202-0aec-4fe9-9aa4-73ef1259baf5."));
+        let long = execution_name(Some(&"x/y ".repeat(60)));
+        assert!(long.len() <= 80, "{long}");
+        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    }
+
+    #[test]
+    fn model_flags() {
+        assert_eq!(
+            ModelChoice::from_flags("offline", None, None).unwrap(),
+            ModelChoice::Offline
+        );
+        let e = ModelChoice::from_flags("openai", Some("http://127.0.0.1:1"), None).unwrap_err();
+        assert!(e.to_string().contains("--model-id"), "{e}");
+        assert!(ModelChoice::from_flags("bedrock", None, None).is_err());
+    }
+
+    #[test]
+    fn the_json_summary_has_exactly_the_documented_keys_and_adds_up() {
+        let mut s = RunSummary::default();
+        for o in [
+            Outcome::Published,
+            Outcome::Rejected,
+            Outcome::Skipped,
+            Outcome::Quarantined,
+            Outcome::Failed,
+            Outcome::Duplicate,
+        ] {
+            s.add(&o);
+        }
+        s.elapsed_s = 2.0;
+        let j = s.to_json();
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["events", "published", "rejected", "quarantined", "failed", "duplicates", "elapsed_s", "events_per_s"]
+        );
+        let sum: u64 = ["published", "rejected", "quarantined", "failed", "duplicates"]
+            .iter()
+            .map(|k| j[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, j["events"].as_u64().unwrap());
+        assert_eq!(j["events_per_s"], 3.0);
+    }
+}

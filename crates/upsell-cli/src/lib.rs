@@ -1,0 +1,4 @@
+//! The `upsell` command-line tool as a library, so integration tests and benchmarks can drive
+//! the local application ([`app::LocalApp`]) without spawning the binary.
+
+pub mod app;

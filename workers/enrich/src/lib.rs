@@ -1,0 +1,314 @@
+//! The enrich worker: applies the event to the feature store, reads the customer's features
+//! and contact, and works out what to offer. Output: the [`Facts`] the generate and judge steps
+//! use, the knowledge-base query, and the sticky canary bucket (0..=99, a stable hash of the
+//! customer id, so a customer always sees the same agent version during a rollout).
+//!
+//! Events that must not lead to a message give `eligible: false` with a reason (no profile
+//! yet, so no first name; opted out of marketing; an unhappy survey; nothing suitable to offer).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use upsell_core::events::{CustomerEvent, RawEvent};
+use upsell_core::features::{CustomerFeatures, FEATURE_SET_VERSION, FeatureStore, Season};
+use upsell_core::ports::{ContactStore, CustomerContact, PortError};
+use upsell_models::catalogue::Catalogue;
+use upsell_models::offers::{compute_offers, next_month_name, season_name};
+use upsell_models::prompt::{CustomerContext, Facts, RetrievalQuery};
+
+/// Input: the normalised event (the schema-check output's `event`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Input {
+    /// The event.
+    pub event: RawEvent,
+}
+
+/// Output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Event id.
+    pub event_id: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Sticky bucket 0..=99 for canary routing.
+    pub bucket: u8,
+    /// Whether a message should be written.
+    pub eligible: bool,
+    /// Why not, when not eligible: `no-profile`, `opted-out`, `unhappy-customer`,
+    /// `no-suitable-offer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    /// What generate and judge need; present when eligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<Facts>,
+    /// What kb-retrieve should look for; present when eligible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<RetrievalQuery>,
+}
+
+/// Worker errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The input is not a known, valid event.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A store failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl WorkerError {
+    /// The stable error name the state machine matches.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::Port(e) => e.error_type(),
+        }
+    }
+}
+
+/// Ports the worker needs.
+#[derive(Clone)]
+pub struct Deps {
+    /// Customer features.
+    pub features: Arc<dyn FeatureStore>,
+    /// First names and consent.
+    pub contacts: Arc<dyn ContactStore>,
+}
+
+/// Offers kept in the output (the best one plus alternatives).
+pub const MAX_OFFERS: usize = 3;
+/// Survey satisfaction (1..=10) at or below which we do not upsell.
+pub const UNHAPPY_SATISFACTION: u8 = 4;
+
+/// The sticky canary bucket of a customer: FNV-1a of the id, modulo 100. Stable across
+/// processes, platforms and Rust versions (unlike `std`'s randomised hasher).
+pub fn bucket_of(customer_id: &str) -> u8 {
+    let h = customer_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % 100) as u8
+}
+
+/// Folds one event into the customer's previous snapshot (what the feature store knew just
+/// before the event), following the definitions of `upsell_core::features::FeatureBuilder`.
+pub fn apply_event(prev: Option<CustomerFeatures>, event: &CustomerEvent) -> CustomerFeatures {
+    let t = event.time();
+    let mut f = prev.unwrap_or_else(|| CustomerFeatures {
+        customer_id: event.customer_id().to_owned(),
+        feature_set_version: FEATURE_SET_VERSION.to_owned(),
+        as_of: t,
+        last_event_time: t,
+        event_count: 0,
+        customer_since: t.date_naive(),
+        tenure_days: 0,
+        service_count: 0,
+        services_per_year: 0.0,
+        lifetime_value_cents: 0,
+        last_service_date: None,
+        days_since_last_service: None,
+        services_bought: Vec::new(),
+        services_not_bought: upsell_core::events::Service::ALL.to_vec(),
+        recent_satisfaction: Vec::new(),
+        satisfaction_avg: None,
+        satisfaction_trend: None,
+        lot_size_sqft: None,
+        has_pool: None,
+        has_pets: None,
+        pets: Vec::new(),
+        year_built: None,
+        home_age_years: None,
+        home_type: None,
+        region: None,
+        marketing_opt_in: None,
+        season: Season::of(t.date_naive()),
+    });
+    let newest = t >= f.last_event_time;
+    f.event_count += 1;
+    f.last_event_time = f.last_event_time.max(t);
+    f.customer_since = f.customer_since.min(t.date_naive());
+    match event {
+        CustomerEvent::ServiceCompleted(e) => {
+            let d = &e.detail;
+            f.service_count += 1;
+            f.lifetime_value_cents = f.lifetime_value_cents.saturating_add(d.price_cents);
+            if !f.services_bought.contains(&d.service) {
+                f.services_bought.push(d.service);
+                f.services_bought.sort();
+            }
+            f.services_not_bought.retain(|s| *s != d.service);
+            f.last_service_date = Some(
+                f.last_service_date
+                    .map_or(d.service_date, |l| l.max(d.service_date)),
+            );
+            f.customer_since = f.customer_since.min(d.service_date);
+        }
+        CustomerEvent::SurveySubmitted(e) => {
+            f.recent_satisfaction.push(e.detail.satisfaction);
+            let n = f.recent_satisfaction.len();
+            if n > upsell_core::features::SATISFACTION_WINDOW {
+                f.recent_satisfaction
+                    .drain(..n - upsell_core::features::SATISFACTION_WINDOW);
+            }
+            let xs: Vec<f64> = f
+                .recent_satisfaction
+                .iter()
+                .map(|x| f64::from(*x))
+                .collect();
+            f.satisfaction_avg = Some(xs.iter().sum::<f64>() / xs.len() as f64);
+            f.satisfaction_trend = slope(&xs);
+        }
+        CustomerEvent::CustomerProfileUpdated(e) => {
+            // The newest profile by event time wins.
+            if newest {
+                let p = &e.detail;
+                f.lot_size_sqft = Some(p.property.lot_size_sqft);
+                f.has_pool = Some(p.property.has_pool);
+                f.has_pets = Some(!p.property.pets.is_empty());
+                f.pets = p.property.pets.clone();
+                f.year_built = p.property.year_built;
+                f.home_type = Some(p.property.home_type);
+                f.region = Some(p.address.region);
+                f.marketing_opt_in = Some(p.marketing_opt_in);
+            }
+        }
+    }
+    // Recompute time-relative features for the event time.
+    f.as_of = t - Duration::microseconds(1);
+    f.at(t)
+}
+
+fn slope(xs: &[f64]) -> Option<f64> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let n = xs.len() as f64;
+    let mx = (n - 1.0) / 2.0;
+    let my = xs.iter().sum::<f64>() / n;
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, y) in xs.iter().enumerate() {
+        let dx = i as f64 - mx;
+        num += dx * (y - my);
+        den += dx * dx;
+    }
+    Some(num / den)
+}
+
+fn skip(event_id: &str, customer_id: &str, bucket: u8, reason: &str) -> Output {
+    Output {
+        event_id: event_id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        bucket,
+        eligible: false,
+        skip_reason: Some(reason.to_owned()),
+        facts: None,
+        retrieval: None,
+    }
+}
+
+/// Enriches one event.
+pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
+    let event = CustomerEvent::try_from(input.event)
+        .map_err(|e| WorkerError::InvalidInput(e.to_string()))?;
+    let customer_id = event.customer_id().to_owned();
+    let event_id = event.id().to_owned();
+    let t: DateTime<Utc> = event.time();
+
+    if let CustomerEvent::CustomerProfileUpdated(e) = &event {
+        deps.contacts
+            .put(&CustomerContact {
+                customer_id: customer_id.clone(),
+                first_name: e.detail.first_name.clone(),
+                marketing_opt_in: e.detail.marketing_opt_in,
+                updated_at: t,
+            })
+            .await?;
+    }
+    // What was known just before this event: re-applying the same event gives the same
+    // snapshot, so a retried or redelivered event is not counted twice.
+    let prev = deps
+        .features
+        .get(&customer_id, Some(t - Duration::microseconds(1)))
+        .await?;
+    let features = apply_event(prev, &event);
+    deps.features.put(&features).await?;
+
+    let bucket = bucket_of(&customer_id);
+    let Some(contact) = deps.contacts.get(&customer_id).await? else {
+        return Ok(skip(&event_id, &customer_id, bucket, "no-profile"));
+    };
+    if !contact.marketing_opt_in {
+        return Ok(skip(&event_id, &customer_id, bucket, "opted-out"));
+    }
+    if let CustomerEvent::SurveySubmitted(e) = &event
+        && e.detail.satisfaction <= UNHAPPY_SATISFACTION
+    {
+        return Ok(skip(&event_id, &customer_id, bucket, "unhappy-customer"));
+    }
+    let date = t.date_naive();
+    let mut offers = compute_offers(&features, date, Catalogue::builtin(), MAX_OFFERS);
+    if offers.is_empty() {
+        return Ok(skip(&event_id, &customer_id, bucket, "no-suitable-offer"));
+    }
+    let offer = offers.remove(0);
+    let (last_service, technician_notes, survey_comment) = match &event {
+        CustomerEvent::ServiceCompleted(e) => (
+            Some(e.detail.service),
+            Some(e.detail.technician_notes.clone()).filter(|n| !n.is_empty()),
+            None,
+        ),
+        CustomerEvent::SurveySubmitted(e) => (
+            None,
+            None,
+            Some(e.detail.free_text.clone()).filter(|n| !n.is_empty()),
+        ),
+        CustomerEvent::CustomerProfileUpdated(_) => (None, None, None),
+    };
+    let customer = CustomerContext {
+        first_name: contact.first_name,
+        region: features.region,
+        home_type: features.home_type,
+        has_pool: features.has_pool,
+        pets: features.pets.clone(),
+        lot_size_sqft: features.lot_size_sqft,
+        home_age_years: features.home_age_years,
+        tenure_years: u32::try_from(features.tenure_days / 365).unwrap_or(0),
+        services_bought: features.services_bought.clone(),
+        service_count: features.service_count,
+        last_service,
+        technician_notes,
+        survey_comment,
+    };
+    let season = Season::of(date);
+    let retrieval = RetrievalQuery {
+        query: format!(
+            "{} {} {}",
+            offer.name,
+            season_name(season),
+            offer.reasons.join(" ")
+        ),
+        offering: Some(offer.offering.clone()),
+        region: features.region,
+        k: 3,
+    };
+    Ok(Output {
+        event_id,
+        customer_id,
+        bucket,
+        eligible: true,
+        skip_reason: None,
+        facts: Some(Facts {
+            date: date.to_string(),
+            season,
+            booking_month: next_month_name(date).to_owned(),
+            customer,
+            offer,
+            alternatives: offers,
+        }),
+        retrieval: Some(retrieval),
+    })
+}

@@ -1,0 +1,22 @@
+//! Lambda entry point of the judge worker (feature `lambda`): AWS adapters built once.
+
+use std::sync::Arc;
+
+use judge::{Deps, Input, handle};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let ctx = upsell_aws::AwsContext::from_env().await?;
+    let deps: &'static Deps = Box::leak(Box::new(Deps {
+        registry: Arc::new(ctx.agent_registry()?),
+        model: Arc::new(ctx.model_provider()),
+    }));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Input>| async move {
+        handle(event.payload, deps).await.map_err(|e| Diagnostic {
+            error_type: e.error_type().to_owned(),
+            error_message: e.to_string(),
+        })
+    }))
+    .await
+}

@@ -1,0 +1,414 @@
+//! The publish worker: writes each event's one terminal record and announces approved messages.
+//!
+//! The state machine calls it from its terminal states with an `outcome`:
+//! - `published` (Publish): stores the approved MessageRecord and puts an
+//!   `UpsellMessageApproved` event on the bus;
+//! - `rejected` (RecordRejection), `failed` (RecordFailure), `skipped` (RecordSkipped): stores
+//!   the MessageRecord with that status;
+//! - `quarantined` (Quarantine): stores the event verbatim with every validation problem.
+//!
+//! Idempotent by event id: a second call for the same event writes nothing and publishes
+//! nothing. For approved messages the bus event goes out before the record is written and
+//! only when no record exists, so a retry after a failed write may announce twice (consumers
+//! deduplicate on `detail.eventId`) but an event is never lost.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use upsell_core::agent::AgentRef;
+use upsell_core::events::{EventEnvelope, RawEvent};
+use upsell_core::message::{
+    AttemptRecord, MessageRecord, MessageStatus, QuarantineRecord, TokenUsage,
+};
+use upsell_core::ports::{EventPublisher, MessageStore, PortError, PutOutcome};
+use upsell_core::validate::{Problem, RejectReason};
+use upsell_models::pricing::cost_usd;
+use upsell_models::prompt::Facts;
+use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
+
+/// `detail-type` of the announcement.
+pub const APPROVED_DETAIL_TYPE: &str = "UpsellMessageApproved";
+/// `source` of the announcement (outside the upstream rule's detail-types, so it never
+/// triggers the workflow again).
+pub const APPROVED_SOURCE: &str = "com.homeservices.upsell-flow";
+
+/// A Step Functions error as a Catch hands it over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepError {
+    /// Error name, e.g. `ModelThrottled` or `States.Timeout`.
+    #[serde(rename = "Error")]
+    pub error: String,
+    /// The error message.
+    #[serde(rename = "Cause", default)]
+    pub cause: Option<String>,
+}
+
+/// A finished generate/judge loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Finished {
+    /// Triggering event id.
+    pub event_id: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Generator version.
+    pub generator: AgentRef,
+    /// Judge version.
+    pub judge: AgentRef,
+    /// The enrich step's facts (the offer).
+    pub facts: Facts,
+    /// Every attempt, the last one being the final message.
+    pub history: Vec<AttemptRecord>,
+    /// Generator model id (for the cost estimate).
+    #[serde(default)]
+    pub generator_model_id: Option<String>,
+    /// Judge model id (for the cost estimate).
+    #[serde(default)]
+    pub judge_model_id: Option<String>,
+    /// Execution start (`$$.Execution.StartTime`), for the latency.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// A workflow that failed after retries (the ASL's catch-all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failed {
+    /// The event as received (its id and customer id key the record).
+    pub event: Value,
+    /// The error caught.
+    pub error: StepError,
+    /// Execution start, for the latency.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// An event that deliberately gets no message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// Triggering event id.
+    pub event_id: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Why (`opted-out`, `no-profile`, `unhappy-customer`, `no-suitable-offer`).
+    pub reason: String,
+    /// Execution start, for the latency.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// An event that failed validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quarantined {
+    /// The event as received.
+    pub event: Value,
+    /// The SchemaCheck error (its cause is the schema-check worker's JSON details).
+    pub error: StepError,
+    /// Where it came from, e.g. `eventbridge`.
+    #[serde(default)]
+    pub origin: Option<String>,
+}
+
+/// Input: which terminal record to write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Input {
+    /// Approved: store and announce.
+    Published(Finished),
+    /// Every attempt rejected.
+    Rejected(Finished),
+    /// The workflow failed.
+    Failed(Failed),
+    /// No message on purpose.
+    Skipped(Skipped),
+    /// Failed validation.
+    Quarantined(Quarantined),
+}
+
+/// Output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// `published`, `rejected`, `failed`, `skipped` or `quarantined`.
+    pub outcome: String,
+    /// The record key (event id or quarantine id).
+    pub record_id: String,
+    /// False when a record with that key already existed (nothing was written).
+    pub record_written: bool,
+    /// Whether an `UpsellMessageApproved` event was put on the bus.
+    pub event_published: bool,
+}
+
+/// Worker errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The input cannot make a record.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The store or the bus failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl WorkerError {
+    /// The stable error name the state machine matches.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::Port(e) => e.error_type(),
+        }
+    }
+}
+
+/// Ports the worker needs.
+#[derive(Clone)]
+pub struct Deps {
+    /// Message records.
+    pub messages: Arc<dyn MessageStore>,
+    /// The event bus.
+    pub events: Arc<dyn EventPublisher>,
+}
+
+fn latency(started_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
+    started_at.map_or(0, |s| {
+        u64::try_from((now - s).num_milliseconds()).unwrap_or(0)
+    })
+}
+
+fn placeholder(agent_id: &str) -> AgentRef {
+    // MessageRecord requires agent refs; 0.0.0 marks "no version was chosen".
+    AgentRef {
+        agent_id: agent_id.to_owned(),
+        version: semver::Version::new(0, 0, 0),
+    }
+}
+
+fn finished_record(
+    f: &Finished,
+    status: MessageStatus,
+    now: DateTime<Utc>,
+) -> Result<MessageRecord, WorkerError> {
+    let last = f.history.last().ok_or_else(|| {
+        WorkerError::InvalidInput(format!("event {}: history has no attempt", f.event_id))
+    })?;
+    if status == MessageStatus::Approved && !last.verdict.approved {
+        return Err(WorkerError::InvalidInput(format!(
+            "event {}: the last attempt was not approved; refusing to publish it",
+            f.event_id
+        )));
+    }
+    let gen_usage = f
+        .history
+        .iter()
+        .fold(TokenUsage::default(), |a, h| a + h.generator_usage);
+    let judge_usage = f
+        .history
+        .iter()
+        .fold(TokenUsage::default(), |a, h| a + h.judge_usage);
+    let cost = f
+        .generator_model_id
+        .as_deref()
+        .map_or(0.0, |m| cost_usd(m, gen_usage))
+        + f.judge_model_id
+            .as_deref()
+            .map_or(0.0, |m| cost_usd(m, judge_usage));
+    Ok(MessageRecord {
+        event_id: f.event_id.clone(),
+        customer_id: f.customer_id.clone(),
+        status,
+        message: Some(last.message.clone()),
+        recommended_service: Some(f.facts.offer.service),
+        generator: f.generator.clone(),
+        judge: f.judge.clone(),
+        attempts: f.history.clone(),
+        total_usage: gen_usage + judge_usage,
+        cost_usd: cost,
+        latency_ms: latency(f.started_at, now),
+        error: (status == MessageStatus::Rejected).then(|| {
+            format!(
+                "rejected after {} attempt(s): {}",
+                f.history.len(),
+                last.verdict.reasons.join(", ")
+            )
+        }),
+        created_at: now,
+    })
+}
+
+fn announcement(record: &MessageRecord, f: &Finished) -> RawEvent {
+    let last = f.history.last();
+    EventEnvelope {
+        version: Some("0".into()),
+        id: format!("approved-{}", record.event_id),
+        source: APPROVED_SOURCE.into(),
+        detail_type: APPROVED_DETAIL_TYPE.into(),
+        account: None,
+        time: record.created_at,
+        region: None,
+        resources: Vec::new(),
+        detail: json!({
+            "eventId": record.event_id,
+            "customerId": record.customer_id,
+            "message": record.message,
+            "offering": f.facts.offer.offering,
+            "service": f.facts.offer.service,
+            "generator": record.generator,
+            "judge": record.judge,
+            "score": last.map(|a| a.verdict.score),
+            "attempts": f.history.len(),
+        }),
+    }
+}
+
+async fn put(deps: &Deps, record: &MessageRecord, outcome: &str) -> Result<Output, WorkerError> {
+    let written = deps.messages.put_if_absent(record).await? == PutOutcome::Inserted;
+    Ok(Output {
+        outcome: outcome.to_owned(),
+        record_id: record.event_id.clone(),
+        record_written: written,
+        event_published: false,
+    })
+}
+
+/// Writes one terminal record.
+pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
+    let now = Utc::now();
+    match input {
+        Input::Published(f) => {
+            let record = finished_record(&f, MessageStatus::Approved, now)?;
+            if deps.messages.get(&record.event_id).await?.is_some() {
+                return Ok(Output {
+                    outcome: "published".into(),
+                    record_id: record.event_id,
+                    record_written: false,
+                    event_published: false,
+                });
+            }
+            deps.events.publish(&announcement(&record, &f)).await?;
+            let mut out = put(deps, &record, "published").await?;
+            out.event_published = true;
+            Ok(out)
+        }
+        Input::Rejected(f) => {
+            let record = finished_record(&f, MessageStatus::Rejected, now)?;
+            put(deps, &record, "rejected").await
+        }
+        Input::Failed(f) => {
+            let raw = serde_json::to_string(&f.event).expect("JSON values serialise");
+            let event_id = f
+                .event
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| text_hash(&raw), str::to_owned);
+            let customer_id = f
+                .event
+                .pointer("/detail/customerId")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let record = MessageRecord {
+                event_id,
+                customer_id,
+                status: MessageStatus::Failed,
+                message: None,
+                recommended_service: None,
+                generator: placeholder(GENERATOR_ID),
+                judge: placeholder(JUDGE_ID),
+                attempts: Vec::new(),
+                total_usage: TokenUsage::default(),
+                cost_usd: 0.0,
+                latency_ms: latency(f.started_at, now),
+                error: Some(format!(
+                    "{}: {}",
+                    f.error.error,
+                    f.error.cause.as_deref().unwrap_or("no cause given")
+                )),
+                created_at: now,
+            };
+            put(deps, &record, "failed").await
+        }
+        Input::Skipped(s) => {
+            let record = MessageRecord {
+                event_id: s.event_id.clone(),
+                customer_id: s.customer_id.clone(),
+                status: MessageStatus::Skipped,
+                message: None,
+                recommended_service: None,
+                generator: placeholder(GENERATOR_ID),
+                judge: placeholder(JUDGE_ID),
+                attempts: Vec::new(),
+                total_usage: TokenUsage::default(),
+                cost_usd: 0.0,
+                latency_ms: latency(s.started_at, now),
+                error: Some(format!("skipped: {}", s.reason)),
+                created_at: now,
+            };
+            put(deps, &record, "skipped").await
+        }
+        Input::Quarantined(q) => {
+            let record = quarantine_record(&q, now);
+            let written = deps.messages.quarantine(&record).await? == PutOutcome::Inserted;
+            Ok(Output {
+                outcome: "quarantined".into(),
+                record_id: record.quarantine_id,
+                record_written: written,
+                event_published: false,
+            })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SchemaInvalidDetails {
+    reason: RejectReason,
+    #[serde(default)]
+    event_id: Option<String>,
+    problems: Vec<Problem>,
+}
+
+/// FNV-1a of the raw text, hex: the quarantine key of an event without a readable id.
+fn text_hash(s: &str) -> String {
+    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("raw-{h:016x}")
+}
+
+fn quarantine_record(q: &Quarantined, now: DateTime<Utc>) -> QuarantineRecord {
+    let raw = serde_json::to_string(&q.event).expect("JSON values serialise");
+    let details = q
+        .error
+        .cause
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<SchemaInvalidDetails>(c).ok());
+    let (reason, event_id, errors) = match details {
+        Some(d) => (d.reason, d.event_id, d.problems),
+        None => (
+            RejectReason::SchemaViolation,
+            q.event.get("id").and_then(Value::as_str).map(str::to_owned),
+            vec![Problem::new(
+                "",
+                format!(
+                    "{}: {}",
+                    q.error.error,
+                    q.error.cause.as_deref().unwrap_or("no cause given")
+                ),
+            )],
+        ),
+    };
+    QuarantineRecord {
+        quarantine_id: event_id.clone().unwrap_or_else(|| text_hash(&raw)),
+        event_id,
+        raw,
+        reason,
+        errors,
+        origin: q.origin.clone(),
+        quarantined_at: now,
+    }
+}

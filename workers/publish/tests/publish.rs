@@ -1,0 +1,169 @@
+//! Tests of the publish worker: one terminal record per event, one announcement per approval.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use publish::{Deps, Failed, Finished, Input, Quarantined, Skipped, StepError, handle};
+use serde_json::json;
+use upsell_core::agent::AgentRef;
+use upsell_core::events::RawEvent;
+use upsell_core::message::{AttemptRecord, JudgeVerdict, MessageStatus, TokenUsage};
+use upsell_core::ports::{EventPublisher, MessageStore, PortError};
+use upsell_models::testing::facts;
+use upsell_sqlite::messages::SqliteMessageStore;
+
+#[derive(Default)]
+struct Bus {
+    events: Mutex<Vec<RawEvent>>,
+    fail_next: Mutex<bool>,
+}
+
+#[async_trait]
+impl EventPublisher for Bus {
+    async fn publish(&self, event: &RawEvent) -> Result<String, PortError> {
+        let mut fail = self.fail_next.lock().unwrap();
+        if *fail {
+            *fail = false;
+            return Err(PortError::Transient("bus unavailable".into()));
+        }
+        self.events.lock().unwrap().push(event.clone());
+        Ok(event.id.clone())
+    }
+}
+
+fn agent(id: &str) -> AgentRef {
+    AgentRef {
+        agent_id: id.into(),
+        version: semver::Version::new(1, 0, 0),
+    }
+}
+
+fn finished(approved: bool) -> Finished {
+    Finished {
+        event_id: "evt-1".into(),
+        customer_id: "c1".into(),
+        generator: agent("upsell-generator"),
+        judge: agent("upsell-judge"),
+        facts: facts("gutter_cleaning", 0),
+        history: vec![AttemptRecord {
+            attempt: 1,
+            message: "Hi Dana, ... Reply STOP to opt out.".into(),
+            verdict: JudgeVerdict {
+                score: if approved { 9 } else { 3 },
+                approved,
+                reasons: vec![],
+                feedback: String::new(),
+            },
+            generator_usage: TokenUsage {
+                input_tokens: 1000,
+                output_tokens: 100,
+            },
+            judge_usage: TokenUsage {
+                input_tokens: 1000,
+                output_tokens: 50,
+            },
+        }],
+        generator_model_id: Some("amazon.nova-pro-v1:0".into()),
+        judge_model_id: None,
+        started_at: None,
+    }
+}
+
+fn setup() -> (Deps, Arc<SqliteMessageStore>, Arc<Bus>) {
+    let store = Arc::new(SqliteMessageStore::in_memory().unwrap());
+    let bus = Arc::new(Bus::default());
+    (
+        Deps {
+            messages: store.clone(),
+            events: bus.clone(),
+        },
+        store,
+        bus,
+    )
+}
+
+#[tokio::test]
+async fn an_approval_is_stored_and_announced_once() {
+    let (deps, store, bus) = setup();
+    let out = handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    assert!(out.record_written && out.event_published);
+    let again = handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    assert!(!again.record_written && !again.event_published);
+    assert_eq!(bus.events.lock().unwrap().len(), 1);
+    let ev = &bus.events.lock().unwrap()[0];
+    assert_eq!(ev.detail_type, "UpsellMessageApproved");
+    assert_eq!(ev.detail["eventId"], "evt-1");
+    assert_eq!(ev.detail["offering"], "gutter_cleaning");
+    let rec = store.get("evt-1").await.unwrap().unwrap();
+    assert_eq!(rec.status, MessageStatus::Approved);
+    assert_eq!(rec.total_usage.total(), 2150);
+    assert!(rec.cost_usd > 0.0);
+}
+
+#[tokio::test]
+async fn a_bus_failure_is_retried_without_losing_the_announcement() {
+    let (deps, store, bus) = setup();
+    *bus.fail_next.lock().unwrap() = true;
+    let err = handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "TransientError");
+    assert!(store.get("evt-1").await.unwrap().is_none());
+    let out = handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    assert!(out.event_published);
+    assert_eq!(bus.events.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn refuses_to_publish_an_unapproved_message() {
+    let (deps, _, bus) = setup();
+    let err = handle(Input::Published(finished(false)), &deps)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error_type(), "InvalidRequest");
+    assert!(bus.events.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_outcome_writes_exactly_one_record() {
+    let (deps, store, bus) = setup();
+    let event = json!({"id": "evt-9", "source": "x", "detail-type": "ServiceCompleted", "time": "2025-01-01T00:00:00Z", "detail": {"customerId": "c9"}});
+    let cases = vec![
+        (Input::Rejected(Finished { event_id: "evt-2".into(), ..finished(false) }), "rejected", "evt-2"),
+        (Input::Skipped(Skipped { event_id: "evt-3".into(), customer_id: "c1".into(), reason: "opted-out".into(), started_at: None }), "skipped", "evt-3"),
+        (Input::Failed(Failed { event: event.clone(), error: StepError { error: "ModelThrottled".into(), cause: Some("429".into()) }, started_at: None }), "failed", "evt-9"),
+        (Input::Quarantined(Quarantined {
+            event: json!({"id": "evt-q", "detail": {}}),
+            error: StepError { error: "SchemaInvalid".into(), cause: Some(r#"{"reason":"schema-violation","eventId":"evt-q","problems":[{"path":"/detail/customerId","message":"required"}]}"#.into()) },
+            origin: Some("eventbridge".into()),
+        }), "quarantined", "evt-q"),
+    ];
+    for (input, outcome, id) in cases {
+        let first = handle(input.clone(), &deps).await.unwrap();
+        assert_eq!(
+            (
+                first.outcome.as_str(),
+                first.record_id.as_str(),
+                first.record_written
+            ),
+            (outcome, id, true)
+        );
+        let second = handle(input, &deps).await.unwrap();
+        assert!(!second.record_written, "{outcome} written twice");
+    }
+    assert!(bus.events.lock().unwrap().is_empty());
+    let failed = store.get("evt-9").await.unwrap().unwrap();
+    assert_eq!(failed.customer_id, "c9");
+    assert!(failed.error.unwrap().contains("ModelThrottled: 429"));
+    let q = store.list_quarantine(None, 0).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].errors[0].path, "/detail/customerId");
+    let rejected = store.get("evt-2").await.unwrap().unwrap();
+    assert_eq!(rejected.status, MessageStatus::Rejected);
+}
