@@ -45,7 +45,7 @@ impl Offering {
 
 /// Formats cents as dollars: whole dollars without decimals, otherwise two decimals.
 pub fn format_price(cents: u64) -> String {
-    if cents % 100 == 0 {
+    if cents.is_multiple_of(100) {
         format!("${}", cents / 100)
     } else {
         format!("${}.{:02}", cents / 100, cents % 100)

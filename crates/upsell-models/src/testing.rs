@@ -51,3 +51,22 @@ pub fn facts(offering: &str, discount_percent: u8) -> Facts {
         alternatives: Vec::new(),
     }
 }
+
+/// Checks that the committed schema file `schemas/<rel>` matches `schema` (pretty JSON with a
+/// trailing newline). With `UPSELL_UPDATE_SCHEMAS=1` it writes the file instead. Returns an
+/// error naming the file and the command that regenerates it.
+pub fn check_schema_file(rel: &str, schema: &serde_json::Value) -> Result<(), String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let path = root.join(rel);
+    let text = upsell_core::schema::render(schema);
+    if std::env::var_os("UPSELL_UPDATE_SCHEMAS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+        return std::fs::write(&path, text).map_err(|e| e.to_string());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(committed) if committed == text => Ok(()),
+        _ => Err(format!(
+            "schemas/{rel} is missing or stale; regenerate with `UPSELL_UPDATE_SCHEMAS=1 cargo test -p <worker> --test schemas` and commit it"
+        )),
+    }
+}

@@ -94,7 +94,7 @@ async fn an_approval_is_stored_and_announced_once() {
         .unwrap();
     assert!(!again.record_written && !again.event_published);
     assert_eq!(bus.events.lock().unwrap().len(), 1);
-    let ev = &bus.events.lock().unwrap()[0];
+    let ev = bus.events.lock().unwrap()[0].clone();
     assert_eq!(ev.detail_type, "UpsellMessageApproved");
     assert_eq!(ev.detail["eventId"], "evt-1");
     assert_eq!(ev.detail["offering"], "gutter_cleaning");

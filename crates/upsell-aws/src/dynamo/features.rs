@@ -1,12 +1,16 @@
-//! [`FeatureStore`] on DynamoDB: every feature snapshot kept under the customer with its event
-//! time in the sort key, so a point-in-time read is one descending `Query` with `Limit 1`.
+//! [`FeatureStore`] on DynamoDB, following the table design in docs/feature-store.md: every
+//! snapshot kept under the customer with its event time in the sort key (a point-in-time read is
+//! one descending `Query` with `Limit 1`), plus a `LATEST#` pointer item for the common read.
 //!
-//! Items (table `FeatureStoreTable`):
-//! `pk = CUSTOMER#<customer id>`, `sk = FS#<feature-set version>#<last event time>` (RFC 3339 UTC
-//! with microseconds, fixed width, so text order is time order), `customerId`,
-//! `featureSetVersion`, `eventTime`, `recordedAt`, `features` (CustomerFeatures as JSON), and for
-//! the `ByFeatureSet` index `gsi1pk = FS#<feature-set version>`, `gsi1sk = <customer id>#<event time>`
-//! (backfills and drift jobs read one feature-set version across customers).
+//! Items (table `FeatureStoreTable`, `pk = CUST#<customer id>`):
+//! - snapshot: `sk = FS#<feature-set version>#<last event time>` (RFC 3339 UTC with
+//!   microseconds and `Z`: fixed width, so text order is time order), `features` (a map: the
+//!   CustomerFeatures JSON), `lastEventTime`, `recordedAt`;
+//! - latest pointer: `sk = LATEST#<feature-set version>`, the same attributes plus
+//!   `featureSetVersion`, `customerId` and `region` for the sparse `ByVersionTime`
+//!   (featureSetVersion, lastEventTime) and `ByRegion` (region, customerId) indexes; written
+//!   only when it is not older than the stored one (`attribute_not_exists(pk) OR
+//!   lastEventTime <= :t`), so late events never move it back.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -14,26 +18,36 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use upsell_core::features::{CustomerFeatures, FEATURE_SET_VERSION, FeatureStore};
 use upsell_core::ports::PortError;
 
-use super::{Item, from_json, key, s};
-use crate::error::port_error;
+use super::{Item, attr_to_json, get_s, json_to_attr, key, s, serde_name};
+use crate::error::{error_code, port_error};
 
-/// The table's global secondary indexes: (name, partition key, sort key).
-pub const INDEXES: &[(&str, &str, &str)] = &[(BY_FEATURE_SET_INDEX, "gsi1pk", "gsi1sk")];
-/// Index of snapshots by feature-set version.
-pub const BY_FEATURE_SET_INDEX: &str = "ByFeatureSet";
+/// The table's global secondary indexes: (name, partition key, sort key, projection).
+pub const INDEXES: &[(&str, &str, &str, &str)] = &[
+    (
+        BY_VERSION_TIME_INDEX,
+        "featureSetVersion",
+        "lastEventTime",
+        "KEYS_ONLY",
+    ),
+    (BY_REGION_INDEX, "region", "customerId", "KEYS_ONLY"),
+];
+/// Current snapshots by feature-set version and event time (LATEST items only).
+pub const BY_VERSION_TIME_INDEX: &str = "ByVersionTime";
+/// Current snapshots by region (LATEST items with a known region only).
+pub const BY_REGION_INDEX: &str = "ByRegion";
 
-/// Fixed-width UTC timestamp (microseconds): text order is time order.
+/// Fixed-width UTC timestamp (microseconds, `Z`): text order is time order.
 pub fn sort_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Partition key of a customer's snapshots.
+/// Partition key of a customer's items.
 pub fn customer_pk(customer_id: &str) -> String {
-    format!("CUSTOMER#{customer_id}")
+    format!("CUST#{customer_id}")
 }
 
-/// Feature snapshots with history in one DynamoDB table. Reads and writes use the feature-set
-/// version this build computes ([`FEATURE_SET_VERSION`]) unless told otherwise.
+/// Feature snapshots with history in one DynamoDB table. Reads use the feature-set version this
+/// build computes ([`FEATURE_SET_VERSION`]) unless told otherwise.
 #[derive(Debug, Clone)]
 pub struct DynamoFeatureStore {
     client: Client,
@@ -62,8 +76,20 @@ impl DynamoFeatureStore {
         &self.table
     }
 
-    fn prefix(&self) -> String {
-        format!("FS#{}#", self.feature_set_version)
+    fn features_of(&self, item: &Item) -> Result<CustomerFeatures, PortError> {
+        let corrupt = |why: String| {
+            PortError::Other(format!(
+                "item (pk={:?}, sk={:?}) of table {} has unreadable features: {why}",
+                get_s(item, "pk").unwrap_or("?"),
+                get_s(item, "sk").unwrap_or("?"),
+                self.table
+            ))
+        };
+        let attr = item
+            .get("features")
+            .ok_or_else(|| corrupt("no `features` attribute".into()))?;
+        let json = attr_to_json(attr).map_err(corrupt)?;
+        serde_json::from_value(json).map_err(|e| corrupt(e.to_string()))
     }
 
     async fn query_desc(
@@ -72,24 +98,24 @@ impl DynamoFeatureStore {
         upto: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Item>, PortError> {
-        let prefix = self.prefix();
-        let mut request = self
+        let prefix = format!("FS#{}#", self.feature_set_version);
+        let request = self
             .client
             .query()
             .table_name(&self.table)
             .expression_attribute_values(":pk", s(customer_pk(customer_id)))
+            .expression_attribute_values(":lo", s(prefix.clone()))
             .scan_index_forward(false)
             .consistent_read(true);
-        request = match upto {
-            // Everything of this version with an event time <= as_of: prefix <= sk <= prefix+time.
-            Some(t) => request
-                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-                .expression_attribute_values(":lo", s(prefix.clone()))
-                .expression_attribute_values(":hi", s(format!("{prefix}{}", sort_time(t)))),
-            None => request
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":prefix", s(prefix)),
+        // Everything of this version with an event time <= upto: prefix <= sk <= prefix+time.
+        // Without a bound, `~` sorts after every timestamp character.
+        let hi = match upto {
+            Some(t) => format!("{prefix}{}", sort_time(t)),
+            None => format!("{prefix}~"),
         };
+        let request = request
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .expression_attribute_values(":hi", s(hi));
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -121,41 +147,48 @@ impl FeatureStore for DynamoFeatureStore {
                 "feature snapshot has an empty customerId".into(),
             ));
         }
+        let json = serde_json::to_value(features)
+            .map_err(|e| PortError::Invalid(format!("cannot serialise features: {e}")))?;
         let event_time = sort_time(features.last_event_time);
-        let mut item = key(
-            customer_pk(&features.customer_id),
-            format!("FS#{}#{event_time}", features.feature_set_version),
-        );
-        item.extend([
-            ("customerId".to_owned(), s(&features.customer_id)),
-            (
-                "featureSetVersion".to_owned(),
-                s(&features.feature_set_version),
-            ),
-            ("eventTime".to_owned(), s(&event_time)),
+        let version = &features.feature_set_version;
+        let pk = customer_pk(&features.customer_id);
+        let mut snapshot = key(&pk, format!("FS#{version}#{event_time}"));
+        snapshot.extend([
+            ("features".to_owned(), json_to_attr(&json)),
+            ("lastEventTime".to_owned(), s(&event_time)),
             ("recordedAt".to_owned(), s(sort_time(Utc::now()))),
-            (
-                "features".to_owned(),
-                s(super::to_json(features, "customer features")?),
-            ),
-            (
-                "gsi1pk".to_owned(),
-                s(format!("FS#{}", features.feature_set_version)),
-            ),
-            (
-                "gsi1sk".to_owned(),
-                s(format!("{}#{event_time}", features.customer_id)),
-            ),
         ]);
+        let mut latest = snapshot.clone();
+        latest.extend(key(&pk, format!("LATEST#{version}")));
+        latest.insert("featureSetVersion".to_owned(), s(version));
+        latest.insert("customerId".to_owned(), s(&features.customer_id));
+        if let Some(region) = &features.region {
+            latest.insert("region".to_owned(), s(serde_name(region)));
+        }
+
         // Same key again replaces the snapshot: replays are idempotent.
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(snapshot))
             .send()
             .await
             .map_err(|e| port_error("DynamoDB PutItem (feature snapshot)", e))?;
-        Ok(())
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(latest))
+            .condition_expression("attribute_not_exists(pk) OR lastEventTime <= :t")
+            .expression_attribute_values(":t", s(&event_time))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer snapshot is already the latest: this one only joins the history.
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(()),
+            Err(e) => Err(port_error("DynamoDB PutItem (latest features)", e)),
+        }
     }
 
     async fn get(
@@ -163,16 +196,27 @@ impl FeatureStore for DynamoFeatureStore {
         customer_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<CustomerFeatures>, PortError> {
-        let items = self.query_desc(customer_id, as_of, 1).await?;
-        let Some(item) = items.first() else {
-            return Ok(None);
+        let Some(t) = as_of else {
+            let out = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(
+                    customer_pk(customer_id),
+                    format!("LATEST#{}", self.feature_set_version),
+                )))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| port_error("DynamoDB GetItem (latest features)", e))?;
+            return out.item.map(|item| self.features_of(&item)).transpose();
         };
-        let features: CustomerFeatures = from_json(item, "features", &self.table)?;
-        // Same as the SQLite store: time-relative features are recomputed for an explicit as_of.
-        Ok(Some(match as_of {
-            Some(t) => features.at(t),
-            None => features,
-        }))
+        let items = self.query_desc(customer_id, Some(t), 1).await?;
+        // Same as the SQLite store: time-relative features are recomputed for the read time.
+        items
+            .first()
+            .map(|item| self.features_of(item).map(|f| f.at(t)))
+            .transpose()
     }
 
     async fn history(
@@ -186,7 +230,7 @@ impl FeatureStore for DynamoFeatureStore {
         self.query_desc(customer_id, None, limit)
             .await?
             .iter()
-            .map(|item| from_json(item, "features", &self.table))
+            .map(|item| self.features_of(item))
             .collect()
     }
 }

@@ -83,3 +83,57 @@ pub(crate) fn serde_name<T: Serialize>(value: &T) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// A JSON value as a DynamoDB attribute (objects -> M, arrays -> L, numbers -> N), so records
+/// stay readable and queryable in the console. `None` for JSON `null` members is not needed:
+/// null becomes `NULL`.
+pub(crate) fn json_to_attr(value: &serde_json::Value) -> AttributeValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(num) => AttributeValue::N(num.to_string()),
+        Value::String(text) => AttributeValue::S(text.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(json_to_attr).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_attr(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// The JSON value of a DynamoDB attribute written by [`json_to_attr`].
+pub(crate) fn attr_to_json(value: &AttributeValue) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::S(text) => Value::String(text.clone()),
+        AttributeValue::N(raw) => {
+            let number = if let Ok(i) = raw.parse::<i64>() {
+                serde_json::Number::from(i)
+            } else if let Ok(u) = raw.parse::<u64>() {
+                serde_json::Number::from(u)
+            } else {
+                raw.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .ok_or_else(|| format!("number {raw:?} is not representable"))?
+            };
+            Value::Number(number)
+        }
+        AttributeValue::L(items) => {
+            Value::Array(items.iter().map(attr_to_json).collect::<Result<_, _>>()?)
+        }
+        AttributeValue::M(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), attr_to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        AttributeValue::Ss(items) => {
+            Value::Array(items.iter().cloned().map(Value::String).collect())
+        }
+        other => return Err(format!("unsupported attribute type {other:?}")),
+    })
+}

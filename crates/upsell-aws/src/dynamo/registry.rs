@@ -59,9 +59,8 @@ impl Routing {
     pub fn of<'a>(specs: impl IntoIterator<Item = &'a AgentSpec>) -> Routing {
         let mut production: Option<&AgentSpec> = None;
         let mut canary: Option<&AgentSpec> = None;
-        let better = |cur: Option<&AgentSpec>, s: &'a AgentSpec| match cur {
-            Some(c) if (c.traffic_weight, &c.version) >= (s.traffic_weight, &s.version) => false,
-            _ => true,
+        let better = |cur: Option<&AgentSpec>, s: &'a AgentSpec| {
+            cur.is_none_or(|c| (c.traffic_weight, &c.version) < (s.traffic_weight, &s.version))
         };
         for spec in specs {
             match spec.status {

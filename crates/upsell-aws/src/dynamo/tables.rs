@@ -22,16 +22,23 @@ pub enum TableKind {
 }
 
 impl TableKind {
-    /// The global secondary indexes of the table: (name, partition key, sort key).
-    pub fn indexes(self) -> &'static [(&'static str, &'static str, &'static str)] {
+    /// The global secondary indexes of the table: (name, partition key, sort key, projection
+    /// type `ALL` or `KEYS_ONLY`).
+    pub fn indexes(self) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
         match self {
             TableKind::Messages => &[
                 (
                     crate::dynamo::messages::BY_CUSTOMER_INDEX,
                     "gsi1pk",
                     "gsi1sk",
+                    "ALL",
                 ),
-                (crate::dynamo::messages::BY_STATUS_INDEX, "gsi2pk", "gsi2sk"),
+                (
+                    crate::dynamo::messages::BY_STATUS_INDEX,
+                    "gsi2pk",
+                    "gsi2sk",
+                    "ALL",
+                ),
             ],
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
@@ -65,9 +72,12 @@ pub async fn create_table(client: &Client, name: &str, kind: TableKind) -> Resul
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key_element("pk", KeyType::Hash)?)
         .key_schema(key_element("sk", KeyType::Range)?);
-    for (index, pk, sk) in kind.indexes() {
-        attributes.push(string_attribute(pk)?);
-        attributes.push(string_attribute(sk)?);
+    for (index, pk, sk, projection) in kind.indexes() {
+        for name in [pk, sk] {
+            if !attributes.iter().any(|a| a.attribute_name() == *name) {
+                attributes.push(string_attribute(name)?);
+            }
+        }
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(*index)
@@ -75,7 +85,7 @@ pub async fn create_table(client: &Client, name: &str, kind: TableKind) -> Resul
                 .key_schema(key_element(sk, KeyType::Range)?)
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(ProjectionType::from(*projection))
                         .build(),
                 )
                 .build()
