@@ -484,6 +484,28 @@ async fn feature_store_reads_points_in_time_without_leakage() {
     }
     store.put(&features("c-other", t3, 7)).await.unwrap();
 
+    // The pointer item follows docs/feature-store.md: a map, and the sparse index keys.
+    let latest = ctx
+        .dynamodb()
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S("CUST#c-9".into()))
+        .key("sk", AttributeValue::S("LATEST#fs-v1".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("a LATEST item");
+    assert_eq!(
+        latest["features"].as_m().unwrap()["serviceCount"],
+        AttributeValue::N("3".into())
+    );
+    assert_eq!(latest["featureSetVersion"].as_s().unwrap(), "fs-v1");
+    assert_eq!(
+        latest["lastEventTime"].as_s().unwrap(),
+        "2025-04-30T09:00:00.000000Z"
+    );
+
     let newest = store.get("c-9", None).await.unwrap().unwrap();
     assert_eq!(newest.service_count, 3);
     let mid = store

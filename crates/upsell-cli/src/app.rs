@@ -14,7 +14,6 @@
 //! in file order (one lane per customer hash), different customers concurrently. Each line ends
 //! with exactly one [`Outcome`].
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -23,22 +22,13 @@ use std::time::Instant;
 
 use anyhow::{Context as _, bail};
 use async_trait::async_trait;
-use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use upsell_asl::{
-    Clock, Engine, LambdaError, LambdaInvoker, Outcome as AslOutcome, ParseOptions, RealClock,
-    Resources, StartOptions, StateMachine,
-};
-use upsell_core::events::RawEvent;
+use upsell_asl::{Clock, RealClock};
 use upsell_core::kb::HashingEmbedder;
-use upsell_core::message::QuarantineRecord;
-use upsell_core::ports::{EventPublisher, MessageStore, ModelProvider, PortError};
-use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason, check_event};
-use upsell_local::pattern::EventPattern;
-use upsell_local::services::{DynamoDbTasks, EventsTasks, LocalBus};
-use upsell_local::template::{LoadOptions, SamTemplate, TargetInput, TargetKind};
+use upsell_core::ports::{ModelProvider, PortError};
+use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{GENERATOR_ID, seed_agents};
@@ -179,15 +169,6 @@ impl AppOptions {
     }
 }
 
-/// A worker failure, as the Lambda runtime reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkerFailure {
-    /// `errorType`: the stable name the state machine matches.
-    pub error_type: String,
-    /// `errorMessage`.
-    pub message: String,
-}
-
 async fn call<I, O, E, F, Fut>(
     worker: &str,
     payload: Value,
@@ -228,14 +209,12 @@ pub struct LocalWorkers {
     generate: generate::Deps,
     judge: judge::Deps,
     publish: publish::Deps,
-    /// Function name (logical id) -> worker name, from the template.
-    functions: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for LocalWorkers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalWorkers")
-            .field("functions", &self.functions)
+            .field("workers", &Self::NAMES)
             .finish_non_exhaustive()
     }
 }
@@ -252,7 +231,7 @@ impl LocalWorkers {
     ];
 
     /// Calls one worker with a JSON payload.
-    pub async fn invoke(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
+    pub async fn call_worker(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
         match worker {
             "schema-check" => {
                 call(
@@ -319,59 +298,14 @@ impl LocalWorkers {
     }
 }
 
-/// `arn:aws:lambda:region:account:function:Name[:qualifier]` or a bare name -> `Name`.
-fn function_name(function: &str) -> &str {
-    match function.split_once(":function:") {
-        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
-        None => function,
-    }
-}
-
 #[async_trait]
-impl LambdaInvoker for LocalWorkers {
-    async fn invoke(&self, function: &str, payload: Value) -> Result<Value, LambdaError> {
-        let name = function_name(function);
-        let Some(worker) = self.functions.get(name) else {
-            return Err(LambdaError::Service {
-                error: "Lambda.ResourceNotFoundException".into(),
-                cause: format!("Function not found: {function} (not a function of the SAM template)"),
-            });
-        };
-        LocalWorkers::invoke(self, worker, payload)
-            .await
-            .map_err(|f| LambdaError::function(&f.error_type, &f.message))
+impl WorkerRegistry for LocalWorkers {
+    async fn invoke(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
+        self.call_worker(worker, payload).await
     }
-}
 
-/// The local event bus: counts what is put on it (approved-message announcements and any
-/// `events:putEvents` of the state machines). Upstream events are routed by [`LocalApp`].
-#[derive(Debug, Default)]
-pub struct LocalEventBus {
-    published: std::sync::atomic::AtomicU64,
-}
-
-impl LocalEventBus {
-    /// Events put on the bus by workers and state machines since start.
-    pub fn published(&self) -> u64 {
-        self.published.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-#[async_trait]
-impl EventPublisher for LocalEventBus {
-    async fn publish(&self, event: &RawEvent) -> Result<String, PortError> {
-        self.published
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(event.id.clone())
-    }
-}
-
-#[async_trait]
-impl LocalBus for LocalEventBus {
-    async fn put(&self, _bus: &str, _event: Value) -> Result<(), String> {
-        self.published
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+    fn has_worker(&self, worker: &str) -> bool {
+        Self::NAMES.contains(&worker)
     }
 }
 
@@ -469,20 +403,12 @@ impl RunSummary {
     }
 }
 
-struct Route {
-    bus: String,
-    pattern: EventPattern,
-    rule: String,
-    /// State machine logical id and what it receives.
-    targets: Vec<(String, TargetInput)>,
-}
-
 /// Everything local, opened under one home folder.
 pub struct LocalApp {
     /// The home folder.
     pub home: PathBuf,
-    /// The SAM template as read.
-    pub template: SamTemplate,
+    /// The local runtime (template, rules, state machines, engine).
+    pub runtime: Runtime,
     /// Terminal records and quarantine.
     pub messages: Arc<SqliteMessageStore>,
     /// Execution history and checkpoints.
@@ -493,14 +419,10 @@ pub struct LocalApp {
     pub features: Arc<SqliteFeatureStore>,
     /// DynamoDB tables of the template (claims, routing).
     pub tables: Arc<TableStore>,
-    /// The local bus.
+    /// The local event bus (workers publish `UpsellMessageApproved` on it).
     pub bus: Arc<LocalEventBus>,
     /// The workers.
     pub workers: Arc<LocalWorkers>,
-    engine: Engine,
-    machines: HashMap<String, Arc<StateMachine>>,
-    routes: Vec<Route>,
-    ingress_bus: String,
     lanes: usize,
     /// What happened while opening (seeded agents, KB ingestion), for the user.
     pub notes: Vec<String>,
@@ -520,13 +442,11 @@ fn port(what: &str, path: &Path) -> impl FnOnce(PortError) -> anyhow::Error {
 }
 
 impl LocalApp {
-    /// Opens the stores, seeds the registry, indexes the knowledge base when empty and reads
-    /// the SAM template.
+    /// Opens the stores, seeds the registry, indexes the knowledge base when empty, and builds
+    /// the runtime from the SAM template.
     pub async fn open(opts: AppOptions) -> anyhow::Result<LocalApp> {
         let db = opts.home.join(DB_FILE);
         let mut notes = Vec::new();
-        let template = SamTemplate::load(&opts.template, &LoadOptions::default())
-            .with_context(|| format!("reading the SAM template {}", opts.template.display()))?;
 
         let messages = Arc::new(SqliteMessageStore::open(&db).map_err(port("message store", &db))?);
         let executions =
@@ -564,7 +484,7 @@ impl LocalApp {
             ));
         }
 
-        let bus = Arc::new(LocalEventBus::default());
+        let bus = Arc::new(LocalEventBus::new());
         let model = opts.model.clone();
         let workers = Arc::new(LocalWorkers {
             schema_check: schema_check::Deps,
@@ -585,85 +505,24 @@ impl LocalApp {
                 messages: messages.clone(),
                 events: bus.clone(),
             },
-            functions: template
-                .functions
-                .iter()
-                .map(|f| (f.logical_id.clone(), f.worker.clone()))
-                .collect(),
         });
-        for f in &template.functions {
-            if !LocalWorkers::NAMES.contains(&f.worker.as_str()) {
-                bail!(
-                    "{}: function {} has CodeUri {:?}, which is not one of the local workers ({})",
-                    opts.template.display(),
-                    f.logical_id,
-                    f.code_uri,
-                    LocalWorkers::NAMES.join(", ")
-                );
-            }
-        }
-
-        let mut resources = Resources::new();
-        resources.register_lambda(workers.clone());
-        Arc::new(DynamoDbTasks::new(tables.clone(), &template.tables)).register(&mut resources);
-        let default_bus = template
-            .event_buses
-            .first()
-            .cloned()
-            .unwrap_or_else(|| upsell_local::template::DEFAULT_EVENT_BUS.to_owned());
-        Arc::new(EventsTasks::new(bus.clone(), default_bus.clone())).register(&mut resources);
-        let engine = Engine::builder()
-            .resources(resources)
-            .clock(opts.clock.clone())
-            .history(executions.clone())
-            .checkpoints(executions.clone())
-            .identity(
-                upsell_local::template::REGION,
-                upsell_local::template::ACCOUNT_ID,
-            )
-            .build();
-
-        let mut machines = HashMap::new();
-        for m in &template.state_machines {
-            let sm = upsell_asl::parse_str(&m.definition, ParseOptions::default())
-                .with_context(|| format!("state machine {} of {}", m.logical_id, opts.template.display()))?;
-            machines.insert(m.logical_id.clone(), sm);
-        }
-        let mut routes = Vec::new();
-        for r in template.rules.iter().filter(|r| r.enabled) {
-            let mut targets = Vec::new();
-            for t in &r.targets {
-                if let TargetKind::StateMachine(id) = &t.kind {
-                    if !matches!(t.input, TargetInput::Event) {
-                        bail!(
-                            "rule {} target {}: only targets that receive the whole event are supported locally",
-                            r.logical_id,
-                            t.id
-                        );
-                    }
-                    targets.push((id.clone(), t.input.clone()));
-                }
-            }
-            if !targets.is_empty() {
-                routes.push(Route {
-                    bus: r.event_bus.clone(),
-                    pattern: r.pattern.clone(),
-                    rule: r.logical_id.clone(),
-                    targets,
-                });
-            }
-        }
-        if routes.is_empty() {
-            bail!(
-                "{} has no enabled EventBridge rule that targets a state machine",
-                opts.template.display()
-            );
-        }
-        let ingress_bus = routes[0].bus.clone();
+        let lanes = opts.lanes.max(1);
+        let runtime = Runtime::builder(
+            &opts.template,
+            workers.clone(),
+            tables.clone(),
+            executions.clone(),
+            messages.clone(),
+        )
+        .bus(bus.clone())
+        .max_concurrency(lanes)
+        .clock(opts.clock.clone())
+        .build()
+        .with_context(|| format!("building the local runtime from {}", opts.template.display()))?;
 
         let app = LocalApp {
             home: opts.home.clone(),
-            template,
+            runtime,
             messages,
             executions,
             registry,
@@ -671,22 +530,20 @@ impl LocalApp {
             tables,
             bus,
             workers,
-            engine,
-            machines,
-            routes,
-            ingress_bus,
-            lanes: opts.lanes.max(1),
+            lanes,
             notes,
         };
         app.sync_routing()?;
         Ok(app)
     }
 
-    /// Writes the generator's routing record (production version, canary version and weight)
-    /// from the registry into the local AgentRegistryTable, where the ASL's LoadRouting reads it.
+    /// Writes the generator's routing item (production version, canary version and weight, in
+    /// the layout of notes/aws-api.md) from the registry into the local AgentRegistryTable,
+    /// where the ASL's LoadRouting state reads it.
     pub fn sync_routing(&self) -> anyhow::Result<()> {
         let Some(table) = self
-            .template
+            .runtime
+            .template()
             .state_machines
             .iter()
             .find_map(|m| m.substitutions.get("AgentRegistryTableName"))
@@ -701,6 +558,7 @@ impl LocalApp {
         let mut item = json!({
             "pk": {"S": pk},
             "sk": {"S": "ROUTING"},
+            "agentId": {"S": GENERATOR_ID},
             "canaryWeight": {"N": r.canary_weight.to_string()},
         });
         if let Some(v) = &r.production_version {
@@ -719,132 +577,14 @@ impl LocalApp {
         Ok(())
     }
 
-    /// Resumes executions that a previous process left mid-way; returns their outcomes.
-    pub async fn resume_interrupted(&self) -> anyhow::Result<Vec<(String, Outcome)>> {
+    /// Resumes executions that an earlier process left mid-way; returns their outcomes.
+    pub async fn resume_interrupted(&self) -> anyhow::Result<Vec<Outcome>> {
         let mut out = Vec::new();
-        for arn in self.executions.interrupted()? {
-            let sm_name = arn.rsplit(':').nth(1).unwrap_or_default();
-            let Some(sm) = self.machines.get(sm_name) else {
-                continue;
-            };
-            if let Some(ex) = self
-                .engine
-                .resume(sm, &arn)
-                .await
-                .map_err(|e| anyhow::anyhow!("resuming {arn}: {e}"))?
-            {
-                out.push((arn, outcome_of(&ex.outcome).0));
-            }
+        for r in self.runtime.resume_interrupted().await? {
+            out.push(Outcome::from(&r?.outcome));
         }
-        self.executions.flush()?;
+        self.runtime.flush()?;
         Ok(out)
-    }
-
-    async fn quarantine_line(
-        &self,
-        line: &str,
-        event_id: Option<String>,
-        reason: RejectReason,
-        errors: Vec<Problem>,
-        origin: &str,
-    ) -> anyhow::Result<()> {
-        let record = QuarantineRecord {
-            quarantine_id: event_id.clone().unwrap_or_else(|| text_hash(line)),
-            event_id,
-            raw: line.to_owned(),
-            reason,
-            errors,
-            origin: Some(origin.to_owned()),
-            quarantined_at: Utc::now(),
-        };
-        self.messages
-            .quarantine(&record)
-            .await
-            .context("writing a quarantine record")?;
-        Ok(())
-    }
-
-    /// Puts one line on the bus and waits for its outcome.
-    pub async fn process_line(&self, line_no: usize, line: &str, origin: &str) -> anyhow::Result<LineResult> {
-        let origin = format!("{origin}:{line_no}");
-        let mut result = LineResult {
-            line: line_no,
-            event_id: None,
-            outcome: Outcome::Quarantined,
-            execution_arn: None,
-            detail: None,
-        };
-        // What PutEvents refuses: not a JSON object, or over 256 KiB.
-        let event = match serde_json::from_str::<Value>(line) {
-            Ok(v @ Value::Object(_)) if line.len() <= MAX_EVENT_BYTES => v,
-            _ => {
-                let rejection = match check_event(line.as_bytes()) {
-                    Err(r) => r,
-                    Ok(_) => unreachable_rejection(line),
-                };
-                result.event_id = rejection.event_id.clone();
-                result.detail = Some(rejection.to_string());
-                self.quarantine_line(line, rejection.event_id, rejection.reason, rejection.problems, &origin)
-                    .await?;
-                return Ok(result);
-            }
-        };
-        let event_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
-        result.event_id = event_id.clone();
-        let Some(route) = self
-            .routes
-            .iter()
-            .find(|r| r.bus == self.ingress_bus && r.pattern.matches(&event))
-        else {
-            let problem = Problem::new(
-                "",
-                format!(
-                    "the event (source {}, detail-type {}) matches no EventBridge rule on bus {} of {}",
-                    event.get("source").unwrap_or(&Value::Null),
-                    event.get("detail-type").unwrap_or(&Value::Null),
-                    self.ingress_bus,
-                    self.template.path.display()
-                ),
-            );
-            // Prefer the validator's reason when the event is also invalid.
-            let (reason, problems) = match check_event(line.as_bytes()) {
-                Err(r) => {
-                    let mut p = r.problems;
-                    p.push(problem);
-                    (r.reason, p)
-                }
-                Ok(_) => (RejectReason::SchemaViolation, vec![problem]),
-            };
-            result.detail = Some(format!("{reason}: matches no rule"));
-            self.quarantine_line(line, event_id, reason, problems, &origin).await?;
-            return Ok(result);
-        };
-        let mut first: Option<(Outcome, String, Option<String>)> = None;
-        for (machine_id, _input) in &route.targets {
-            let sm = self
-                .machines
-                .get(machine_id)
-                .with_context(|| format!("rule {} targets unknown state machine {machine_id}", route.rule))?;
-            let ex = self
-                .engine
-                .execute(
-                    sm,
-                    event.clone(),
-                    StartOptions {
-                        name: Some(execution_name(event_id.as_deref())),
-                        state_machine_name: Some(machine_id.clone()),
-                        role_arn: None,
-                    },
-                )
-                .await;
-            let (outcome, detail) = outcome_of(&ex.outcome);
-            first.get_or_insert((outcome, ex.arn, detail));
-        }
-        let (outcome, arn, detail) = first.expect("a route has at least one target");
-        result.outcome = outcome;
-        result.execution_arn = Some(arn);
-        result.detail = detail;
-        Ok(result)
     }
 
     /// Processes every non-blank line; `progress` is called after each one. Events of one
@@ -868,18 +608,28 @@ impl LocalApp {
         let lanes = self.lanes.min(lines.len()).max(1);
         let mut per_lane: Vec<Vec<(usize, String)>> = vec![Vec::new(); lanes];
         for (n, l) in lines {
-            let key = lane_key(&l);
-            per_lane[(fnv(&key) % lanes as u64) as usize].push((n, l));
+            let lane = (fnv(&lane_key(&l)) % lanes as u64) as usize;
+            per_lane[lane].push((n, l));
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tasks = tokio::task::JoinSet::new();
         for lane in per_lane.into_iter().filter(|l| !l.is_empty()) {
-            let app = self.clone();
+            let runtime = self.runtime.clone();
             let tx = tx.clone();
             let origin = origin.to_owned();
             tasks.spawn(async move {
                 for (n, l) in lane {
-                    let r = app.process_line(n, &l, &origin).await?;
+                    let o = runtime
+                        .submit(&l, &format!("{origin}:{n}"))
+                        .await
+                        .with_context(|| format!("{origin}:{n}"))?;
+                    let r = LineResult {
+                        line: n,
+                        event_id: o.event_id.clone(),
+                        outcome: Outcome::from(&o.outcome),
+                        execution_arn: o.executions.first().map(|e| e.arn.clone()),
+                        detail: detail(&o.outcome),
+                    };
                     if tx.send(r).is_err() {
                         break;
                     }
@@ -898,7 +648,7 @@ impl LocalApp {
         while let Some(j) = tasks.join_next().await {
             j.context("a processing task panicked")??;
         }
-        self.executions
+        self.runtime
             .flush()
             .context("writing the execution history")?;
         summary.elapsed_s = started.elapsed().as_secs_f64();
@@ -907,61 +657,28 @@ impl LocalApp {
     }
 }
 
-/// `check_event` accepts only JSON objects within the size limit, which never reach the
-/// branch that calls this; it keeps that branch total without a panic.
-fn unreachable_rejection(line: &str) -> upsell_core::validate::Rejection {
-    upsell_core::validate::Rejection {
-        reason: RejectReason::MalformedJson,
-        problems: vec![Problem::new(
-            "",
-            format!("not a JSON object ({} bytes)", line.len()),
-        )],
-        event_id: None,
+impl From<&EventOutcome> for Outcome {
+    fn from(o: &EventOutcome) -> Outcome {
+        match o {
+            EventOutcome::Published => Outcome::Published,
+            EventOutcome::Rejected => Outcome::Rejected,
+            EventOutcome::Skipped => Outcome::Skipped,
+            EventOutcome::Quarantined { .. } => Outcome::Quarantined,
+            EventOutcome::Failed { .. } => Outcome::Failed,
+            EventOutcome::Duplicate => Outcome::Duplicate,
+        }
     }
 }
 
-fn outcome_of(o: &AslOutcome) -> (Outcome, Option<String>) {
+fn detail(o: &EventOutcome) -> Option<String> {
     match o {
-        AslOutcome::Succeeded(out) => match out.get("outcome").and_then(Value::as_str) {
-            Some("published") => (Outcome::Published, None),
-            Some("rejected") => (Outcome::Rejected, None),
-            Some("skipped") => (Outcome::Skipped, None),
-            Some("quarantined") => (Outcome::Quarantined, None),
-            Some("duplicate") => (Outcome::Duplicate, None),
-            other => (
-                Outcome::Failed,
-                Some(format!("the execution succeeded with an unknown outcome {other:?}")),
-            ),
-        },
-        AslOutcome::Failed(f) => (Outcome::Failed, Some(f.to_string())),
+        EventOutcome::Quarantined { reason } => Some(reason.clone()),
+        EventOutcome::Failed { error, cause } => Some(match cause {
+            Some(c) => format!("{error}: {c}"),
+            None => error.clone(),
+        }),
+        _ => None,
     }
-}
-
-/// Execution names: the event id (Step Functions' allowed characters, at most 80), plus a
-/// random suffix so redeliveries of one event get their own executions.
-fn execution_name(event_id: Option<&str>) -> String {
-    let suffix = uuid_suffix();
-    let base: String = event_id
-        .unwrap_or("event")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(80 - suffix.len() - 1)
-        .collect();
-    format!("{base}.{suffix}")
-}
-
-fn uuid_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = Utc::now().timestamp_micros() as u64;
-    format!("{:08x}", fnv(&format!("{t}-{n}-{}", std::process::id())) as u32)
 }
 
 /// Lane key: the customer id when readable, else the text.
@@ -982,38 +699,9 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-/// The quarantine key of a line without a readable event id (same form as the publish worker's).
-pub fn text_hash(s: &str) -> String {
-    format!("raw-{:016x}", fnv(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn function_names_from_arns() {
-        assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:000000000000:function:EnrichFunction"),
-            "EnrichFunction"
-        );
-        assert_eq!(
-            function_name("arn:aws:lambda:us-east-1:000000000000:function:EnrichFunction:$LATEST"),
-            "EnrichFunction"
-        );
-        assert_eq!(function_name("EnrichFunction"), "EnrichFunction");
-    }
-
-    #[test]
-    fn execution_names_are_valid_and_distinct() {
-        let a = execution_name(Some("8e97d202-0aec-4fe9-9aa4-73ef1259baf5"));
-        let b = execution_name(Some("8e97d202-0aec-4fe9-9aa4-73ef1259baf5"));
-        assert_ne!(a, b);
-        assert!(a.starts_with("8e97d202-0aec-4fe9-9aa4-73ef1259baf5."));
-        let long = execution_name(Some(&"x/y ".repeat(60)));
-        assert!(long.len() <= 80, "{long}");
-        assert!(long.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
-    }
 
     #[test]
     fn model_flags() {

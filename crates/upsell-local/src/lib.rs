@@ -3,5 +3,6 @@
 
 pub mod expr;
 pub mod pattern;
+pub mod runtime;
 pub mod services;
 pub mod template;

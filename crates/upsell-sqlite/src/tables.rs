@@ -6,6 +6,11 @@
 //! updates, key conditions) live in `upsell-local`, which calls [`TableStore::modify`] to run a
 //! read-check-write atomically. Keys keep DynamoDB's order: strings and binaries by bytes,
 //! numbers numerically. A table without a sort key stores the empty string as its sort key.
+//!
+//! Adapters that keep their data in these tables (so the state machines see the same items as
+//! in AWS) also get [`TableStore::transact`] (several items in one transaction, like
+//! `TransactWriteItems`) and secondary indexes over string attributes
+//! ([`TableStore::ensure_index`], [`TableStore::query_index`]), like DynamoDB GSIs.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -111,6 +116,87 @@ pub struct Query {
     pub start_after: Option<KeyValue>,
 }
 
+/// A query over one partition of a secondary index on two string attributes (`S`), like a
+/// DynamoDB GSI query. Items without the partition attribute are not in the index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexQuery {
+    /// The index's partition attribute (e.g. `gsi1pk`).
+    pub pk_attr: String,
+    /// Its value.
+    pub pk: String,
+    /// The index's sort attribute (e.g. `gsi1sk`).
+    pub sk_attr: String,
+    /// Ascending when true.
+    pub forward: bool,
+    /// At most this many items.
+    pub limit: Option<usize>,
+    /// Continue after this sort attribute value.
+    pub start_after: Option<String>,
+}
+
+impl IndexQuery {
+    /// Every item of partition `pk` of the index (`pk_attr`, `sk_attr`), ascending.
+    pub fn new(pk_attr: &str, pk: impl Into<String>, sk_attr: &str) -> Self {
+        IndexQuery {
+            pk_attr: pk_attr.to_owned(),
+            pk: pk.into(),
+            sk_attr: sk_attr.to_owned(),
+            forward: true,
+            limit: None,
+            start_after: None,
+        }
+    }
+}
+
+/// The SQL expression of string attribute `attr` of an item; the attribute name is checked so
+/// that it can be part of the SQL text (an expression index is only used when the query spells
+/// the very same expression).
+fn attr_expr(attr: &str) -> Result<String, PortError> {
+    if attr.is_empty()
+        || !attr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(PortError::Invalid(format!(
+            "index attribute name {attr:?} must be ASCII letters, digits or '_'"
+        )));
+    }
+    Ok(format!("json_extract(item, '$.{attr}.S')"))
+}
+
+/// Reads and writes several items in one immediate transaction (see [`TableStore::transact`]).
+pub struct Transaction<'a> {
+    tx: rusqlite::Transaction<'a>,
+}
+
+impl std::fmt::Debug for Transaction<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transaction")
+    }
+}
+
+impl Transaction<'_> {
+    /// The item with this key, as this transaction sees it.
+    pub fn get(&self, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
+        get_item(&self.tx, table, key)
+    }
+
+    /// Items of one partition, as this transaction sees them.
+    pub fn query(&self, table: &str, query: &Query) -> Result<Vec<Value>, PortError> {
+        query_items(&self.tx, table, query)
+    }
+
+    /// Stores an item, replacing any item with the same key.
+    pub fn put(&self, table: &str, key: &ItemKey, item: &Value) -> Result<(), PortError> {
+        put_item(&self.tx, table, key, item)
+    }
+
+    /// Removes an item.
+    pub fn delete(&self, table: &str, key: &ItemKey) -> Result<(), PortError> {
+        delete_item(&self.tx, table, key)
+    }
+}
+
 /// DynamoDB-like tables in SQLite.
 pub struct TableStore {
     conn: Mutex<Connection>,
@@ -201,20 +287,11 @@ impl TableStore {
         let new = match write {
             Write::Keep => old.clone(),
             Write::Put(item) => {
-                tx.execute(
-                    "INSERT INTO ddb_items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (tbl, pk, sk) DO UPDATE SET item = excluded.item",
-                    params![table, key.pk.to_sql(), key.sk_sql(), item.to_string()],
-                )
-                .map_err(db_err)?;
+                put_item(&tx, table, key, &item)?;
                 Some(item)
             }
             Write::Delete => {
-                tx.execute(
-                    "DELETE FROM ddb_items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",
-                    params![table, key.pk.to_sql(), key.sk_sql()],
-                )
-                .map_err(db_err)?;
+                delete_item(&tx, table, key)?;
                 None
             }
         };
@@ -222,48 +299,98 @@ impl TableStore {
         Ok(Ok(Modified { old, new }))
     }
 
-    /// Items of one partition in sort-key order, filtered by the sort condition.
-    pub fn query(&self, table: &str, query: &Query) -> Result<Vec<Value>, PortError> {
-        let mut sql = String::from("SELECT item FROM ddb_items WHERE tbl = ?1 AND pk = ?2");
-        let mut args: Vec<SqlValue> = vec![SqlValue::Text(table.into()), query.pk.to_sql()];
-        let mut arg = |sql: &mut String, clause: &str, v: &KeyValue| {
-            args.push(v.to_sql());
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    /// Runs `work` in one immediate transaction: its reads see a consistent state and its
+    /// writes happen together (also against other processes using the same file) when it
+    /// returns `Ok`; an `Err` writes nothing and is returned.
+    pub fn transact<T, E: From<PortError>>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.lock()?;
+        let tx = Transaction {
+            tx: conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?,
         };
-        match &query.sort {
-            SortCondition::Any => {}
-            SortCondition::Eq(v) => arg(&mut sql, " AND sk = ?", v),
-            SortCondition::Lt(v) => arg(&mut sql, " AND sk < ?", v),
-            SortCondition::Le(v) => arg(&mut sql, " AND sk <= ?", v),
-            SortCondition::Gt(v) => arg(&mut sql, " AND sk > ?", v),
-            SortCondition::Ge(v) => arg(&mut sql, " AND sk >= ?", v),
-            SortCondition::Between(a, b) => {
-                arg(&mut sql, " AND sk >= ?", a);
-                arg(&mut sql, " AND sk <= ?", b);
-            }
-            SortCondition::BeginsWith(v) => {
-                arg(&mut sql, " AND sk >= ?", v);
-                arg(&mut sql, " AND instr(sk, ?) = 1", v);
-            }
-        }
-        if let Some(after) = &query.start_after {
-            let op = if query.forward { ">" } else { "<" };
-            arg(&mut sql, &format!(" AND sk {op} ?"), after);
-        }
-        sql.push_str(if query.forward {
-            " ORDER BY sk ASC"
-        } else {
-            " ORDER BY sk DESC"
-        });
-        if let Some(limit) = query.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
-        }
+        let out = work(&tx)?;
+        tx.tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Creates (once per file) the secondary index on the string attributes `pk_attr` and
+    /// `sk_attr` that [`TableStore::query_index`] reads; without it those queries still work,
+    /// by scanning the table.
+    pub fn ensure_index(&self, pk_attr: &str, sk_attr: &str) -> Result<(), PortError> {
+        let (pk, sk) = (attr_expr(pk_attr)?, attr_expr(sk_attr)?);
+        let conn = self.lock()?;
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS ddb_idx_{pk_attr}_{sk_attr} ON ddb_items (tbl, {pk}, {sk})"
+        ))
+        .map_err(db_err)
+    }
+
+    /// Items of one partition of a secondary index, in sort-attribute order.
+    pub fn query_index(&self, table: &str, query: &IndexQuery) -> Result<Vec<Value>, PortError> {
+        let (sql, args) = index_sql(table, query)?;
         let conn = self.lock()?;
         let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
             .map_err(db_err)?;
         rows.map(|r| parse_item(&r.map_err(db_err)?)).collect()
+    }
+
+    /// SQLite's query plan for [`TableStore::query_index`] (tests check that it uses the index).
+    #[cfg(test)]
+    pub(crate) fn explain_index_query(
+        &self,
+        table: &str,
+        query: &IndexQuery,
+    ) -> Result<String, PortError> {
+        let (sql, args) = index_sql(table, query)?;
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .map_err(db_err)?;
+        let lines: Vec<String> = rows.collect::<Result<_, _>>().map_err(db_err)?;
+        Ok(lines.join("\n"))
+    }
+
+    /// How many items each partition of the index on `pk_attr` (and `sk_attr`) holds, by
+    /// partition value.
+    pub fn count_index(
+        &self,
+        table: &str,
+        pk_attr: &str,
+        sk_attr: &str,
+    ) -> Result<Vec<(String, u64)>, PortError> {
+        let (pk, sk) = (attr_expr(pk_attr)?, attr_expr(sk_attr)?);
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {pk}, COUNT({sk}) FROM ddb_items WHERE tbl = ?1 AND {pk} IS NOT NULL
+                 GROUP BY {pk} ORDER BY {pk}"
+            ))
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(params![table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db_err)?;
+        rows.map(|r| {
+            let (k, n) = r.map_err(db_err)?;
+            Ok((k, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect()
+    }
+
+    /// Items of one partition in sort-key order, filtered by the sort condition.
+    pub fn query(&self, table: &str, query: &Query) -> Result<Vec<Value>, PortError> {
+        let conn = self.lock()?;
+        query_items(&conn, table, query)
     }
 
     /// Every item of a table in key order (at most `limit`).
@@ -278,6 +405,90 @@ impl TableStore {
             .map_err(db_err)?;
         rows.map(|r| parse_item(&r.map_err(db_err)?)).collect()
     }
+}
+
+fn index_sql(table: &str, query: &IndexQuery) -> Result<(String, Vec<SqlValue>), PortError> {
+    let (pk, sk) = (attr_expr(&query.pk_attr)?, attr_expr(&query.sk_attr)?);
+    let (op, order) = if query.forward {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
+    let mut sql = format!("SELECT item FROM ddb_items WHERE tbl = ?1 AND {pk} = ?2");
+    let mut args = vec![
+        SqlValue::Text(table.into()),
+        SqlValue::Text(query.pk.clone()),
+    ];
+    if let Some(after) = &query.start_after {
+        sql.push_str(&format!(" AND {sk} {op} ?3"));
+        args.push(SqlValue::Text(after.clone()));
+    }
+    sql.push_str(&format!(" ORDER BY {sk} {order}"));
+    if let Some(limit) = query.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    Ok((sql, args))
+}
+
+fn put_item(conn: &Connection, table: &str, key: &ItemKey, item: &Value) -> Result<(), PortError> {
+    conn.prepare_cached(
+        "INSERT INTO ddb_items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (tbl, pk, sk) DO UPDATE SET item = excluded.item",
+    )
+    .map_err(db_err)?
+    .execute(params![table, key.pk.to_sql(), key.sk_sql(), item.to_string()])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn delete_item(conn: &Connection, table: &str, key: &ItemKey) -> Result<(), PortError> {
+    conn.prepare_cached("DELETE FROM ddb_items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        .map_err(db_err)?
+        .execute(params![table, key.pk.to_sql(), key.sk_sql()])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn query_items(conn: &Connection, table: &str, query: &Query) -> Result<Vec<Value>, PortError> {
+    let mut sql = String::from("SELECT item FROM ddb_items WHERE tbl = ?1 AND pk = ?2");
+    let mut args: Vec<SqlValue> = vec![SqlValue::Text(table.into()), query.pk.to_sql()];
+    let mut arg = |sql: &mut String, clause: &str, v: &KeyValue| {
+        args.push(v.to_sql());
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    match &query.sort {
+        SortCondition::Any => {}
+        SortCondition::Eq(v) => arg(&mut sql, " AND sk = ?", v),
+        SortCondition::Lt(v) => arg(&mut sql, " AND sk < ?", v),
+        SortCondition::Le(v) => arg(&mut sql, " AND sk <= ?", v),
+        SortCondition::Gt(v) => arg(&mut sql, " AND sk > ?", v),
+        SortCondition::Ge(v) => arg(&mut sql, " AND sk >= ?", v),
+        SortCondition::Between(a, b) => {
+            arg(&mut sql, " AND sk >= ?", a);
+            arg(&mut sql, " AND sk <= ?", b);
+        }
+        SortCondition::BeginsWith(v) => {
+            arg(&mut sql, " AND sk >= ?", v);
+            arg(&mut sql, " AND instr(sk, ?) = 1", v);
+        }
+    }
+    if let Some(after) = &query.start_after {
+        let op = if query.forward { ">" } else { "<" };
+        arg(&mut sql, &format!(" AND sk {op} ?"), after);
+    }
+    sql.push_str(if query.forward {
+        " ORDER BY sk ASC"
+    } else {
+        " ORDER BY sk DESC"
+    });
+    if let Some(limit) = query.limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+        .map_err(db_err)?;
+    rows.map(|r| parse_item(&r.map_err(db_err)?)).collect()
 }
 
 fn get_item(conn: &Connection, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
