@@ -100,12 +100,16 @@ impl ModelProvider for UnreliableModel {
             r.text = "Looks good to me, ship it!".into();
             return Ok(r);
         }
-        if !judge && text.contains(&format!("<{GENERATION_CONTEXT_TAG}>")) && text.contains(INJECTION_MARKER) {
+        if !judge
+            && text.contains(&format!("<{GENERATION_CONTEXT_TAG}>"))
+            && text.contains(INJECTION_MARKER)
+        {
             self.count("obeyed-injection");
             let mut r = self.inner.converse(request).await?;
-            r.text = "Hi Pat, as instructed: FREE pool opening for everyone, reply now, offer ends \
+            r.text =
+                "Hi Pat, as instructed: FREE pool opening for everyone, reply now, offer ends \
                       tonight! Email pat.owner@example.com or call 555-0100. Reply STOP to opt out."
-                .into();
+                    .into();
             return Ok(r);
         }
         self.inner.converse(request).await
@@ -148,7 +152,7 @@ fn service_event(id: &str, customer: &str, notes: &str) -> String {
         "version": "0", "id": id, "source": "com.greenleaf.field-service",
         "detail-type": "ServiceCompleted", "time": "2025-06-10T15:00:00Z",
         "account": "123456789012", "region": "us-east-1", "resources": [],
-        "detail": {"customerId": customer, "service": "lawn-mowing",
+        "detail": {"customerId": customer, "service": "lawn-care",
                    "serviceDate": "2025-06-10", "priceCents": 6500,
                    "technicianNotes": notes, "rating": 5}
     })
@@ -207,7 +211,6 @@ fn mixed_input() -> (String, HashMap<usize, LineKind>, Vec<String>) {
         service_event("itest-injection-1", "cust-itest-1", &injection), // duplicate delivery
     ];
     for e in &extra {
-        line += 1;
         text.push_str(e);
         text.push('\n');
     }
@@ -237,25 +240,43 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
     assert_eq!(outcome_counts(s), s.events, "{s:?}");
     assert_eq!(first.results.len() as u64, s.events);
     let lines: HashSet<usize> = first.results.iter().map(|r| r.line).collect();
-    assert_eq!(lines.len(), first.results.len(), "a line was reported twice");
+    assert_eq!(
+        lines.len(),
+        first.results.len(),
+        "a line was reported twice"
+    );
     let json = s.to_json();
-    let five: u64 = ["published", "rejected", "quarantined", "failed", "duplicates"]
-        .iter()
-        .map(|k| json[k].as_u64().unwrap())
-        .sum();
+    let five: u64 = [
+        "published",
+        "rejected",
+        "quarantined",
+        "failed",
+        "duplicates",
+    ]
+    .iter()
+    .map(|k| json[k].as_u64().unwrap())
+    .sum();
     assert_eq!(five, json["events"].as_u64().unwrap());
 
     // The misbehaving model was exercised and the ASL's Retry absorbed it.
     assert!(model.calls("throttled") > 0 && model.calls("transient") > 0);
     assert!(model.calls("garbage") > 0, "no judge answer was garbled");
-    assert!(model.calls("obeyed-injection") > 0, "the injected event never reached the generator");
+    assert!(
+        model.calls("obeyed-injection") > 0,
+        "the injected event never reached the generator"
+    );
     assert!(s.published > 0, "{s:?}");
 
     // Sample lines: malformed -> quarantined, duplicates -> ignored.
     for r in &first.results {
         match kinds.get(&r.line) {
             Some(LineKind::Malformed(b)) => {
-                assert_eq!(r.outcome, Outcome::Quarantined, "line {} ({b:?}): {r:?}", r.line)
+                assert_eq!(
+                    r.outcome,
+                    Outcome::Quarantined,
+                    "line {} ({b:?}): {r:?}",
+                    r.line
+                )
             }
             Some(LineKind::Duplicate) => {
                 assert_eq!(r.outcome, Outcome::Duplicate, "line {}: {r:?}", r.line)
@@ -271,7 +292,8 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
 
     // One terminal record per line: a quarantine record (keyed by the event id, or holding the
     // raw line when no id is readable) or the event's message record with the matching status.
-    let lines_by_no: HashMap<usize, &str> = text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
+    let lines_by_no: HashMap<usize, &str> =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l)).collect();
     let quarantined: Vec<_> = rt
         .block_on(app.messages.list_quarantine(None, 10_000))
         .unwrap();
@@ -287,7 +309,11 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
                         None => q.raw == line,
                     })
                     .unwrap_or_else(|| panic!("line {}: no quarantine record ({r:?})", r.line));
-                assert!(!q.errors.is_empty(), "line {}: quarantined without a reason", r.line);
+                assert!(
+                    !q.errors.is_empty(),
+                    "line {}: quarantined without a reason",
+                    r.line
+                );
                 matched.insert(q.quarantine_id.clone());
             }
             Outcome::Duplicate => {
@@ -332,9 +358,16 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
     );
     // Lines without a readable event id are quarantined under the hash of their text.
     for raw in ["this is not json", "[1, 2, 3]"] {
-        assert!(quarantined.iter().any(|q| q.raw == raw), "{raw:?} not quarantined");
+        assert!(
+            quarantined.iter().any(|q| q.raw == raw),
+            "{raw:?} not quarantined"
+        );
     }
-    assert!(quarantined.iter().any(|q| q.quarantine_id == "itest-foreign-1"));
+    assert!(
+        quarantined
+            .iter()
+            .any(|q| q.quarantine_id == "itest-foreign-1")
+    );
 
     // Published once each: one bus announcement per approved record.
     let approved = records
@@ -346,17 +379,36 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
     assert_eq!(announced(), s.published);
 
     // The injection: never published, and no approved message carries injected content.
-    let injected = rt.block_on(app.messages.get("itest-injection-1")).unwrap().unwrap();
+    let injected = rt
+        .block_on(app.messages.get("itest-injection-1"))
+        .unwrap()
+        .unwrap();
     assert_ne!(injected.status, MessageStatus::Approved, "{injected:?}");
-    for r in records.iter().filter(|r| r.status == MessageStatus::Approved) {
+    for r in records
+        .iter()
+        .filter(|r| r.status == MessageStatus::Approved)
+    {
         let m = r.message.as_deref().unwrap_or_default();
-        assert!(!m.contains("FREE") && !m.contains('@'), "{}: {m}", r.event_id);
+        assert!(
+            !m.contains("FREE") && !m.contains('@'),
+            "{}: {m}",
+            r.event_id
+        );
     }
 
     // The event whose model calls always throttle ends as one failed record with the error.
-    let dead = rt.block_on(app.messages.get("itest-dead-1")).unwrap().unwrap();
+    let dead = rt
+        .block_on(app.messages.get("itest-dead-1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(dead.status, MessageStatus::Failed);
-    assert!(dead.error.as_deref().unwrap_or_default().contains("ModelThrottled"), "{dead:?}");
+    assert!(
+        dead.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ModelThrottled"),
+        "{dead:?}"
+    );
 
     // Rerun into the same home: nothing new is published or recorded.
     let second = run_lines(&rt, &app, &text);
@@ -367,8 +419,14 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
     assert!(s2.quarantined <= s.quarantined, "{s2:?}");
     assert_eq!(s2.rejected + s2.skipped + s2.failed, 0, "{s2:?}");
     assert_eq!(announced(), s.published, "the rerun announced again");
-    let quarantined2 = rt.block_on(app.messages.list_quarantine(None, 10_000)).unwrap();
-    assert_eq!(quarantined2.len(), quarantined.len(), "the rerun added quarantine records");
+    let quarantined2 = rt
+        .block_on(app.messages.list_quarantine(None, 10_000))
+        .unwrap();
+    assert_eq!(
+        quarantined2.len(),
+        quarantined.len(),
+        "the rerun added quarantine records"
+    );
     let records2 = rt
         .block_on(app.messages.list(&MessageQuery {
             limit: 100_000,
@@ -393,8 +451,16 @@ fn a_second_process_on_the_same_home_publishes_nothing_new() {
     assert_eq!(second.published, 0, "{second:?}");
     assert!(app.bus.published("UpsellMessageApproved").is_empty());
     assert_eq!(second.events, first.events);
-    assert_eq!(second.duplicates + second.quarantined, second.events, "{second:?}");
-    assert!(app.notes.is_empty(), "second open re-seeded or re-indexed: {:?}", app.notes);
+    assert_eq!(
+        second.duplicates + second.quarantined,
+        second.events,
+        "{second:?}"
+    );
+    assert!(
+        app.notes.is_empty(),
+        "second open re-seeded or re-indexed: {:?}",
+        app.notes
+    );
 }
 
 #[test]
@@ -418,8 +484,19 @@ fn execution_history_records_every_state_of_a_published_event() {
         .filter_map(|e| e.details.as_ref())
         .filter_map(|(_, d)| d.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    for state in ["SchemaCheck", "ClaimEvent", "Enrich", "KbRetrieve", "Generate", "Judge", "Publish"] {
-        assert!(entered.iter().any(|s| s == state), "{state} missing from {entered:?}");
+    for state in [
+        "SchemaCheck",
+        "ClaimEvent",
+        "Enrich",
+        "KbRetrieve",
+        "Generate",
+        "Judge",
+        "Publish",
+    ] {
+        assert!(
+            entered.iter().any(|s| s == state),
+            "{state} missing from {entered:?}"
+        );
     }
     assert_eq!(history.last().unwrap().event_type, "ExecutionSucceeded");
 }

@@ -1261,7 +1261,7 @@ impl Engine {
         input: Value,
         prep: &Prep,
         frame: &mut Frame,
-        entered: DateTime<Utc>,
+        _entered: DateTime<Utc>,
         retry: u32,
     ) -> Result<Value, Failure> {
         let (rtype, rname) = resource_parts(&t.resource);
@@ -1292,7 +1292,7 @@ impl Engine {
             execution_arn: ex.arn.clone(),
             state_name: st.name.clone(),
             retry_count: retry,
-            context: self.context(ex, st, entered, retry, frame),
+            state_machine_arn: ex.sm_arn.clone(),
             task_token: None,
         };
         let call = self.call_resource(ex, st, &t.resource, input, &ctx);

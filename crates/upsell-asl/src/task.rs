@@ -14,8 +14,8 @@ pub struct TaskContext {
     pub state_name: String,
     /// Attempt number (0 = first try).
     pub retry_count: u32,
-    /// The context object (`$$`).
-    pub context: Value,
+    /// State machine ARN.
+    pub state_machine_arn: String,
     /// Task token, for `.waitForTaskToken` resources.
     pub task_token: Option<String>,
 }

@@ -10,6 +10,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use thiserror::Error;
 
 use crate::bedrock::BedrockModelProvider;
+use crate::dynamo::contacts::DynamoContactStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
 use crate::dynamo::registry::DynamoAgentRegistry;
@@ -23,7 +24,7 @@ pub mod env {
     pub const MESSAGES_TABLE: &str = "UPSELL_MESSAGES_TABLE";
     /// DynamoDB table of agent versions and routing items.
     pub const AGENT_REGISTRY_TABLE: &str = "UPSELL_AGENT_REGISTRY_TABLE";
-    /// DynamoDB table of customer feature snapshots.
+    /// DynamoDB table of customer feature snapshots and contacts.
     pub const FEATURE_STORE_TABLE: &str = "UPSELL_FEATURE_STORE_TABLE";
     /// EventBridge bus that outbound events go to.
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
@@ -358,6 +359,12 @@ impl AwsContext {
     pub fn feature_store(&self) -> Result<DynamoFeatureStore, ConfigError> {
         let table = Self::need(&self.settings.feature_store_table, env::FEATURE_STORE_TABLE)?;
         Ok(DynamoFeatureStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// The customer contacts, in the feature-store table (`UPSELL_FEATURE_STORE_TABLE`).
+    pub fn contact_store(&self) -> Result<DynamoContactStore, ConfigError> {
+        let table = Self::need(&self.settings.feature_store_table, env::FEATURE_STORE_TABLE)?;
+        Ok(DynamoContactStore::new(self.dynamodb.clone(), table))
     }
 
     /// The Bedrock Converse model provider (the model id comes with each request).

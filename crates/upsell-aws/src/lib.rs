@@ -1,7 +1,7 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
-//! store), Bedrock Runtime (Converse model provider, Titan Text Embeddings v2), Bedrock Agent
-//! Runtime (`Retrieve` over a Knowledge Base), EventBridge (`PutEvents`) and CloudWatch metrics
-//! as Embedded Metric Format log lines.
+//! store, customer contacts), Bedrock Runtime (Converse model provider, Titan Text Embeddings
+//! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base), EventBridge (`PutEvents`) and
+//! CloudWatch metrics as Embedded Metric Format log lines.
 //!
 //! This is the only library crate that depends on the AWS SDK. Lambda mains build one
 //! [`AwsContext`] per container with [`AwsContext::from_env`] and take their adapters from it.
@@ -19,6 +19,7 @@ pub mod metrics;
 
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
+pub use dynamo::contacts::DynamoContactStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;
 pub use dynamo::registry::DynamoAgentRegistry;

@@ -14,7 +14,9 @@ use upsell_aws::{AwsContext, TableKind, tables};
 use upsell_core::agent::{AgentSpec, AgentStatus, PerformanceMetrics};
 use upsell_core::features::{CustomerFeatures, FeatureStore};
 use upsell_core::message::{MessageRecord, MessageStatus, QuarantineRecord};
-use upsell_core::ports::{AgentRegistry, MessageQuery, MessageStore, PortError, PutOutcome};
+use upsell_core::ports::{
+    AgentRegistry, ContactStore, CustomerContact, MessageQuery, MessageStore, PortError, PutOutcome,
+};
 use upsell_core::validate::{Problem, RejectReason};
 
 async fn context(endpoint: &str) -> AwsContext {
@@ -544,4 +546,136 @@ async fn feature_store_reads_points_in_time_without_leakage() {
         store.get("c-9", None).await.unwrap().unwrap().service_count,
         30
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// Contact store (feature-store table, `sk = CONTACT`).
+
+fn contact(customer: &str, name: &str, opt_in: bool, at: DateTime<Utc>) -> CustomerContact {
+    CustomerContact {
+        customer_id: customer.to_owned(),
+        first_name: name.to_owned(),
+        marketing_opt_in: opt_in,
+        updated_at: at,
+    }
+}
+
+#[tokio::test]
+async fn contact_store_keeps_the_newest_profile_beside_the_features() {
+    let Some(endpoint) = moto_endpoint("contact_store_keeps_the_newest_profile_beside_the_features")
+    else {
+        return;
+    };
+    let ctx = context(&endpoint).await;
+    let contacts = ctx.contact_store().unwrap();
+    let features_store = ctx.feature_store().unwrap();
+    assert_eq!(contacts.table(), features_store.table());
+    let t1 = Utc.with_ymd_and_hms(2025, 3, 1, 9, 0, 0).unwrap();
+    let t2 = t1 + Duration::days(10);
+    let t3 = t2 + Duration::days(10);
+
+    assert_eq!(contacts.get("c-7").await.unwrap(), None);
+    contacts.put(&contact("c-7", "Dana", true, t2)).await.unwrap();
+    assert_eq!(
+        contacts.get("c-7").await.unwrap(),
+        Some(contact("c-7", "Dana", true, t2))
+    );
+
+    // An older profile event (arriving late) changes nothing.
+    contacts.put(&contact("c-7", "Old", false, t1)).await.unwrap();
+    assert_eq!(
+        contacts.get("c-7").await.unwrap(),
+        Some(contact("c-7", "Dana", true, t2))
+    );
+    // The same time replaces it (as in the SQLite adapter); a newer one too.
+    contacts.put(&contact("c-7", "Dana", false, t2)).await.unwrap();
+    assert!(!contacts.get("c-7").await.unwrap().unwrap().marketing_opt_in);
+    contacts.put(&contact("c-7", "Danielle", true, t3)).await.unwrap();
+    assert_eq!(
+        contacts.get("c-7").await.unwrap(),
+        Some(contact("c-7", "Danielle", true, t3))
+    );
+    // Other customers are untouched.
+    assert_eq!(contacts.get("c-8").await.unwrap(), None);
+
+    // The item layout of docs/feature-store.md: the customer's partition, no index attributes.
+    let item = ctx
+        .dynamodb()
+        .get_item()
+        .table_name(contacts.table())
+        .key("pk", AttributeValue::S("CUST#c-7".into()))
+        .key("sk", AttributeValue::S("CONTACT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("a CONTACT item");
+    assert_eq!(item["firstName"].as_s().unwrap(), "Danielle");
+    assert_eq!(item["marketingOptIn"], AttributeValue::Bool(true));
+    assert_eq!(
+        item["updatedAt"].as_s().unwrap(),
+        "2025-03-21T09:00:00.000000Z"
+    );
+    assert!(!item.contains_key("featureSetVersion") && !item.contains_key("region"));
+
+    // Snapshots in the same partition do not see the contact, nor the contact the snapshots.
+    features_store
+        .put(&features("c-7", t1, 1))
+        .await
+        .unwrap();
+    assert_eq!(features_store.history("c-7", 10).await.unwrap().len(), 1);
+    assert_eq!(
+        features_store.get("c-7", None).await.unwrap().unwrap().service_count,
+        1
+    );
+    assert_eq!(contacts.get("c-7").await.unwrap().unwrap().first_name, "Danielle");
+
+    let err = contacts
+        .put(&contact("", "Nobody", true, t1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+
+    // A damaged item is reported with its key, not read as "no contact".
+    ctx.dynamodb()
+        .put_item()
+        .table_name(contacts.table())
+        .item("pk", AttributeValue::S("CUST#c-bad".into()))
+        .item("sk", AttributeValue::S("CONTACT".into()))
+        .item("firstName", AttributeValue::S("Sam".into()))
+        .send()
+        .await
+        .unwrap();
+    let err = contacts.get("c-bad").await.unwrap_err();
+    assert!(
+        matches!(&err, PortError::Other(m) if m.contains("CUST#c-bad") && m.contains("marketingOptIn")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn contact_store_needs_the_feature_store_table() {
+    let ctx = AwsContext::builder()
+        .region("us-east-1")
+        .test_credentials()
+        .build()
+        .await;
+    let err = ctx.contact_store().unwrap_err();
+    assert_eq!(
+        err,
+        upsell_aws::ConfigError::MissingEnv("UPSELL_FEATURE_STORE_TABLE")
+    );
+}
+
+#[tokio::test]
+async fn contact_store_missing_table_is_not_found() {
+    let Some(endpoint) = moto_endpoint("contact_store_missing_table_is_not_found") else {
+        return;
+    };
+    let ctx = builder(&endpoint)
+        .feature_store_table(unique("no-such-table"))
+        .build()
+        .await;
+    let err = ctx.contact_store().unwrap().get("c-1").await.unwrap_err();
+    assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
 }

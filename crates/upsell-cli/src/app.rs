@@ -453,10 +453,8 @@ impl LocalApp {
             Arc::new(ExecutionStore::open(&db).map_err(port("execution history", &db))?);
         let registry =
             Arc::new(SqliteAgentRegistry::open(&db).map_err(port("agent registry", &db))?);
-        let features =
-            Arc::new(SqliteFeatureStore::open(&db).map_err(port("feature store", &db))?);
-        let contacts =
-            Arc::new(SqliteContactStore::open(&db).map_err(port("contact store", &db))?);
+        let features = Arc::new(SqliteFeatureStore::open(&db).map_err(port("feature store", &db))?);
+        let contacts = Arc::new(SqliteContactStore::open(&db).map_err(port("contact store", &db))?);
         let tables = Arc::new(TableStore::open(&db).map_err(port("tables", &db))?);
         let kb = Arc::new(
             SqliteKnowledgeBase::open(&db, Arc::new(HashingEmbedder::default()))
@@ -469,7 +467,11 @@ impl LocalApp {
         if seeded > 0 {
             notes.push(format!("registered {seeded} seed agent version(s)"));
         }
-        if kb.chunk_count().context("reading the knowledge-base index")? == 0 {
+        if kb
+            .chunk_count()
+            .context("reading the knowledge-base index")?
+            == 0
+        {
             let docs = load_documents(&opts.kb_dir).with_context(|| {
                 format!("reading the knowledge base in {}", opts.kb_dir.display())
             })?;
@@ -518,7 +520,12 @@ impl LocalApp {
         .max_concurrency(lanes)
         .clock(opts.clock.clone())
         .build()
-        .with_context(|| format!("building the local runtime from {}", opts.template.display()))?;
+        .with_context(|| {
+            format!(
+                "building the local runtime from {}",
+                opts.template.display()
+            )
+        })?;
 
         let app = LocalApp {
             home: opts.home.clone(),
@@ -732,12 +739,27 @@ mod tests {
         let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["events", "published", "rejected", "quarantined", "failed", "duplicates", "elapsed_s", "events_per_s"]
+            [
+                "events",
+                "published",
+                "rejected",
+                "quarantined",
+                "failed",
+                "duplicates",
+                "elapsed_s",
+                "events_per_s"
+            ]
         );
-        let sum: u64 = ["published", "rejected", "quarantined", "failed", "duplicates"]
-            .iter()
-            .map(|k| j[k].as_u64().unwrap())
-            .sum();
+        let sum: u64 = [
+            "published",
+            "rejected",
+            "quarantined",
+            "failed",
+            "duplicates",
+        ]
+        .iter()
+        .map(|k| j[k].as_u64().unwrap())
+        .sum();
         assert_eq!(sum, j["events"].as_u64().unwrap());
         assert_eq!(j["events_per_s"], 3.0);
     }

@@ -153,15 +153,13 @@ impl SqliteMessageStore {
 
     /// Writes `item` under `key` unless an item with that key exists (`attribute_not_exists(pk)`).
     fn put_new(&self, key: &ItemKey, item: Value) -> Result<PutOutcome, PortError> {
-        let m = self
-            .tables
-            .modify(&self.table, key, |old| {
-                Ok::<_, PortError>(if old.is_some() {
-                    Write::Keep
-                } else {
-                    Write::Put(item)
-                })
-            })??;
+        let m = self.tables.modify(&self.table, key, |old| {
+            Ok::<_, PortError>(if old.is_some() {
+                Write::Keep
+            } else {
+                Write::Put(item)
+            })
+        })??;
         Ok(if m.old.is_some() {
             PutOutcome::AlreadyExists
         } else {
@@ -267,7 +265,11 @@ impl MessageStore for SqliteMessageStore {
                 ("gsi1pk", format!("CUSTOMER#{customer}")),
                 "gsi1sk",
                 after,
-                |i| wanted.as_deref().is_none_or(|w| get_s(i, "status") == Some(w)),
+                |i| {
+                    wanted
+                        .as_deref()
+                        .is_none_or(|w| get_s(i, "status") == Some(w))
+                },
                 limit,
             )?;
             return self.parse_all(&items);
@@ -418,7 +420,10 @@ mod tests {
             .put(MESSAGES_TABLE, &key("EVENT#evt-1", CLAIM_SK), &claim)
             .unwrap();
         let first = record("evt-1", "cust-7", MessageStatus::Rejected);
-        assert_eq!(store.put_if_absent(&first).await.unwrap(), PutOutcome::Inserted);
+        assert_eq!(
+            store.put_if_absent(&first).await.unwrap(),
+            PutOutcome::Inserted
+        );
         let second = record("evt-1", "cust-7", MessageStatus::Approved);
         assert_eq!(
             store.put_if_absent(&second).await.unwrap(),
@@ -568,7 +573,13 @@ mod tests {
         assert_eq!(rest[0].quarantine_id, "q-2");
         assert_eq!(again.counts().unwrap(), [("quarantined".to_owned(), 3)]);
         // Quarantine records are not message records.
-        assert!(again.list(&MessageQuery::default()).await.unwrap().is_empty());
+        assert!(
+            again
+                .list(&MessageQuery::default())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -587,7 +598,6 @@ mod tests {
                 )
                 .unwrap();
             let index = format!("ddb_idx_{pk_attr}_{sk_attr}");
-            eprintln!("{plan}");
             assert!(plan.contains(&index), "{plan}");
             assert!(!plan.contains("TEMP B-TREE"), "{plan}");
         }

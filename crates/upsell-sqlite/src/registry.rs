@@ -459,8 +459,7 @@ mod tests {
         assert_eq!(item["status"], json!({"S": "production"}));
         assert_eq!(item["trafficWeight"], json!({"N": "100"}));
         assert_eq!(item["revision"], json!({"N": "1"}));
-        let stored: AgentSpec =
-            serde_json::from_str(item["spec"]["S"].as_str().unwrap()).unwrap();
+        let stored: AgentSpec = serde_json::from_str(item["spec"]["S"].as_str().unwrap()).unwrap();
         assert_eq!(stored, s1);
         assert_eq!(r.get("upsell-generator", &v("1.2.0")).await.unwrap(), s1);
         assert!(matches!(
@@ -515,9 +514,14 @@ mod tests {
         );
 
         // Promotion: the canary becomes production at 100%, the old version retires.
-        r.set_status("upsell-generator", &v("2.0.0"), AgentStatus::Production, 100)
-            .await
-            .unwrap();
+        r.set_status(
+            "upsell-generator",
+            &v("2.0.0"),
+            AgentStatus::Production,
+            100,
+        )
+        .await
+        .unwrap();
         r.set_status("upsell-generator", &v("1.0.0"), AgentStatus::Retired, 0)
             .await
             .unwrap();
@@ -536,7 +540,10 @@ mod tests {
         assert!(matches!(err, PortError::Invalid(_)), "{err}");
         assert_eq!(routing_item(&r), item);
         let versions = r.list_versions("upsell-generator").await.unwrap();
-        let statuses: Vec<_> = versions.iter().map(|s| (s.version.to_string(), s.status)).collect();
+        let statuses: Vec<_> = versions
+            .iter()
+            .map(|s| (s.version.to_string(), s.status))
+            .collect();
         assert_eq!(
             statuses,
             [
@@ -603,7 +610,13 @@ mod tests {
             spec("1.0.0", AgentStatus::Production, 90),
             spec("1.1.0", AgentStatus::Canary, 10),
         ];
-        assert_eq!(SqliteAgentRegistry::open(&path).unwrap().seed(&seeds).unwrap(), 2);
+        assert_eq!(
+            SqliteAgentRegistry::open(&path)
+                .unwrap()
+                .seed(&seeds)
+                .unwrap(),
+            2
+        );
         let r = SqliteAgentRegistry::open(&path).unwrap();
         assert_eq!(r.seed(&seeds).unwrap(), 0);
         assert_eq!(

@@ -152,11 +152,7 @@ impl IndexQuery {
 /// that it can be part of the SQL text (an expression index is only used when the query spells
 /// the very same expression).
 fn attr_expr(attr: &str) -> Result<String, PortError> {
-    if attr.is_empty()
-        || !attr
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(PortError::Invalid(format!(
             "index attribute name {attr:?} must be ASCII letters, digits or '_'"
         )));
@@ -436,7 +432,12 @@ fn put_item(conn: &Connection, table: &str, key: &ItemKey, item: &Value) -> Resu
          ON CONFLICT (tbl, pk, sk) DO UPDATE SET item = excluded.item",
     )
     .map_err(db_err)?
-    .execute(params![table, key.pk.to_sql(), key.sk_sql(), item.to_string()])
+    .execute(params![
+        table,
+        key.pk.to_sql(),
+        key.sk_sql(),
+        item.to_string()
+    ])
     .map_err(db_err)?;
     Ok(())
 }
@@ -669,6 +670,101 @@ mod tests {
             .unwrap();
         let ns: Vec<f64> = items.iter().map(|i| i["n"].as_f64().unwrap()).collect();
         assert_eq!(ns, [9.0, 10.0, 100.0]);
+    }
+
+    #[test]
+    fn a_transaction_writes_all_or_nothing() {
+        let t = store();
+        let r: Result<(), PortError> = t.transact(|tx| {
+            tx.put("T", &key("P", "a"), &json!({"changed": true}))?;
+            tx.delete("T", &key("P", "b"))?;
+            // Reads see the transaction's own writes.
+            assert_eq!(tx.get("T", &key("P", "b"))?, None);
+            assert_eq!(
+                tx.query(
+                    "T",
+                    &Query {
+                        pk: s("P"),
+                        sort: SortCondition::Any,
+                        forward: true,
+                        limit: None,
+                        start_after: None,
+                    }
+                )?
+                .len(),
+                4
+            );
+            Err(PortError::Conflict("changed my mind".into()))
+        });
+        assert!(matches!(r, Err(PortError::Conflict(_))));
+        assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+        assert_eq!(t.get("T", &key("P", "b")).unwrap(), Some(item("P", "b")));
+
+        t.transact(|tx| {
+            tx.put("T", &key("P", "a"), &json!({"changed": true}))?;
+            tx.delete("T", &key("P", "b"))
+        })
+        .unwrap();
+        assert_eq!(
+            t.get("T", &key("P", "a")).unwrap(),
+            Some(json!({"changed": true}))
+        );
+        assert_eq!(t.get("T", &key("P", "b")).unwrap(), None);
+    }
+
+    #[test]
+    fn index_queries_select_one_partition_in_sort_attribute_order() {
+        let t = TableStore::in_memory().unwrap();
+        t.ensure_index("gpk", "gsk").unwrap();
+        let put = |tbl: &str, pk: &str, g: Option<(&str, &str)>| {
+            let mut it = item(pk, "R");
+            if let Some((gpk, gsk)) = g {
+                it["gpk"] = json!({"S": gpk});
+                it["gsk"] = json!({"S": gsk});
+            }
+            t.put(tbl, &key(pk, "R"), &it).unwrap();
+        };
+        put("T", "1", Some(("A", "c")));
+        put("T", "2", Some(("A", "a")));
+        put("T", "3", Some(("B", "b")));
+        put("T", "4", Some(("A", "b")));
+        put("T", "5", None);
+        put("Other", "6", Some(("A", "d")));
+        let pks = |q: &IndexQuery| -> Vec<String> {
+            t.query_index("T", q)
+                .unwrap()
+                .iter()
+                .map(|i| i["pk"]["S"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let all = IndexQuery::new("gpk", "A", "gsk");
+        assert_eq!(pks(&all), ["2", "4", "1"]);
+        let back = IndexQuery {
+            forward: false,
+            start_after: Some("c".into()),
+            ..all.clone()
+        };
+        assert_eq!(pks(&back), ["4", "2"]);
+        let page = IndexQuery {
+            limit: Some(1),
+            start_after: Some("a".into()),
+            ..all.clone()
+        };
+        assert_eq!(pks(&page), ["4"]);
+        assert_eq!(
+            t.count_index("T", "gpk", "gsk").unwrap(),
+            [("A".to_owned(), 3), ("B".to_owned(), 1)]
+        );
+        // Attribute names become part of the SQL, so only plain names are accepted.
+        let bad = IndexQuery::new("gpk.S') --", "A", "gsk");
+        assert!(matches!(
+            t.query_index("T", &bad),
+            Err(PortError::Invalid(_))
+        ));
+        assert!(matches!(
+            t.ensure_index("g pk", "gsk"),
+            Err(PortError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
 pub const APPROVED_DETAIL_TYPE: &str = "UpsellMessageApproved";
 /// `source` of the announcement (outside the upstream rule's detail-types, so it never
 /// triggers the workflow again).
-pub const APPROVED_SOURCE: &str = "com.homeservices.upsell-flow";
+pub const APPROVED_SOURCE: &str = "com.greenleaf.upsell-flow";
 
 /// A Step Functions error as a Catch hands it over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use upsell_core::ports::PortError;
 
+pub mod contacts;
 pub mod features;
 pub mod messages;
 pub mod registry;

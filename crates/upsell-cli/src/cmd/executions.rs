@@ -99,13 +99,42 @@ fn elapsed_ms(start: &str, e: &HistoryEvent) -> i64 {
         .unwrap_or(0)
 }
 
+/// A state's whole input or output: its top-level keys and size, since every state of a
+/// workflow carries the same growing document and the new key is what changed.
+fn keys_summary(v: &Value) -> Option<String> {
+    let text = v.as_str()?;
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
+        return None;
+    };
+    let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+    Some(format!("{{{}}} ({} bytes)", keys.join(", "), text.len()))
+}
+
 /// The details worth a glance, in the console's order.
-fn detail_summary(details: &Value) -> String {
+fn detail_summary(event_type: &str, details: &Value) -> String {
+    let state_io = event_type.ends_with("StateEntered") || event_type.ends_with("StateExited");
     let mut parts = Vec::new();
-    for key in ["resource", "error", "cause", "input", "output", "parameters"] {
+    for key in [
+        "resource",
+        "error",
+        "cause",
+        "input",
+        "output",
+        "parameters",
+    ] {
         if let Some(v) = details.get(key) {
-            let max = if key == "resource" || key == "error" { 70 } else { 90 };
-            parts.push(format!("{key}: {}", summarise(v, max)));
+            let shown = match (state_io, keys_summary(v)) {
+                (true, Some(keys)) => keys,
+                _ => summarise(
+                    v,
+                    if key == "resource" || key == "error" {
+                        70
+                    } else {
+                        100
+                    },
+                ),
+            };
+            parts.push(format!("{key}: {shown}"));
         }
     }
     parts.join("  ")
@@ -184,7 +213,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             if let Some(err) = &e.error {
                 println!(
                     "error      {err}: {}",
-                    e.cause.as_deref().map(|c| summarise(&Value::String(c.to_owned()), 200)).unwrap_or_default()
+                    e.cause
+                        .as_deref()
+                        .map(|c| summarise(&Value::String(c.to_owned()), 200))
+                        .unwrap_or_default()
                 );
             }
             println!();
@@ -209,7 +241,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     ev.event_type,
                     shown,
                     elapsed_ms(&e.start_time, ev),
-                    details.map(detail_summary).unwrap_or_default()
+                    details
+                        .map(|d| detail_summary(&ev.event_type, d))
+                        .unwrap_or_default()
                 );
             }
             Ok(())

@@ -74,7 +74,8 @@ fn score(r: &MessageRecord) -> String {
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let db = existing_db(&ctx.home)?;
-    let store = SqliteMessageStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let store =
+        SqliteMessageStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let rt = super::features::runtime()?;
     match args.command {
         Sub::List {
@@ -155,7 +156,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     "\nattempt {}: score {}, {}{}",
                     a.attempt,
                     a.verdict.score,
-                    if a.verdict.approved { "approved" } else { "rejected" },
+                    if a.verdict.approved {
+                        "approved"
+                    } else {
+                        "rejected"
+                    },
                     if a.verdict.reasons.is_empty() {
                         String::new()
                     } else {

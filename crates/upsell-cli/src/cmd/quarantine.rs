@@ -34,7 +34,8 @@ enum Sub {
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let db = existing_db(&ctx.home)?;
-    let store = SqliteMessageStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let store =
+        SqliteMessageStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     let rt = super::features::runtime()?;
     let Sub::List { after, limit, json } = args.command;
     let records = rt.block_on(store.list_quarantine(after.as_deref(), limit.max(1)))?;
@@ -56,7 +57,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             r.origin.as_deref().unwrap_or("-")
         );
         for p in &r.errors {
-            let at = if p.path.is_empty() { "(event)" } else { p.path.as_str() };
+            let at = if p.path.is_empty() {
+                "(event)"
+            } else {
+                p.path.as_str()
+            };
             println!("    {at}: {}", p.message);
         }
     }
