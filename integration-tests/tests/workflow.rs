@@ -85,7 +85,7 @@ impl ModelProvider for UnreliableModel {
             *n += 1;
             *n
         };
-        if n == 1 && h % 4 == 0 {
+        if n == 1 && h.is_multiple_of(4) {
             self.count("throttled");
             return Err(ModelError::Throttled("rate exceeded (test)".into()));
         }

@@ -193,7 +193,7 @@ impl FeatureBuilder {
             CustomerEvent::SurveySubmitted(e) => {
                 let d = &e.detail;
                 self.surveys.push((d.survey_date, t, d.satisfaction));
-                self.surveys.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+                self.surveys.sort_by_key(|s| (s.0, s.1));
             }
             CustomerEvent::CustomerProfileUpdated(e) => {
                 // The newest profile by event time wins, whatever the arrival order.

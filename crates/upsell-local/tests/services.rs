@@ -14,7 +14,7 @@ fn ctx() -> TaskContext {
         execution_arn: "arn:aws:states:us-east-1:000000000000:execution:M:e".into(),
         state_name: "S".into(),
         retry_count: 0,
-        context: json!({}),
+        state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:M".into(),
         task_token: None,
     }
 }
