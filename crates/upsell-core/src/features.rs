@@ -106,6 +106,23 @@ impl CustomerFeatures {
         self
     }
 
+    /// The snapshot after folding `event` into `previous` (the snapshot known just before the
+    /// event; `None` for a customer's first event), with the definitions of [`FeatureBuilder`].
+    /// See [`FeatureBuilder::resume`] for what this assumes about the event's time.
+    pub fn next(
+        previous: Option<&CustomerFeatures>,
+        event: &CustomerEvent,
+    ) -> Result<CustomerFeatures, PortError> {
+        let mut builder = match previous {
+            Some(p) => FeatureBuilder::resume(p),
+            None => FeatureBuilder::new(event.customer_id()),
+        };
+        builder.apply(event)?;
+        builder
+            .snapshot(None)
+            .ok_or_else(|| PortError::Other("no snapshot after applying an event".into()))
+    }
+
     fn refresh_time_relative(&mut self) {
         let today = self.as_of.date_naive();
         self.tenure_days = (today - self.customer_since).num_days().max(0);
@@ -136,8 +153,22 @@ pub struct FeatureBuilder {
     bought: BTreeSet<Service>,
     /// (survey date, event time, score), kept sorted.
     surveys: Vec<(NaiveDate, DateTime<Utc>, u8)>,
-    profile: Option<crate::events::CustomerProfileUpdated>,
+    profile: Option<ProfileFeatures>,
     profile_time: Option<DateTime<Utc>>,
+    /// Events folded into the snapshot this builder was resumed from (their ids are unknown).
+    resumed_events: u32,
+}
+
+/// The features taken from the newest profile event.
+#[derive(Debug, Clone)]
+struct ProfileFeatures {
+    lot_size_sqft: u32,
+    has_pool: bool,
+    pets: Vec<Pet>,
+    year_built: Option<u16>,
+    home_type: HomeType,
+    region: Region,
+    marketing_opt_in: bool,
 }
 
 impl FeatureBuilder {
@@ -155,6 +186,60 @@ impl FeatureBuilder {
             surveys: Vec::new(),
             profile: None,
             profile_time: None,
+            resumed_events: 0,
+        }
+    }
+
+    /// A builder that continues from a stored snapshot, so that one more event can be folded in
+    /// with the same definitions as a full replay (the enrich worker's path: read the snapshot
+    /// known just before the event, apply the event, store the result).
+    ///
+    /// A snapshot does not keep everything a replay knows, so the continuation assumes what is
+    /// true when the next event is newer than every event in the snapshot: the event's id was
+    /// not folded in before, the snapshot's surveys come before a new survey, and a new profile
+    /// replaces the snapshot's. An event older than the snapshot's newest event needs a full
+    /// replay of the event log ([`replay`]) instead.
+    pub fn resume(snapshot: &CustomerFeatures) -> Self {
+        let profile = match (
+            snapshot.lot_size_sqft,
+            snapshot.has_pool,
+            snapshot.home_type,
+            snapshot.region,
+            snapshot.marketing_opt_in,
+        ) {
+            (Some(lot_size_sqft), Some(has_pool), Some(home_type), Some(region), Some(opt_in)) => {
+                Some(ProfileFeatures {
+                    lot_size_sqft,
+                    has_pool,
+                    pets: snapshot.pets.clone(),
+                    year_built: snapshot.year_built,
+                    home_type,
+                    region,
+                    marketing_opt_in: opt_in,
+                })
+            }
+            _ => None,
+        };
+        let since = snapshot.customer_since.and_time(chrono::NaiveTime::MIN).and_utc();
+        FeatureBuilder {
+            customer_id: snapshot.customer_id.clone(),
+            seen: HashSet::new(),
+            first_event: Some(since.min(snapshot.last_event_time)),
+            last_event: Some(snapshot.last_event_time),
+            first_service: None,
+            last_service: snapshot.last_service_date,
+            service_count: snapshot.service_count,
+            ltv: snapshot.lifetime_value_cents,
+            bought: snapshot.services_bought.iter().copied().collect(),
+            // Oldest first, ordered before any survey folded in after resuming.
+            surveys: snapshot
+                .recent_satisfaction
+                .iter()
+                .map(|s| (NaiveDate::MIN, DateTime::<Utc>::MIN_UTC, *s))
+                .collect(),
+            profile_time: profile.as_ref().map(|_| snapshot.last_event_time),
+            profile,
+            resumed_events: snapshot.event_count,
         }
     }
 
@@ -198,7 +283,16 @@ impl FeatureBuilder {
             CustomerEvent::CustomerProfileUpdated(e) => {
                 // The newest profile by event time wins, whatever the arrival order.
                 if self.profile_time.is_none_or(|pt| t >= pt) {
-                    self.profile = Some(e.detail.clone());
+                    let d = &e.detail;
+                    self.profile = Some(ProfileFeatures {
+                        lot_size_sqft: d.property.lot_size_sqft,
+                        has_pool: d.property.has_pool,
+                        pets: d.property.pets.clone(),
+                        year_built: d.property.year_built,
+                        home_type: d.property.home_type,
+                        region: d.address.region,
+                        marketing_opt_in: d.marketing_opt_in,
+                    });
                     self.profile_time = Some(t);
                 }
             }
@@ -225,7 +319,7 @@ impl FeatureBuilder {
             feature_set_version: FEATURE_SET_VERSION.to_owned(),
             as_of,
             last_event_time: last_event,
-            event_count: self.seen.len() as u32,
+            event_count: self.resumed_events + self.seen.len() as u32,
             customer_since: self
                 .first_service
                 .unwrap_or_else(|| first_event.date_naive())
@@ -247,14 +341,14 @@ impl FeatureBuilder {
             satisfaction_avg: mean(&recent),
             satisfaction_trend: slope(&recent),
             recent_satisfaction: recent,
-            lot_size_sqft: profile.map(|p| p.property.lot_size_sqft),
-            has_pool: profile.map(|p| p.property.has_pool),
-            has_pets: profile.map(|p| !p.property.pets.is_empty()),
-            pets: profile.map(|p| p.property.pets.clone()).unwrap_or_default(),
-            year_built: profile.and_then(|p| p.property.year_built),
+            lot_size_sqft: profile.map(|p| p.lot_size_sqft),
+            has_pool: profile.map(|p| p.has_pool),
+            has_pets: profile.map(|p| !p.pets.is_empty()),
+            pets: profile.map(|p| p.pets.clone()).unwrap_or_default(),
+            year_built: profile.and_then(|p| p.year_built),
             home_age_years: None,
-            home_type: profile.map(|p| p.property.home_type),
-            region: profile.map(|p| p.address.region),
+            home_type: profile.map(|p| p.home_type),
+            region: profile.map(|p| p.region),
             marketing_opt_in: profile.map(|p| p.marketing_opt_in),
             season: Season::of(as_of.date_naive()),
         };
@@ -517,6 +611,17 @@ pub trait FeatureStore: Send + Sync {
         customer_id: &str,
         limit: usize,
     ) -> Result<Vec<CustomerFeatures>, PortError>;
+    /// Folds one event into the snapshot known just before it ([`CustomerFeatures::next`]) and
+    /// stores the result under the event's time; returns it. Applying the same event again
+    /// gives the same snapshot under the same key, so retries and redeliveries count it once.
+    /// Every adapter gets the same behaviour from this one definition.
+    async fn apply_event(&self, event: &CustomerEvent) -> Result<CustomerFeatures, PortError> {
+        let before = event.time() - chrono::Duration::microseconds(1);
+        let previous = self.get(event.customer_id(), Some(before)).await?;
+        let features = CustomerFeatures::next(previous.as_ref(), event)?;
+        self.put(&features).await?;
+        Ok(features)
+    }
 }
 
 /// Customer embeddings and exact nearest-neighbour search. Local: SQLite + in-memory scan;
@@ -649,6 +754,38 @@ mod tests {
         let later = snaps[0].clone().at(t("2023-03-01T00:00:00Z"));
         assert_eq!(later.tenure_days, 55);
         assert_eq!(later.season, Season::Spring);
+    }
+
+    #[test]
+    fn folding_one_event_at_a_time_equals_a_replay() {
+        let mut evs = events();
+        // A service dated before the first event moves `customer_since` back.
+        evs.push(service(
+            "s0",
+            "2024-07-02T00:00:00Z",
+            "2022-12-20",
+            "lawn-care",
+            100,
+        ));
+        for i in 0..7u8 {
+            let d = format!("2024-08-{:02}", i + 1);
+            evs.push(survey(&format!("w{i}"), &format!("{d}T00:00:00Z"), &d, 1 + i));
+        }
+        evs.push(profile("p3", "2024-09-01T00:00:00Z", false, "west"));
+        let replayed = replay("c1", &evs).unwrap();
+        let mut previous: Option<CustomerFeatures> = None;
+        for (e, want) in evs.iter().zip(&replayed) {
+            let next = CustomerFeatures::next(previous.as_ref(), e).unwrap();
+            assert_eq!(&next, want, "after {}", e.id());
+            // What a store hands back: JSON round trip, read just before the next event.
+            let json = serde_json::to_string(&next).unwrap();
+            previous = Some(serde_json::from_str(&json).unwrap());
+        }
+        let other = service("x", "2025-01-01T00:00:00Z", "2025-01-01", "lawn-care", 1);
+        let mut other_json = serde_json::to_value(&other).unwrap();
+        other_json["detail"]["customerId"] = json!("c2");
+        let other = ev(other_json);
+        assert!(CustomerFeatures::next(previous.as_ref(), &other).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub struct Args {
 enum Sub {
     /// Chunk, embed and index the documents (incremental: unchanged documents are kept).
     Ingest {
-        /// Embedding provider: hashing (built in).
+        /// Embedding provider: hashing (built in) or minilm (built with `--features minilm`).
         #[arg(long, default_value = "hashing")]
         provider: String,
     },
@@ -49,6 +49,7 @@ enum Sub {
         filters: Vec<String>,
         #[arg(long, default_value = "hybrid", value_parser = parse_mode)]
         mode: SearchMode,
+        /// Embedding provider: the one the index was built with (hashing or minilm).
         #[arg(long, default_value = "hashing")]
         provider: String,
         #[arg(long)]
@@ -71,13 +72,20 @@ fn parse_mode(s: &str) -> Result<SearchMode, String> {
 }
 
 /// Providers compiled into this binary.
+#[cfg(not(feature = "minilm"))]
 const PROVIDERS: &[&str] = &["hashing"];
+#[cfg(feature = "minilm")]
+const PROVIDERS: &[&str] = &["hashing", "minilm"];
 
 fn embedder(provider: &str) -> anyhow::Result<Arc<dyn Embedder>> {
     match provider {
         "hashing" => Ok(Arc::new(HashingEmbedder::default())),
+        #[cfg(feature = "minilm")]
+        "minilm" => Ok(Arc::new(upsell_embed::MiniLmEmbedder::from_env()?)),
+        #[cfg(not(feature = "minilm"))]
         "minilm" => bail!(
-            "the local sentence model (all-MiniLM-L6-v2) is not built into this binary; see docs/knowledge-base.md"
+            "the local sentence model (all-MiniLM-L6-v2) is not built into this binary: rebuild with \
+             `cargo build -p upsell-cli --features minilm` (see docs/knowledge-base.md)"
         ),
         "titan" => bail!("Titan Text Embeddings v2 is used by the AWS deployment only"),
         other => bail!(
@@ -153,7 +161,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
         Sub::Eval { providers, json } => {
-            let providers = if providers.is_empty() {
+            let defaulted = providers.is_empty();
+            let providers = if defaulted {
                 PROVIDERS.iter().map(|s| (*s).to_owned()).collect()
             } else {
                 providers
@@ -174,7 +183,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 );
             }
             for provider in providers {
-                let index = SqliteKnowledgeBase::in_memory(embedder(&provider)?)?;
+                let embedder = match embedder(&provider) {
+                    Ok(e) => e,
+                    // Built in but not installed (model files): skip it unless asked for by name.
+                    Err(e) if defaulted => {
+                        eprintln!("skipping provider {provider}: {e:#}");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let index = SqliteKnowledgeBase::in_memory(embedder)?;
                 rt.block_on(index.sync(&docs))?;
                 for mode in SearchMode::ALL {
                     let mut acc = MetricsAccumulator::default();
