@@ -1,7 +1,12 @@
 //! Retrieval speed at scale: knowledge-base queries over 100,000 chunks (keyword, vector,
 //! hybrid) and similar-customer search over 100,000 customers, with p50/p99 printed besides
 //! criterion's estimates. Run: `cargo bench -p upsell-sqlite --bench retrieval`.
+//!
+//! The knowledge-base corpus is derived from the real documents in knowledge-base/ (names,
+//! regions, numbers and sentences varied) and the queries are the labelled ones in
+//! knowledge-base/eval/, so term statistics look like production rather than a toy vocabulary.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,81 +17,14 @@ use rand_chacha::ChaCha8Rng;
 use upsell_core::events::{Region, Service};
 use upsell_core::features::{CustomerEmbedding, EMBEDDING_VERSION, SimilarQuery, embedding_len};
 use upsell_core::kb::{
-    ChunkingSettings, Document, HashingEmbedder, MetaValue, Metadata, RetrieveRequest, SearchMode,
-    chunk_document,
+    Chunk, ChunkingSettings, Document, EvalQuery, HashingEmbedder, MetaValue, RetrieveRequest,
+    SearchMode, chunk_document,
 };
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
+use upsell_sqlite::kb_source::load_documents;
 
 const N: usize = 100_000;
-const WORDS: &[&str] = &[
-    "lawn",
-    "mowing",
-    "pool",
-    "cleaning",
-    "gutter",
-    "leaves",
-    "snow",
-    "driveway",
-    "dog",
-    "puppy",
-    "pest",
-    "ants",
-    "mice",
-    "wasps",
-    "mosquito",
-    "tick",
-    "tree",
-    "branch",
-    "storm",
-    "roof",
-    "window",
-    "glass",
-    "pressure",
-    "deck",
-    "stain",
-    "furnace",
-    "cooling",
-    "filter",
-    "allergy",
-    "sprinkler",
-    "valve",
-    "frost",
-    "water",
-    "bill",
-    "weeds",
-    "clover",
-    "seed",
-    "clay",
-    "moss",
-    "fence",
-    "patio",
-    "party",
-    "wedding",
-    "baby",
-    "retired",
-    "travel",
-    "rental",
-    "carpet",
-    "ducts",
-    "vents",
-    "spring",
-    "summer",
-    "autumn",
-    "winter",
-    "weekly",
-    "monthly",
-    "discount",
-    "customer",
-    "family",
-    "garden",
-    "yard",
-    "backyard",
-    "shade",
-    "sunny",
-    "price",
-    "visit",
-];
 const REGIONS: &[&str] = &[
     "northeast",
     "southeast",
@@ -95,6 +33,13 @@ const REGIONS: &[&str] = &[
     "west",
     "northwest",
 ];
+const NAMES: &[&str] = &[
+    "Tom", "Ana", "Priya", "Marcus", "Dana", "Luis", "Grace", "Omar", "Hannah", "Wei", "Sofia",
+    "Jamal", "Erin", "Kenji", "Maya", "Carlos", "Fatima", "Noah", "Leah", "Ivan", "Zoe", "Ravi",
+    "Chloe", "Diego", "Aisha", "Ben", "Nora", "Tariq", "Lucy", "Mateo", "Ingrid", "Samir", "Rosa",
+    "Eli", "Yuki", "Paul", "Amara", "Finn", "Keiko", "Owen",
+];
+const KB_DIR_ENV: &str = "UPSELL_KB_DIR";
 
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
@@ -102,23 +47,96 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     (at(0.50), at(0.99))
 }
 
-fn synthetic_docs(rng: &mut ChaCha8Rng) -> Vec<IndexDocument> {
+/// The repository's knowledge-base/ folder (override with `UPSELL_KB_DIR`).
+fn kb_dir() -> PathBuf {
+    std::env::var_os(KB_DIR_ENV).map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-base")
+    })
+}
+
+/// Sentences (and headings) of a text, each kept with its trailing punctuation.
+fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let mut start = 0;
+        for (i, _) in line.match_indices(". ") {
+            out.push(line[start..=i].to_owned());
+            start = i + 2;
+        }
+        out.push(line[start..].to_owned());
+    }
+    out
+}
+
+/// Replaces every digit with a random one (same shape: "$8,333.30" stays a price).
+fn vary_numbers(s: &str, rng: &mut ChaCha8Rng) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from(b'0' + rng.random_range(0..10u8))
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// 100,000 chunks derived from the real knowledge base, so that vocabulary, document
+/// frequencies and chunk lengths look like production: each synthetic document starts from a
+/// real chunk, swaps about a third of its sentences for sentences of other documents of the
+/// same type, and substitutes customer names, regions and numbers. Metadata follows the base
+/// document (with the substituted region).
+fn realistic_docs(rng: &mut ChaCha8Rng) -> Vec<IndexDocument> {
+    let real = load_documents(&kb_dir()).unwrap_or_else(|e| {
+        panic!(
+            "the KB benchmark derives its corpus from knowledge-base/ ({}): {e}",
+            kb_dir().display()
+        )
+    });
+    let base: Vec<&Chunk> = real.iter().flat_map(|d| &d.chunks).collect();
+    let doc_type = |c: &Chunk| {
+        c.metadata
+            .get("doc_type")
+            .and_then(MetaValue::as_text)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut pools: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for c in &base {
+        pools.entry(doc_type(c)).or_default().extend(sentences(&c.text));
+    }
     (0..N)
         .map(|i| {
-            let len = rng.random_range(40..90);
-            let text: Vec<&str> = (0..len)
-                .map(|_| WORDS[rng.random_range(0..WORDS.len())])
-                .collect();
-            let mut metadata = Metadata::new();
-            metadata.insert(
-                "region".into(),
-                MetaValue::Text(REGIONS[i % REGIONS.len()].into()),
-            );
-            metadata.insert("doc_type".into(), MetaValue::Text("past_message".into()));
+            let b = base[rng.random_range(0..base.len())];
+            let pool = &pools[&doc_type(b)];
+            let region = REGIONS[rng.random_range(0..REGIONS.len())];
+            let name = NAMES[rng.random_range(0..NAMES.len())];
+            let mut text = Vec::new();
+            for s in sentences(&b.text) {
+                let s = if !s.starts_with('#') && rng.random_bool(0.35) {
+                    pool[rng.random_range(0..pool.len())].clone()
+                } else {
+                    s
+                };
+                let mut s = vary_numbers(&s, rng);
+                for r in REGIONS {
+                    s = s.replace(r, region);
+                }
+                if let Some(rest) = s.strip_prefix("Hi ")
+                    && let Some((_, tail)) = rest.split_once(',')
+                {
+                    s = format!("Hi {name},{tail}");
+                }
+                text.push(s);
+            }
+            let mut metadata = b.metadata.clone();
+            if metadata.contains_key("region") {
+                metadata.insert("region".into(), MetaValue::Text(region.into()));
+            }
             let doc = Document {
-                doc_id: format!("d{i}"),
-                source: format!("d{i}.md"),
-                text: text.join(" "),
+                doc_id: format!("bench/{i:06}"),
+                source: format!("bench/{i:06}.md"),
+                text: text.join("\n"),
                 metadata,
             };
             IndexDocument {
@@ -136,7 +154,7 @@ fn kb(c: &mut Criterion) {
         .build()
         .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let docs = synthetic_docs(&mut rng);
+    let docs = realistic_docs(&mut rng);
     let dir = tempfile::tempdir().unwrap();
     let embedder = Arc::new(HashingEmbedder::new(384));
     let index = SqliteKnowledgeBase::open(&dir.path().join("kb.db"), embedder.clone()).unwrap();
@@ -148,14 +166,21 @@ fn kb(c: &mut Criterion) {
         report.chunks_total,
         report.chunks_total as f64 / secs
     );
-    let queries: Vec<String> = (0..200)
-        .map(|_| {
-            (0..6)
-                .map(|_| WORDS[rng.random_range(0..WORDS.len())])
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+    let started = Instant::now();
+    index
+        .retrieve_with_vector(&RetrieveRequest::new("pool", 5), Some(&embedder.embed_one("pool")))
+        .unwrap();
+    eprintln!(
+        "first query after ingest (loads the in-memory index): {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let eval = std::fs::read_to_string(kb_dir().join("eval/queries.jsonl")).unwrap();
+    let eval: Vec<EvalQuery> = eval
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let queries: Vec<String> = eval.iter().cycle().take(200).map(|q| q.query.clone()).collect();
     let vectors: Vec<Vec<f32>> = queries.iter().map(|q| embedder.embed_one(q)).collect();
     // Warm the in-memory vector cache.
     index
@@ -175,7 +200,10 @@ fn kb(c: &mut Criterion) {
         let req = |q: &str| {
             let r = RetrieveRequest::new(q, 5).with_mode(mode);
             if filtered {
-                r.with_filter(upsell_core::kb::Filter::from_pairs(&["region=west"]).unwrap())
+                r.with_filter(
+                    upsell_core::kb::Filter::from_pairs(&["doc_type=past_message", "region=west"])
+                        .unwrap(),
+                )
             } else {
                 r
             }

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::kb::{
     Chunk, Embedder, EmbedderInfo, Filter, KnowledgeBase, Metadata, RetrieveRequest,
-    RetrievedChunk, SearchMode, fts5_query, reciprocal_rank_fusion,
+    RetrievedChunk, SearchMode, content_words, fts5_query, reciprocal_rank_fusion,
 };
 use upsell_core::ports::PortError;
 
-use crate::vectors::{VectorMatrix, blob_to_f32, f32_to_blob};
+use crate::vectors::{Int8Matrix, VectorMatrix, blob_to_f32, f32_to_blob};
 use crate::{db_err, open_connection};
 
 const SCHEMA: &str = r#"
@@ -69,14 +69,127 @@ pub struct IngestReport {
     pub chunks_total: usize,
 }
 
+/// Per-connection helpers for keyword search: the FTS5 index's vocabulary with document
+/// counts, and FTS3's porter tokenizer, which stems a word as the `porter` FTS5 tokenizer does.
+const TEMP_SCHEMA: &str = r#"
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_fts_vocab USING fts5vocab(main, kb_fts, row);
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_stem USING fts3tokenize(porter);
+"#;
+
+/// Keyword search ranks at most about this many postings (sum of the document frequencies of
+/// the query terms it keeps). FTS5 scores every row an OR query matches before `LIMIT` applies,
+/// so at 100,000 chunks a query made of common words would score most of the index; the terms
+/// kept are the rarest ones (the highest BM25 weights), and the rarest is always kept. Small
+/// indexes (the real knowledge base has a few hundred chunks) never reach the budget.
+const KEYWORD_POSTINGS_BUDGET: u64 = 6_000;
+
 /// Everything vector search and filters need, kept in memory and reloaded when the data changes.
 struct Cache {
     generation: u64,
     data_version: i64,
     rowids: Vec<i64>,
     index_of: HashMap<i64, usize>,
-    metadata: Vec<Metadata>,
+    columns: MetadataColumns,
     vectors: VectorMatrix,
+    vectors_i8: Int8Matrix,
+    /// Stemmed term -> number of chunks containing it (from `kb_fts_vocab`).
+    doc_freq: HashMap<String, u64>,
+}
+
+/// One bit per cached row.
+#[derive(Clone)]
+struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    fn filled(rows: usize, value: bool) -> Self {
+        let mut words = vec![if value { u64::MAX } else { 0 }; rows.div_ceil(64)];
+        if value && rows % 64 != 0 {
+            // Keep bits past the last row clear so that negation and counting stay exact.
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << (rows % 64)) - 1;
+            }
+        }
+        Bitmap(words)
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] >> (i % 64) & 1 == 1
+    }
+    fn set(&mut self, i: usize, value: bool) {
+        if value {
+            self.0[i / 64] |= 1 << (i % 64);
+        } else {
+            self.0[i / 64] &= !(1 << (i % 64));
+        }
+    }
+}
+
+/// Metadata stored by column: for every key, its distinct values with the rows holding them.
+/// A filter is evaluated once per distinct value instead of once per row, giving the bitmap of
+/// rows that pass, with exactly the semantics of [`Filter::matches`].
+#[derive(Default)]
+struct MetadataColumns {
+    rows: usize,
+    by_key: HashMap<String, Vec<(Metadata, Vec<u32>)>>,
+}
+
+impl MetadataColumns {
+    fn build(all: &[Metadata]) -> Self {
+        let mut by_key: HashMap<String, Vec<(Metadata, Vec<u32>)>> = HashMap::new();
+        let mut slot: HashMap<(String, String), usize> = HashMap::new();
+        for (row, meta) in all.iter().enumerate() {
+            for (key, value) in meta {
+                let id = (key.clone(), serde_json::to_string(value).unwrap_or_default());
+                let values = by_key.entry(key.clone()).or_default();
+                let i = *slot.entry(id).or_insert_with(|| {
+                    values.push((Metadata::from([(key.clone(), value.clone())]), Vec::new()));
+                    values.len() - 1
+                });
+                values[i].1.push(row as u32);
+            }
+        }
+        MetadataColumns {
+            rows: all.len(),
+            by_key,
+        }
+    }
+
+    /// Rows passing `filter`.
+    fn allowed(&self, filter: &Filter) -> Bitmap {
+        let key = match filter {
+            Filter::AndAll(items) => {
+                let mut out = Bitmap::filled(self.rows, true);
+                for f in items {
+                    let b = self.allowed(f);
+                    out.0.iter_mut().zip(&b.0).for_each(|(o, x)| *o &= x);
+                }
+                return out;
+            }
+            Filter::OrAll(items) => {
+                let mut out = Bitmap::filled(self.rows, false);
+                for f in items {
+                    let b = self.allowed(f);
+                    out.0.iter_mut().zip(&b.0).for_each(|(o, x)| *o |= x);
+                }
+                return out;
+            }
+            Filter::Equals { key, .. }
+            | Filter::NotEquals { key, .. }
+            | Filter::In { key, .. }
+            | Filter::ListContains { key, .. }
+            | Filter::GreaterThanOrEquals { key, .. }
+            | Filter::LessThanOrEquals { key, .. } => key,
+        };
+        // A leaf looks at one key only: rows without the key get the answer for no value.
+        let absent = filter.matches(&Metadata::new());
+        let mut out = Bitmap::filled(self.rows, absent);
+        for (value, rows) in self.by_key.get(key).map(Vec::as_slice).unwrap_or_default() {
+            let pass = filter.matches(value);
+            if pass != absent {
+                rows.iter().for_each(|&r| out.set(r as usize, pass));
+            }
+        }
+        out
+    }
 }
 
 /// SQLite knowledge-base index. Cheap to share: wrap it in an `Arc`.
@@ -115,6 +228,7 @@ impl SqliteKnowledgeBase {
         conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        conn.execute_batch(TEMP_SCHEMA).map_err(db_err)?;
         Ok(SqliteKnowledgeBase {
             conn: Mutex::new(conn),
             embedder,
@@ -317,28 +431,79 @@ impl SqliteKnowledgeBase {
             vectors.push(&v);
         }
         let index_of = rowids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut doc_freq = HashMap::new();
+        let mut stmt = conn
+            .prepare("SELECT term, doc FROM temp.kb_fts_vocab")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([]).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            doc_freq.insert(row.get(0).map_err(db_err)?, row.get(1).map_err(db_err)?);
+        }
         let cache = Arc::new(Cache {
             generation,
             data_version,
             rowids,
             index_of,
-            metadata,
+            columns: MetadataColumns::build(&metadata),
+            vectors_i8: Int8Matrix::from_matrix(&vectors),
             vectors,
+            doc_freq,
         });
         *slot = Some(Arc::clone(&cache));
         Ok(cache)
+    }
+
+    /// The FTS5 expression for `query`: its words, stopwords removed, quoted and OR-ed, keeping
+    /// the rarest within [`KEYWORD_POSTINGS_BUDGET`].
+    fn keyword_expression(
+        conn: &Connection,
+        cache: &Cache,
+        query: &str,
+    ) -> Result<Option<String>, PortError> {
+        let mut seen = BTreeSet::new();
+        let mut stem = conn
+            .prepare_cached("SELECT token FROM temp.kb_stem WHERE input = ?1")
+            .map_err(db_err)?;
+        let mut words = Vec::new();
+        for word in content_words(query) {
+            if words.len() == 64 || !seen.insert(word.clone()) {
+                continue;
+            }
+            let stemmed: Option<String> = stem
+                .query_row([&word], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            // A word the vocabulary does not know costs nothing to keep.
+            let df = stemmed
+                .and_then(|s| cache.doc_freq.get(&s).copied())
+                .unwrap_or(0);
+            words.push((df, word));
+        }
+        words.sort_by_key(|w| w.0);
+        let mut postings = 0u64;
+        let kept: Vec<String> = words
+            .into_iter()
+            .enumerate()
+            .take_while(|(i, (df, _))| {
+                postings += df;
+                *i == 0 || postings <= KEYWORD_POSTINGS_BUDGET
+            })
+            .map(|(_, (_, w))| w)
+            .collect();
+        Ok(fts5_query(&kept.join(" ")))
     }
 
     fn keyword_ids(
         conn: &Connection,
         cache: &Cache,
         query: &str,
-        filter: Option<&Filter>,
+        allowed: Option<&Bitmap>,
         n: usize,
     ) -> Result<Vec<(i64, f64)>, PortError> {
-        let Some(expr) = fts5_query(query) else {
+        let Some(expr) = Self::keyword_expression(conn, cache, query)? else {
             return Ok(Vec::new());
         };
+        let filter = allowed;
         // Without a filter SQLite can stop at n; with one we step through ranked rows until n pass.
         let sql = if filter.is_some() {
             "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank"
@@ -356,11 +521,11 @@ impl SqliteKnowledgeBase {
         while let Some(row) = rows.next().map_err(db_err)? {
             let id: i64 = row.get(0).map_err(db_err)?;
             let bm25: f64 = row.get(1).map_err(db_err)?;
-            if let Some(f) = filter {
+            if let Some(allowed) = filter {
                 let Some(&i) = cache.index_of.get(&id) else {
                     continue;
                 };
-                if !f.matches(&cache.metadata[i]) {
+                if !allowed.get(i) {
                     continue;
                 }
             }
@@ -376,14 +541,14 @@ impl SqliteKnowledgeBase {
     fn vector_ids(
         cache: &Cache,
         query: &[f32],
-        filter: Option<&Filter>,
+        allowed: Option<&Bitmap>,
         n: usize,
     ) -> Vec<(i64, f64)> {
-        let allowed: Option<Vec<bool>> =
-            filter.map(|f| cache.metadata.iter().map(|m| f.matches(m)).collect());
         cache
-            .vectors
-            .top_k(query, n, |i| allowed.as_ref().is_none_or(|a| a[i]))
+            .vectors_i8
+            .top_k(&cache.vectors, query, n, |i| {
+                allowed.is_none_or(|a| a.get(i))
+            })
             .into_iter()
             .map(|(i, s)| (cache.rowids[i], f64::from(s)))
             .collect()
@@ -437,7 +602,8 @@ impl SqliteKnowledgeBase {
         if cache.rowids.is_empty() {
             return Ok(Vec::new());
         }
-        let filter = request.filter.as_ref();
+        let allowed = request.filter.as_ref().map(|f| cache.columns.allowed(f));
+        let filter = allowed.as_ref();
         let k = request.k;
         let scored: Vec<(i64, f64)> = match request.mode {
             SearchMode::Keyword => Self::keyword_ids(&conn, &cache, &request.query, filter, k)?,

@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::events::{CustomerEvent, RawEvent};
-use upsell_core::features::{CustomerFeatures, FEATURE_SET_VERSION, FeatureStore, Season};
+use upsell_core::features::{FeatureStore, Season};
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 use upsell_models::catalogue::Catalogue;
 use upsell_models::offers::{compute_offers, next_month_name, season_name};
@@ -94,110 +94,6 @@ pub fn bucket_of(customer_id: &str) -> u8 {
     (h % 100) as u8
 }
 
-/// Folds one event into the customer's previous snapshot (what the feature store knew just
-/// before the event), following the definitions of `upsell_core::features::FeatureBuilder`.
-pub fn apply_event(prev: Option<CustomerFeatures>, event: &CustomerEvent) -> CustomerFeatures {
-    let t = event.time();
-    let mut f = prev.unwrap_or_else(|| CustomerFeatures {
-        customer_id: event.customer_id().to_owned(),
-        feature_set_version: FEATURE_SET_VERSION.to_owned(),
-        as_of: t,
-        last_event_time: t,
-        event_count: 0,
-        customer_since: t.date_naive(),
-        tenure_days: 0,
-        service_count: 0,
-        services_per_year: 0.0,
-        lifetime_value_cents: 0,
-        last_service_date: None,
-        days_since_last_service: None,
-        services_bought: Vec::new(),
-        services_not_bought: upsell_core::events::Service::ALL.to_vec(),
-        recent_satisfaction: Vec::new(),
-        satisfaction_avg: None,
-        satisfaction_trend: None,
-        lot_size_sqft: None,
-        has_pool: None,
-        has_pets: None,
-        pets: Vec::new(),
-        year_built: None,
-        home_age_years: None,
-        home_type: None,
-        region: None,
-        marketing_opt_in: None,
-        season: Season::of(t.date_naive()),
-    });
-    let newest = t >= f.last_event_time;
-    f.event_count += 1;
-    f.last_event_time = f.last_event_time.max(t);
-    f.customer_since = f.customer_since.min(t.date_naive());
-    match event {
-        CustomerEvent::ServiceCompleted(e) => {
-            let d = &e.detail;
-            f.service_count += 1;
-            f.lifetime_value_cents = f.lifetime_value_cents.saturating_add(d.price_cents);
-            if !f.services_bought.contains(&d.service) {
-                f.services_bought.push(d.service);
-                f.services_bought.sort();
-            }
-            f.services_not_bought.retain(|s| *s != d.service);
-            f.last_service_date = Some(
-                f.last_service_date
-                    .map_or(d.service_date, |l| l.max(d.service_date)),
-            );
-            f.customer_since = f.customer_since.min(d.service_date);
-        }
-        CustomerEvent::SurveySubmitted(e) => {
-            f.recent_satisfaction.push(e.detail.satisfaction);
-            let n = f.recent_satisfaction.len();
-            if n > upsell_core::features::SATISFACTION_WINDOW {
-                f.recent_satisfaction
-                    .drain(..n - upsell_core::features::SATISFACTION_WINDOW);
-            }
-            let xs: Vec<f64> = f
-                .recent_satisfaction
-                .iter()
-                .map(|x| f64::from(*x))
-                .collect();
-            f.satisfaction_avg = Some(xs.iter().sum::<f64>() / xs.len() as f64);
-            f.satisfaction_trend = slope(&xs);
-        }
-        CustomerEvent::CustomerProfileUpdated(e) => {
-            // The newest profile by event time wins.
-            if newest {
-                let p = &e.detail;
-                f.lot_size_sqft = Some(p.property.lot_size_sqft);
-                f.has_pool = Some(p.property.has_pool);
-                f.has_pets = Some(!p.property.pets.is_empty());
-                f.pets = p.property.pets.clone();
-                f.year_built = p.property.year_built;
-                f.home_type = Some(p.property.home_type);
-                f.region = Some(p.address.region);
-                f.marketing_opt_in = Some(p.marketing_opt_in);
-            }
-        }
-    }
-    // Recompute time-relative features for the event time.
-    f.as_of = t - Duration::microseconds(1);
-    f.at(t)
-}
-
-fn slope(xs: &[f64]) -> Option<f64> {
-    if xs.len() < 2 {
-        return None;
-    }
-    let n = xs.len() as f64;
-    let mx = (n - 1.0) / 2.0;
-    let my = xs.iter().sum::<f64>() / n;
-    let (mut num, mut den) = (0.0, 0.0);
-    for (i, y) in xs.iter().enumerate() {
-        let dx = i as f64 - mx;
-        num += dx * (y - my);
-        den += dx * dx;
-    }
-    Some(num / den)
-}
-
 fn skip(event_id: &str, customer_id: &str, bucket: u8, reason: &str) -> Output {
     Output {
         event_id: event_id.to_owned(),
@@ -228,14 +124,10 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             })
             .await?;
     }
-    // What was known just before this event: re-applying the same event gives the same
+    // The store folds the event into what was known just before it, with the feature
+    // definitions of `upsell_core::features`: re-applying the same event gives the same
     // snapshot, so a retried or redelivered event is not counted twice.
-    let prev = deps
-        .features
-        .get(&customer_id, Some(t - Duration::microseconds(1)))
-        .await?;
-    let features = apply_event(prev, &event);
-    deps.features.put(&features).await?;
+    let features = deps.features.apply_event(&event).await?;
 
     let bucket = bucket_of(&customer_id);
     let Some(contact) = deps.contacts.get(&customer_id).await? else {
