@@ -30,15 +30,15 @@ type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Runs state machines. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Engine {
-    resources: Arc<Resources>,
+    pub(crate) resources: Arc<Resources>,
     clock: Arc<dyn Clock>,
     history: Arc<dyn HistorySink>,
     checkpoints: Option<Arc<dyn CheckpointStore>>,
     mocks: Option<Arc<StateMocks>>,
     items: Option<Arc<dyn ItemSource>>,
     results: Option<Arc<dyn ResultSink>>,
-    region: String,
-    account: String,
+    pub(crate) region: String,
+    pub(crate) account: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -171,7 +171,7 @@ struct Step {
     next: Option<usize>,
 }
 
-fn fmt_time(t: DateTime<Utc>) -> String {
+pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -616,7 +616,7 @@ impl Engine {
         })
     }
 
-    fn input_path(
+    pub(crate) fn input_path(
         &self,
         st: &State,
         raw: &Value,
@@ -790,7 +790,7 @@ impl Engine {
         }
     }
 
-    fn number(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<f64, Failure> {
+    pub(crate) fn number(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<f64, Failure> {
         match n {
             NumberField::Lit(x) => Ok(*x),
             NumberField::Path(p) => {
@@ -808,7 +808,7 @@ impl Engine {
         }
     }
 
-    fn int_field(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<i64, Failure> {
+    pub(crate) fn int_field(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<i64, Failure> {
         if let NumberField::Path(p) = n {
             let v = scope.read(p).ok_or_else(|| missing_path(p, field, scope))?;
             let parsed = v
@@ -916,7 +916,7 @@ impl Engine {
         }
     }
 
-    fn map_items(
+    pub(crate) fn map_items(
         &self,
         st: &State,
         m: &MapSpec,
@@ -1612,7 +1612,7 @@ fn assign_vars(vars: &mut Map<String, Value>, new: Option<Value>) {
     }
 }
 
-fn apply_result_path(rp: &PathField, raw: &Value, result: Value) -> Result<Value, Failure> {
+pub(crate) fn apply_result_path(rp: &PathField, raw: &Value, result: Value) -> Result<Value, Failure> {
     match rp {
         PathField::Default => Ok(result),
         PathField::Null => Ok(raw.clone()),
@@ -1638,7 +1638,7 @@ fn apply_result_path(rp: &PathField, raw: &Value, result: Value) -> Result<Value
     }
 }
 
-fn output_path(op: &PathField, v: &Value, scope: &Scope<'_>) -> Result<Value, Failure> {
+pub(crate) fn output_path(op: &PathField, v: &Value, scope: &Scope<'_>) -> Result<Value, Failure> {
     match op {
         PathField::Default => Ok(v.clone()),
         PathField::Null => Ok(json!({})),
@@ -1860,14 +1860,4 @@ fn string_matches(s: &str, pattern: &str) -> bool {
         }
     }
     true
-}
-
-#[allow(dead_code)]
-fn eq(a: &Value, b: &Value) -> bool {
-    json_eq(a, b)
-}
-
-#[allow(dead_code)]
-fn path_of(p: &JsonPath) -> &str {
-    p.source()
 }

@@ -19,16 +19,13 @@ pub mod exec;
 pub mod history;
 pub mod intrinsics;
 pub mod items;
-#[cfg(not(feature = "jsonata"))]
-mod jsonata_shim;
 pub mod jsonpath;
-#[cfg(not(feature = "jsonata"))]
-pub(crate) use jsonata_shim as jsonata_api;
-#[cfg(feature = "jsonata")]
 pub(crate) use upsell_jsonata as jsonata_api;
 pub mod mock;
+mod mock_shapes;
 pub mod task;
 pub mod template;
+pub mod test_state;
 
 pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
 pub use clock::{Clock, RealClock, VirtualClock, virtual_runtime};
@@ -38,4 +35,8 @@ pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};
 pub use history::{HistoryEvent, HistorySink, MemorySink, NullSink};
 pub use items::{ItemSource, ResultSink};
 pub use mock::{MockedResponse, StateMocks};
+pub use test_state::{
+    FieldValidationMode, InspectionLevel, StateConfiguration, TestMock, TestStateError,
+    TestStateRequest, TestStateResponse, TestStatus, test_state,
+};
 pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};

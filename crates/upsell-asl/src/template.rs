@@ -103,9 +103,18 @@ impl Scope<'_> {
         }
         env.bind("states", Value::Object(states));
         j.expr.evaluate(self.input, &env).map_err(|e| {
+            // A result JSON cannot hold (a function) is reported apart from evaluation errors.
+            let what = if e.code == crate::jsonata_api::Error::UNSUPPORTED_RESULT {
+                "returned an unsupported result type.".to_string()
+            } else {
+                format!("threw an error during evaluation. {e}")
+            };
             Failure::new(
                 names::QUERY_EVALUATION,
-                format!("The JSONata expression '{}' specified for the field '{field}' threw an error during evaluation. {}", j.src.trim(), e),
+                format!(
+                    "The JSONata expression '{}' specified for the field '{field}' {what}",
+                    j.src.trim()
+                ),
             )
         })
     }

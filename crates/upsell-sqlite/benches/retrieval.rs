@@ -231,6 +231,78 @@ fn kb(c: &mut Criterion) {
             })
         });
     }
+    drop(index);
+    vec0(c, &dir.path().join("kb.db"), &vectors);
+}
+
+/// Registers sqlite-vec for every connection opened afterwards.
+#[allow(unsafe_code)]
+fn register_sqlite_vec() {
+    // SAFETY: `sqlite3_vec_init` is the extension's entry point with the signature SQLite expects
+    // of an auto-extension (db, error message, API routines); the transmute only restores that
+    // signature, which the crate's `extern` declaration leaves out. Registration happens before
+    // the connection that uses it is opened.
+    unsafe {
+        rusqlite::ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+            *const (),
+            unsafe extern "C" fn(
+                *mut rusqlite::ffi::sqlite3,
+                *mut *mut std::os::raw::c_char,
+                *const rusqlite::ffi::sqlite3_api_routines,
+            ) -> std::os::raw::c_int,
+        >(sqlite_vec::sqlite3_vec_init as *const ())));
+    }
+}
+
+/// The same vector search with sqlite-vec's `vec0` (exact KNN in C), for comparison with the
+/// Rust scan over the in-memory matrix.
+fn vec0(c: &mut Criterion, kb_db: &Path, vectors: &[Vec<f32>]) {
+    register_sqlite_vec();
+    let conn = rusqlite::Connection::open(kb_db.with_file_name("vec0.db")).unwrap();
+    let version: String = conn
+        .query_row("SELECT vec_version()", [], |r| r.get(0))
+        .unwrap();
+    let started = Instant::now();
+    conn.execute_batch(&format!(
+        "ATTACH '{}' AS kb;
+         CREATE VIRTUAL TABLE v USING vec0(embedding float[384]);
+         INSERT INTO v(rowid, embedding) SELECT id, embedding FROM kb.kb_chunks;",
+        kb_db.display()
+    ))
+    .unwrap();
+    eprintln!(
+        "vec0 ({version}) load: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let blob = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut stmt = conn
+        .prepare("SELECT rowid, distance FROM v WHERE embedding MATCH ?1 AND k = 5")
+        .unwrap();
+    let mut run = |v: &[f32]| {
+        stmt.query_map([blob(v)], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let mut samples = Vec::new();
+    for v in vectors {
+        let t = Instant::now();
+        assert_eq!(run(v).len(), 5);
+        samples.push(t.elapsed());
+    }
+    let (p50, p99) = percentiles(samples);
+    eprintln!(
+        "kb_vector_vec0_100k: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5)",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    let mut i = 0;
+    c.bench_function("kb_vector_vec0_100k", |b| {
+        b.iter(|| {
+            i = (i + 1) % vectors.len();
+            run(&vectors[i])
+        })
+    });
 }
 
 fn similar(c: &mut Criterion) {

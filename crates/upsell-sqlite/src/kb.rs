@@ -465,23 +465,24 @@ impl SqliteKnowledgeBase {
             .prepare_cached("SELECT token FROM temp.kb_stem WHERE input = ?1")
             .map_err(db_err)?;
         let mut words = Vec::new();
+        let mut unknown = Vec::new();
         for word in content_words(query) {
-            if words.len() == 64 || !seen.insert(word.clone()) {
+            if seen.len() == 64 || !seen.insert(word.clone()) {
                 continue;
             }
             let stemmed: Option<String> = stem
                 .query_row([&word], |r| r.get(0))
                 .optional()
                 .map_err(db_err)?;
-            // A word the vocabulary does not know costs nothing to keep.
-            let df = stemmed
-                .and_then(|s| cache.doc_freq.get(&s).copied())
-                .unwrap_or(0);
-            words.push((df, word));
+            match stemmed.and_then(|s| cache.doc_freq.get(&s).copied()) {
+                Some(df) => words.push((df, word)),
+                // A word the vocabulary does not know matches nothing: keeping it costs nothing.
+                None => unknown.push(word),
+            }
         }
         words.sort_by_key(|w| w.0);
         let mut postings = 0u64;
-        let kept: Vec<String> = words
+        let mut kept: Vec<String> = words
             .into_iter()
             .enumerate()
             .take_while(|(i, (df, _))| {
@@ -490,6 +491,7 @@ impl SqliteKnowledgeBase {
             })
             .map(|(_, (_, w))| w)
             .collect();
+        kept.extend(unknown);
         Ok(fts5_query(&kept.join(" ")))
     }
 

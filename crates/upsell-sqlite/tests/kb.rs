@@ -133,6 +133,79 @@ async fn hybrid_fuses_with_reciprocal_rank() {
 }
 
 #[tokio::test]
+async fn every_filter_form_selects_exactly_the_matching_chunks() {
+    // Mixed attribute types, lists and missing keys: vector search with k above the corpus size
+    // returns every chunk the filter passes, which must be exactly what `Filter::matches` says.
+    let meta = |pairs: Vec<(&str, MetaValue)>| -> Metadata {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    };
+    let text = |s: &str| MetaValue::Text(s.to_owned());
+    let docs: Vec<(&str, Metadata)> = vec![
+        ("a", meta(vec![("region", text("west")), ("year", MetaValue::Number(2023.0)), ("seasons", MetaValue::List(vec!["spring".into(), "summer".into()]))])),
+        ("b", meta(vec![("region", text("east")), ("year", MetaValue::Number(2024.0)), ("has_pool", MetaValue::Bool(true))])),
+        ("c", meta(vec![("region", text("west")), ("year", text("2024")), ("seasons", MetaValue::List(vec!["winter".into()]))])),
+        ("d", meta(vec![("has_pool", MetaValue::Bool(false))])),
+    ];
+    let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(64))).unwrap();
+    let index_docs: Vec<IndexDocument> = docs
+        .iter()
+        .map(|(id, m)| {
+            let d = Document {
+                doc_id: (*id).into(),
+                source: format!("{id}.md"),
+                text: format!("document {id} about lawns"),
+                metadata: m.clone(),
+            };
+            IndexDocument {
+                doc_id: (*id).into(),
+                source: d.source.clone(),
+                content_hash: (*id).into(),
+                chunks: chunk_document(&d, ChunkingSettings::default()),
+            }
+        })
+        .collect();
+    kb.sync(&index_docs).await.unwrap();
+    let eq = |k: &str, v: MetaValue| Filter::Equals { key: k.into(), value: v };
+    let filters = vec![
+        eq("region", text("west")),
+        eq("seasons", text("spring")),
+        eq("year", MetaValue::Number(2024.0)),
+        eq("has_pool", MetaValue::Bool(false)),
+        Filter::NotEquals { key: "region".into(), value: text("west") },
+        Filter::In { key: "region".into(), values: vec![text("east"), text("north")] },
+        Filter::ListContains { key: "seasons".into(), value: "winter".into() },
+        Filter::GreaterThanOrEquals { key: "year".into(), value: 2024.0 },
+        Filter::LessThanOrEquals { key: "year".into(), value: 2023.5 },
+        Filter::AndAll(vec![eq("region", text("west")), Filter::NotEquals { key: "seasons".into(), value: text("winter") }]),
+        Filter::OrAll(vec![eq("has_pool", MetaValue::Bool(true)), eq("seasons", text("winter"))]),
+        Filter::OrAll(vec![]),
+        Filter::AndAll(vec![]),
+        eq("missing", text("x")),
+    ];
+    for filter in filters {
+        let mut want: Vec<&str> = docs
+            .iter()
+            .filter(|(_, m)| filter.matches(m))
+            .map(|(id, _)| *id)
+            .collect();
+        for mode in [SearchMode::Vector, SearchMode::Hybrid] {
+            let hits = kb
+                .retrieve(
+                    &RetrieveRequest::new("document lawns", 10)
+                        .with_mode(mode)
+                        .with_filter(Some(filter.clone())),
+                )
+                .await
+                .unwrap();
+            let mut got = ids(&hits);
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{mode:?} {filter:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn filters_apply_in_every_mode() {
     let kb = index().await;
     let filter = Filter::from_pairs(&["region=northeast"]).unwrap();

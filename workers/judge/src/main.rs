@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use judge::{Deps, Input, Output, handle};
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -1,0 +1,164 @@
+//! `upsell run` as users and outside checks call it: the JSON summary's exact keys, counts that
+//! add up, and a rerun into the same home that publishes nothing new; then the companions
+//! (`messages`, `executions`, `quarantine`) on what the run stored.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn upsell(home: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_upsell"))
+        .current_dir(repo_root())
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .env_remove("UPSELL_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the upsell binary runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{out}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+const KEYS: [&str; 8] = [
+    "events",
+    "published",
+    "rejected",
+    "quarantined",
+    "failed",
+    "duplicates",
+    "elapsed_s",
+    "events_per_s",
+];
+
+fn summary(o: &Output) -> Value {
+    let out = ok(o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "--json prints exactly one line: {out}");
+    let v: Value = serde_json::from_str(lines[0]).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, KEYS);
+    let five: u64 = KEYS[1..6].iter().map(|k| v[k].as_u64().unwrap()).sum();
+    assert_eq!(five, v["events"].as_u64().unwrap(), "{v}");
+    v
+}
+
+#[test]
+fn run_twice_from_stdin_then_inspect_the_records() {
+    let home = tempfile::tempdir().unwrap();
+    let examples = std::fs::read_to_string(repo_root().join("examples/events.jsonl")).unwrap();
+    // The first 150 example lines, with blank lines that must not count, and a broken line.
+    let mut input: String = examples.lines().take(150).collect::<Vec<_>>().join("\n\n");
+    input.push_str("\n{\"id\": \"cli-broken\", \"source\": \n");
+    let events = input.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+
+    let first = summary(&upsell(
+        home.path(),
+        &["run", "--events", "-", "--json"],
+        Some(&input),
+    ));
+    assert_eq!(first["events"], events);
+    assert!(first["published"].as_u64().unwrap() > 0, "{first}");
+    assert!(first["quarantined"].as_u64().unwrap() >= 1, "{first}");
+
+    let second = summary(&upsell(
+        home.path(),
+        &["run", "--events", "-", "--json"],
+        Some(&input),
+    ));
+    assert_eq!(second["events"], events);
+    assert_eq!(
+        second["published"], 0,
+        "the rerun published again: {second}"
+    );
+    assert_eq!(second["rejected"], 0, "{second}");
+
+    let list = ok(&upsell(
+        home.path(),
+        &[
+            "messages", "list", "--status", "approved", "--json", "--limit", "1000",
+        ],
+        None,
+    ));
+    let approved: Vec<Value> = list
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(approved.len() as u64, first["published"].as_u64().unwrap());
+    let id = approved[0]["eventId"].as_str().unwrap();
+    let shown = ok(&upsell(home.path(), &["messages", "show", id], None));
+    assert!(shown.contains(id) && shown.contains("approved"), "{shown}");
+
+    let timeline = ok(&upsell(home.path(), &["executions", "show", id], None));
+    for needle in [
+        "ExecutionStarted",
+        "SchemaCheck",
+        "Generate",
+        "Judge",
+        "Publish",
+        "ExecutionSucceeded",
+    ] {
+        assert!(timeline.contains(needle), "{needle} missing:\n{timeline}");
+    }
+    let executions = ok(&upsell(
+        home.path(),
+        &["executions", "list", "--limit", "5"],
+        None,
+    ));
+    assert!(executions.contains("SUCCEEDED"), "{executions}");
+
+    let quarantine = ok(&upsell(
+        home.path(),
+        &["quarantine", "list", "--json", "--limit", "1000"],
+        None,
+    ));
+    assert!(
+        quarantine
+            .lines()
+            .any(|l| l.contains("malformed-json") && l.contains("cli-broken")),
+        "{quarantine}"
+    );
+}
+
+#[test]
+fn companions_explain_an_empty_home_instead_of_creating_one() {
+    let home = tempfile::tempdir().unwrap();
+    let o = upsell(home.path(), &["messages", "list"], None);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("upsell run"));
+    assert!(!home.path().join("upsell.db").exists());
+}
+
+#[test]
+fn openai_needs_an_endpoint_and_a_model_id() {
+    let home = tempfile::tempdir().unwrap();
+    let o = upsell(home.path(), &["run", "--model", "openai"], None);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--endpoint") && err.contains("--model-id"),
+        "{err}"
+    );
+}
