@@ -1,5 +1,7 @@
 //! Engine throughput: a 10-state Pass/Choice/Assign machine (executions/s and state
 //! transitions/s on one core) and a 10,000-item Map with MaxConcurrency 40 over a no-op task.
+//! The `five_state` group runs benches/five-state.asl.json, which benches/bench-moto.sh also
+//! runs on moto's interpreter to report the ratio.
 //! Run with `cargo bench -p upsell-asl --bench engine`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -65,6 +67,29 @@ fn bench(c: &mut Criterion) {
                 json!({}),
                 StartOptions {
                     name: Some("b".into()),
+                    ..Default::default()
+                },
+            ));
+            assert!(matches!(r.outcome, upsell_asl::Outcome::Succeeded(_)));
+        })
+    });
+    g.finish();
+
+    // The machine benches/bench-moto.sh also runs on moto (5 states entered per execution).
+    let five = parse(
+        &serde_json::from_str(include_str!("five-state.asl.json")).expect("five-state.asl.json"),
+        ParseOptions::default(),
+    )
+    .expect("valid");
+    let mut g = c.benchmark_group("five_state");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("execution", |b| {
+        b.iter(|| {
+            let r = rt.block_on(engine.execute(
+                &five,
+                json!({}),
+                StartOptions {
+                    name: Some("f".into()),
                     ..Default::default()
                 },
             ));

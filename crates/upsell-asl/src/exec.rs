@@ -6,9 +6,7 @@ use crate::clock::{Clock, RealClock};
 use crate::definition::*;
 use crate::error::{Failure, names};
 use crate::history::{HistoryEvent, HistorySink, NullSink};
-use crate::intrinsics::json_eq;
 use crate::items::{ItemSource, ResultSink};
-use crate::jsonpath::JsonPath;
 use crate::mock::StateMocks;
 use crate::task::{Resources, TaskContext};
 use crate::template::{LazyContext, Scope, Template, missing_path, type_name};
@@ -790,7 +788,12 @@ impl Engine {
         }
     }
 
-    pub(crate) fn number(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<f64, Failure> {
+    pub(crate) fn number(
+        &self,
+        n: &NumberField,
+        scope: &Scope<'_>,
+        field: &str,
+    ) -> Result<f64, Failure> {
         match n {
             NumberField::Lit(x) => Ok(*x),
             NumberField::Path(p) => {
@@ -808,7 +811,12 @@ impl Engine {
         }
     }
 
-    pub(crate) fn int_field(&self, n: &NumberField, scope: &Scope<'_>, field: &str) -> Result<i64, Failure> {
+    pub(crate) fn int_field(
+        &self,
+        n: &NumberField,
+        scope: &Scope<'_>,
+        field: &str,
+    ) -> Result<i64, Failure> {
         if let NumberField::Path(p) = n {
             let v = scope.read(p).ok_or_else(|| missing_path(p, field, scope))?;
             let parsed = v
@@ -1612,7 +1620,11 @@ fn assign_vars(vars: &mut Map<String, Value>, new: Option<Value>) {
     }
 }
 
-pub(crate) fn apply_result_path(rp: &PathField, raw: &Value, result: Value) -> Result<Value, Failure> {
+pub(crate) fn apply_result_path(
+    rp: &PathField,
+    raw: &Value,
+    result: Value,
+) -> Result<Value, Failure> {
     match rp {
         PathField::Default => Ok(result),
         PathField::Null => Ok(raw.clone()),

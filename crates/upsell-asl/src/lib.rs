@@ -35,8 +35,8 @@ pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};
 pub use history::{HistoryEvent, HistorySink, MemorySink, NullSink};
 pub use items::{ItemSource, ResultSink};
 pub use mock::{MockedResponse, StateMocks};
+pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};
 pub use test_state::{
     FieldValidationMode, InspectionLevel, StateConfiguration, TestMock, TestStateError,
     TestStateRequest, TestStateResponse, TestStatus, test_state,
 };
-pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};

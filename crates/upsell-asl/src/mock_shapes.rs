@@ -191,7 +191,10 @@ mod tests {
             validate(r, &json!({}), FieldValidationMode::Strict),
             Err("Required field 'ExecutionArn' is missing".into())
         );
-        assert_eq!(validate(r, &json!({}), FieldValidationMode::Present), Ok(()));
+        assert_eq!(
+            validate(r, &json!({}), FieldValidationMode::Present),
+            Ok(())
+        );
         assert_eq!(
             validate(r, &json!({"StartDate": 1}), FieldValidationMode::Present),
             Err("Field 'StartDate' must be a string".into())
@@ -208,7 +211,11 @@ mod tests {
         let ok = json!({"Payload": {"a": 1}, "StatusCode": 200});
         assert_eq!(validate(r, &ok, FieldValidationMode::Strict), Ok(()));
         assert_eq!(
-            validate(r, &json!({"StatusCode": "200"}), FieldValidationMode::Strict),
+            validate(
+                r,
+                &json!({"StatusCode": "200"}),
+                FieldValidationMode::Strict
+            ),
             Err("Field 'StatusCode' must be a number".into())
         );
     }

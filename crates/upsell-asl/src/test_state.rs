@@ -142,7 +142,10 @@ impl TestStateResponse {
         put("error", self.error.clone().map(Value::String));
         put("cause", self.cause.clone().map(Value::String));
         put("nextState", self.next_state.clone().map(Value::String));
-        put("inspectionData", self.inspection_data.clone().map(Value::Object));
+        put(
+            "inspectionData",
+            self.inspection_data.clone().map(Value::Object),
+        );
         Value::Object(m)
     }
 }
@@ -209,12 +212,12 @@ impl TestStateRequest {
         let input = json_text("input", req.get("input").unwrap_or(&Value::Null))?
             .unwrap_or_else(|| json!({}));
         let context = json_text("context", req.get("context").unwrap_or(&Value::Null))?;
-        let variables =
-            match json_text("variables", req.get("variables").unwrap_or(&Value::Null))? {
-                None => None,
-                Some(Value::Object(m)) => Some(m),
-                Some(_) => return Err(validation("variables must be a JSON object")),
-            };
+        let variables = match json_text("variables", req.get("variables").unwrap_or(&Value::Null))?
+        {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => return Err(validation("variables must be a JSON object")),
+        };
         let inspection_level = match s("inspectionLevel").as_deref() {
             None | Some("INFO") => InspectionLevel::Info,
             Some("DEBUG") => InspectionLevel::Debug,
@@ -269,9 +272,7 @@ impl TestStateRequest {
                 .get("errorCausedByState")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            map_iteration_failure_count: sc
-                .get("mapIterationFailureCount")
-                .and_then(Value::as_u64),
+            map_iteration_failure_count: sc.get("mapIterationFailureCount").and_then(Value::as_u64),
             map_item_reader_data: sc
                 .get("mapItemReaderData")
                 .and_then(Value::as_str)
@@ -368,9 +369,11 @@ pub async fn test_state(
     } else {
         parse(&wrap_single_state(&req.definition), ParseOptions::default()).map_err(invalid)?
     };
-    let (owner, st) = match (&req.state_name, whole) {
+    let (_, st) = match (&req.state_name, whole) {
         (Some(n), true) => find_state(&sm, n).ok_or_else(|| {
-            validation(format!("State '{n}' does not exist in the state machine definition"))
+            validation(format!(
+                "State '{n}' does not exist in the state machine definition"
+            ))
         })?,
         (None, true) => (&*sm, &sm.states[sm.start_at]),
         (_, false) => (&*sm, &sm.states[sm.start_at]),
@@ -439,7 +442,6 @@ pub async fn test_state(
             ));
         }
     }
-    let _ = owner;
     let name = if whole {
         st.name.clone()
     } else {
@@ -717,14 +719,13 @@ impl Run<'_> {
                         self.record("afterInputPath", &i);
                         i
                     };
-                    let e = match &st.parameters {
+                    match &st.parameters {
                         Some(p) => p.eval(
                             &self.scope(&input, &ctx),
                             if jsonata { "Arguments" } else { "Parameters" },
                         )?,
                         None => input,
-                    };
-                    e
+                    }
                 };
                 self.record(
                     if jsonata {
@@ -904,7 +905,11 @@ impl Run<'_> {
         self.engine.map_items(self.st, m, scope, input)
     }
 
-    fn wait_check(&self, w: &crate::definition::WaitSpec, scope: &Scope<'_>) -> Result<(), Failure> {
+    fn wait_check(
+        &self,
+        w: &crate::definition::WaitSpec,
+        scope: &Scope<'_>,
+    ) -> Result<(), Failure> {
         use crate::definition::WaitSpec;
         match w {
             WaitSpec::Seconds(n) => {
@@ -1058,7 +1063,8 @@ impl Run<'_> {
                 };
                 details.insert("retryBackoffIntervalSeconds".into(), delay);
                 resp.status = TestStatus::Retriable;
-                self.insp.insert("errorDetails".into(), Value::Object(details));
+                self.insp
+                    .insert("errorDetails".into(), Value::Object(details));
                 return resp;
             }
         }
@@ -1081,7 +1087,8 @@ impl Run<'_> {
             }
         }
         if !details.is_empty() {
-            self.insp.insert("errorDetails".into(), Value::Object(details));
+            self.insp
+                .insert("errorDetails".into(), Value::Object(details));
         }
         resp
     }

@@ -4,14 +4,14 @@
 //! `conformance-known-failures.txt` both ways: an unlisted failure fails the test, and so
 //! does a listed case that now passes. `UPSELL_ASL_WRITE_KNOWN_FAILURES=1` rewrites the file.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use upsell_asl::{
     Engine, LambdaError, LambdaInvoker, MachineType, Outcome, ParseOptions, Resources,
-    StartOptions, VirtualClock, parse_str,
+    StartOptions, TestStateRequest, VirtualClock, parse_str, test_state,
 };
 
 const KNOWN: &str = "tests/conformance-known-failures.txt";
@@ -310,9 +310,111 @@ fn unwrap_value_error(msg: &str) -> String {
         .collect()
 }
 
+/// The TestState API request a case describes: its definition (as text, as AWS takes it),
+/// input and `meta.test_state_args`. `role` is added for test_state/ cases: the recordings were
+/// made with a role ARN, which the suite does not keep (invalid/ cases use their args as they are).
+fn test_state_request(dir: &Path, meta: &Value, role: bool) -> Value {
+    let mut req = meta
+        .get("test_state_args")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    req["definition"] =
+        Value::String(std::fs::read_to_string(dir.join("definition.json")).unwrap_or_default());
+    if let Some(input) = read_json(&dir.join("input.json")) {
+        req["input"] = Value::String(input.to_string());
+    }
+    if role && req.get("roleArn").is_none() {
+        req["roleArn"] = json!("arn:aws:iam::111111111111:role/TestStateRole");
+    }
+    req
+}
+
+fn run_test_state_api(req: &Value) -> Result<Value, upsell_asl::TestStateError> {
+    let request = TestStateRequest::from_api_json(req)?;
+    let rt = upsell_asl::virtual_runtime().expect("runtime");
+    rt.block_on(async {
+        let clock = Arc::new(VirtualClock::new(chrono::Utc::now()));
+        let mut resources = Resources::new();
+        resources.register_lambda(Arc::new(Mocks));
+        let engine = Engine::builder().resources(resources).clock(clock).build();
+        test_state(&engine, request).await.map(|r| r.to_json())
+    })
+}
+
+/// TestState returns `output` and inspection values as JSON text; the recorder decoded only
+/// objects, so an expected string may be the JSON text of the actual value.
+fn ts_matches(expected: &Value, actual: &Value, ph: &[String]) -> bool {
+    if matches(expected, actual, ph) {
+        return true;
+    }
+    match expected {
+        Value::String(s) => {
+            serde_json::from_str::<Value>(s).is_ok_and(|parsed| matches(&parsed, actual, ph))
+        }
+        _ => false,
+    }
+}
+
+fn run_test_state_case(dir: &Path, meta: &Value) -> Verdict {
+    let Some(expected) = read_json(&dir.join("expected.json")) else {
+        return Verdict::Skip("no expected.json".into());
+    };
+    let ph = placeholders(meta);
+    let actual = match run_test_state_api(&test_state_request(dir, meta, true)) {
+        Ok(a) => a,
+        Err(e) => return Verdict::Fail(format!("request rejected: {e}")),
+    };
+    for key in ["status", "output", "error", "cause", "nextState"] {
+        let (e, a) = (expected.get(key), actual.get(key));
+        let ok = match (e, a) {
+            (None, None) => true,
+            (Some(e), Some(a)) => ts_matches(e, a, &ph),
+            _ => false,
+        };
+        if !ok {
+            return Verdict::Fail(format!(
+                "{key}: {} != expected {}",
+                a.map(short).unwrap_or("(none)".into()),
+                e.map(short).unwrap_or("(none)".into())
+            ));
+        }
+    }
+    let empty = Map::new();
+    let ei = expected
+        .get("inspectionData")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let ai = actual
+        .get("inspectionData")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let keys: BTreeSet<&String> = ei.keys().chain(ai.keys()).collect();
+    for k in keys {
+        let ok = match (ei.get(k), ai.get(k)) {
+            (Some(e), Some(a)) => ts_matches(e, a, &ph),
+            _ => false,
+        };
+        if !ok {
+            return Verdict::Fail(format!(
+                "inspectionData.{k}: {} != expected {}",
+                ai.get(k).map(short).unwrap_or("(none)".into()),
+                ei.get(k).map(short).unwrap_or("(none)".into())
+            ));
+        }
+    }
+    Verdict::Pass
+}
+
 fn run_invalid(dir: &Path, meta: &Value) -> Verdict {
     if meta.get("api").and_then(Value::as_str) == Some("test_state") {
-        return Verdict::Skip("TestState API request validation is not implemented".into());
+        let expected = read_json(&dir.join("expected.json")).unwrap_or(Value::Null);
+        let kind = expected["create_error"].as_str().unwrap_or("");
+        let msg = expected["message"].as_str().unwrap_or("");
+        return match run_test_state_api(&test_state_request(dir, meta, false)) {
+            Ok(r) => Verdict::Fail(format!("accepted ({}); expected {kind}: {msg}", short(&r))),
+            Err(e) if e.kind() == kind && e.message() == msg => Verdict::Pass,
+            Err(e) => Verdict::Fail(format!("rejected with {e}; expected {kind}: {msg}")),
+        };
     }
     let def = std::fs::read_to_string(dir.join("definition.json")).unwrap_or_default();
     let expected = read_json(&dir.join("expected.json")).unwrap_or(Value::Null);
@@ -426,7 +528,7 @@ fn conformance() {
             let v = match cname.as_str() {
                 "invalid" => run_invalid(&dir, &meta),
                 "validate" => run_validate(&dir, &meta),
-                "test_state" => Verdict::Skip("TestState API is not implemented".into()),
+                "test_state" => run_test_state_case(&dir, &meta),
                 _ => run_execution(&dir, &meta),
             };
             results.insert(id, (cname.clone(), exact, v));

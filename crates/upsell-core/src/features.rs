@@ -220,7 +220,10 @@ impl FeatureBuilder {
             }
             _ => None,
         };
-        let since = snapshot.customer_since.and_time(chrono::NaiveTime::MIN).and_utc();
+        let since = snapshot
+            .customer_since
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
         FeatureBuilder {
             customer_id: snapshot.customer_id.clone(),
             seen: HashSet::new(),
@@ -769,7 +772,12 @@ mod tests {
         ));
         for i in 0..7u8 {
             let d = format!("2024-08-{:02}", i + 1);
-            evs.push(survey(&format!("w{i}"), &format!("{d}T00:00:00Z"), &d, 1 + i));
+            evs.push(survey(
+                &format!("w{i}"),
+                &format!("{d}T00:00:00Z"),
+                &d,
+                1 + i,
+            ));
         }
         evs.push(profile("p3", "2024-09-01T00:00:00Z", false, "west"));
         let replayed = replay("c1", &evs).unwrap();

@@ -71,6 +71,8 @@ pub enum RejectReason {
     SchemaViolation,
     /// A value could not be normalised (e.g. a phone that cannot be made E.164).
     InvalidValue,
+    /// The event matches no EventBridge rule that starts a workflow.
+    NoMatchingRule,
 }
 
 impl RejectReason {
@@ -82,6 +84,7 @@ impl RejectReason {
             RejectReason::UnknownDetailType => "unknown-detail-type",
             RejectReason::SchemaViolation => "schema-violation",
             RejectReason::InvalidValue => "invalid-value",
+            RejectReason::NoMatchingRule => "no-matching-rule",
         }
     }
 }

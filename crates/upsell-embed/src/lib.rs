@@ -334,10 +334,10 @@ mod tests {
 
     #[test]
     fn not_found_error_says_how_to_install() {
-        let err = EmbedError::NotFound {
-            tried: "x".into(),
-        }
-        .to_string();
-        assert!(err.contains(INSTALL_HINT) && err.contains(MODEL_DIR_ENV), "{err}");
+        let err = EmbedError::NotFound { tried: "x".into() }.to_string();
+        assert!(
+            err.contains(INSTALL_HINT) && err.contains(MODEL_DIR_ENV),
+            "{err}"
+        );
     }
 }

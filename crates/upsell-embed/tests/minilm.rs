@@ -56,8 +56,15 @@ fn matches_the_numpy_reference() {
     // All at once (one padded batch) and one by one: both must match the unpadded reference.
     let batched = model.embed_blocking(&inputs).unwrap();
     for (row, got) in reference.rows.iter().zip(&batched) {
-        assert_eq!(model.token_count(&row.text).unwrap(), row.tokens, "{:?}", row.text);
-        let single = &model.embed_blocking(std::slice::from_ref(&row.text)).unwrap()[0];
+        assert_eq!(
+            model.token_count(&row.text).unwrap(),
+            row.tokens,
+            "{:?}",
+            row.text
+        );
+        let single = &model
+            .embed_blocking(std::slice::from_ref(&row.text))
+            .unwrap()[0];
         for v in [got, single] {
             assert_eq!(v.len(), row.embedding.len());
             let max_diff = v
@@ -65,11 +72,7 @@ fn matches_the_numpy_reference() {
                 .zip(&row.embedding)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            assert!(
-                max_diff < 1e-4,
-                "{:?}: max difference {max_diff}",
-                row.text
-            );
+            assert!(max_diff < 1e-4, "{:?}: max difference {max_diff}", row.text);
             assert!(dot(v, &row.embedding) > 0.9999, "{:?}", row.text);
         }
     }
@@ -79,10 +82,7 @@ fn matches_the_numpy_reference() {
 async fn port_gives_unit_vectors_of_the_declared_size_in_order() {
     let Some(model) = model() else { return };
     let info = model.info();
-    assert_eq!(
-        (info.provider.as_str(), info.dimensions),
-        ("minilm", 384)
-    );
+    assert_eq!((info.provider.as_str(), info.dimensions), ("minilm", 384));
     let input = texts(&[
         "pool opening",
         "a much longer text about mowing the lawn every week in the summer and edging the paths",
@@ -108,7 +108,12 @@ fn deterministic_and_independent_of_batch_size() {
         .map(|i| {
             format!(
                 "customer {i} asks about {} for a {} square foot lot",
-                ["pest control", "window cleaning", "pool service", "lawn care"][i % 4],
+                [
+                    "pest control",
+                    "window cleaning",
+                    "pool service",
+                    "lawn care"
+                ][i % 4],
                 1000 + 250 * i
             )
             .repeat(1 + i % 3)

@@ -807,7 +807,7 @@ impl Runtime {
                 .quarantine(
                     line,
                     event_id,
-                    RejectReason::SchemaViolation,
+                    RejectReason::NoMatchingRule,
                     Problem::new("", message),
                     origin,
                 )

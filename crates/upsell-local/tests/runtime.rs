@@ -392,7 +392,7 @@ async fn lines_that_are_not_json_not_objects_or_match_no_rule_are_quarantined() 
         ("", "malformed-json", None),
         (
             r#"{"id": "ev-10", "source": "com.other.shop", "detail-type": "OrderPlaced", "detail": {}}"#,
-            "schema-violation",
+            "no-matching-rule",
             Some("ev-10"),
         ),
     ];

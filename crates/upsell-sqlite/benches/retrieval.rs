@@ -49,9 +49,9 @@ fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
 
 /// The repository's knowledge-base/ folder (override with `UPSELL_KB_DIR`).
 fn kb_dir() -> PathBuf {
-    std::env::var_os(KB_DIR_ENV).map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-base")
-    })
+    std::env::var_os(KB_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../knowledge-base"))
 }
 
 /// Sentences (and headings) of a text, each kept with its trailing punctuation.
@@ -103,7 +103,10 @@ fn realistic_docs(rng: &mut ChaCha8Rng) -> Vec<IndexDocument> {
     };
     let mut pools: std::collections::HashMap<String, Vec<String>> = Default::default();
     for c in &base {
-        pools.entry(doc_type(c)).or_default().extend(sentences(&c.text));
+        pools
+            .entry(doc_type(c))
+            .or_default()
+            .extend(sentences(&c.text));
     }
     (0..N)
         .map(|i| {
@@ -168,7 +171,10 @@ fn kb(c: &mut Criterion) {
     );
     let started = Instant::now();
     index
-        .retrieve_with_vector(&RetrieveRequest::new("pool", 5), Some(&embedder.embed_one("pool")))
+        .retrieve_with_vector(
+            &RetrieveRequest::new("pool", 5),
+            Some(&embedder.embed_one("pool")),
+        )
         .unwrap();
     eprintln!(
         "first query after ingest (loads the in-memory index): {:.0} ms",
@@ -180,7 +186,12 @@ fn kb(c: &mut Criterion) {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let queries: Vec<String> = eval.iter().cycle().take(200).map(|q| q.query.clone()).collect();
+    let queries: Vec<String> = eval
+        .iter()
+        .cycle()
+        .take(200)
+        .map(|q| q.query.clone())
+        .collect();
     let vectors: Vec<Vec<f32>> = queries.iter().map(|q| embedder.embed_one(q)).collect();
     // Warm the in-memory vector cache.
     index
@@ -250,7 +261,9 @@ fn register_sqlite_vec() {
                 *mut *mut std::os::raw::c_char,
                 *const rusqlite::ffi::sqlite3_api_routines,
             ) -> std::os::raw::c_int,
-        >(sqlite_vec::sqlite3_vec_init as *const ())));
+        >(
+            sqlite_vec::sqlite3_vec_init as *const ()
+        )));
     }
 }
 
@@ -279,10 +292,12 @@ fn vec0(c: &mut Criterion, kb_db: &Path, vectors: &[Vec<f32>]) {
         .prepare("SELECT rowid, distance FROM v WHERE embedding MATCH ?1 AND k = 5")
         .unwrap();
     let mut run = |v: &[f32]| {
-        stmt.query_map([blob(v)], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
+        stmt.query_map([blob(v)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
     };
     let mut samples = Vec::new();
     for v in vectors {

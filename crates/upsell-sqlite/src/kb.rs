@@ -103,7 +103,7 @@ struct Bitmap(Vec<u64>);
 impl Bitmap {
     fn filled(rows: usize, value: bool) -> Self {
         let mut words = vec![if value { u64::MAX } else { 0 }; rows.div_ceil(64)];
-        if value && rows % 64 != 0 {
+        if value && !rows.is_multiple_of(64) {
             // Keep bits past the last row clear so that negation and counting stay exact.
             if let Some(last) = words.last_mut() {
                 *last = (1u64 << (rows % 64)) - 1;
@@ -138,7 +138,10 @@ impl MetadataColumns {
         let mut slot: HashMap<(String, String), usize> = HashMap::new();
         for (row, meta) in all.iter().enumerate() {
             for (key, value) in meta {
-                let id = (key.clone(), serde_json::to_string(value).unwrap_or_default());
+                let id = (
+                    key.clone(),
+                    serde_json::to_string(value).unwrap_or_default(),
+                );
                 let values = by_key.entry(key.clone()).or_default();
                 let i = *slot.entry(id).or_insert_with(|| {
                     values.push((Metadata::from([(key.clone(), value.clone())]), Vec::new()));
@@ -620,8 +623,13 @@ impl SqliteKnowledgeBase {
                 let q = query_vector.ok_or_else(|| {
                     PortError::Invalid("hybrid search needs a query vector".into())
                 })?;
-                let kw = Self::keyword_ids(&conn, &cache, &request.query, filter, n)?;
-                let vec = Self::vector_ids(&cache, q, filter, n);
+                // The vector scan runs on its own threads while SQLite ranks keywords here.
+                let (kw, vec) = std::thread::scope(|s| {
+                    let vec = s.spawn(|| Self::vector_ids(&cache, q, filter, n));
+                    let kw = Self::keyword_ids(&conn, &cache, &request.query, filter, n);
+                    (kw, vec.join().expect("vector scan thread panicked"))
+                });
+                let kw = kw?;
                 let lists: Vec<Vec<String>> = [kw, vec]
                     .iter()
                     .map(|l| l.iter().map(|(id, _)| id.to_string()).collect())

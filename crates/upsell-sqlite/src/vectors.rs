@@ -129,7 +129,11 @@ impl VectorMatrix {
         if k == 0 || n == 0 {
             return Vec::new();
         }
-        let threads = if n >= PARALLEL_ROWS { scan_threads() } else { 1 };
+        let threads = if n >= PARALLEL_ROWS {
+            scan_threads()
+        } else {
+            1
+        };
         let mut heap = if threads <= 1 {
             self.scan(query, k, 0..n, &allow, &score)
         } else {
@@ -187,7 +191,11 @@ impl VectorMatrix {
             }
             heap
         };
-        let threads = if n >= PARALLEL_ROWS { scan_threads() } else { 1 };
+        let threads = if n >= PARALLEL_ROWS {
+            scan_threads()
+        } else {
+            1
+        };
         let mut heap = if threads <= 1 {
             scan(0, &mut scores[..n])
         } else {
@@ -237,14 +245,24 @@ pub struct Int8Matrix {
     scale: Vec<f32>,
     /// Per row: the L1 norm of the original row (for the error bound).
     l1: Vec<f32>,
+    /// Per row: the L2 norms of the original row and of its quantisation error.
+    l2: Vec<f32>,
+    err2: Vec<f32>,
 }
 
 /// Symmetric quantisation of one vector: `x ~= q * scale`, `|x - q * scale| <= scale / 2`.
 fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    out.extend(v.iter().map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8));
+    out.extend(
+        v.iter()
+            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8),
+    );
     scale
+}
+
+fn norm2(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum::<f32>().sqrt()
 }
 
 /// Integer dot product; sixteen independent lanes so the compiler vectorises it.
@@ -272,11 +290,22 @@ impl Int8Matrix {
             data: Vec::with_capacity(m.data.len()),
             scale: Vec::with_capacity(m.len()),
             l1: Vec::with_capacity(m.len()),
+            l2: Vec::with_capacity(m.len()),
+            err2: Vec::with_capacity(m.len()),
         };
         for i in 0..m.len() {
             let row = m.row(i);
-            q.scale.push(quantize(row, &mut q.data));
+            let start = q.data.len();
+            let scale = quantize(row, &mut q.data);
+            q.scale.push(scale);
             q.l1.push(row.iter().map(|x| x.abs()).sum());
+            q.l2.push(norm2(row));
+            let err: Vec<f32> = row
+                .iter()
+                .zip(&q.data[start..])
+                .map(|(x, v)| x - f32::from(*v) * scale)
+                .collect();
+            q.err2.push(norm2(&err));
         }
         q
     }
@@ -303,16 +332,32 @@ impl Int8Matrix {
         allow: impl Fn(usize) -> bool + Sync,
     ) -> Vec<(usize, f32)> {
         let n = self.len();
-        assert_eq!(n, exact.len(), "int8 matrix out of step with its f32 matrix");
+        assert_eq!(
+            n,
+            exact.len(),
+            "int8 matrix out of step with its f32 matrix"
+        );
         if k == 0 || n == 0 {
             return Vec::new();
         }
         let mut qq = Vec::with_capacity(self.dims);
         let q_scale = quantize(query, &mut qq);
-        let q_l1_hat: f32 = qq.iter().map(|x| f32::from(*x).abs()).sum::<f32>() * q_scale;
-        // |x.y - x^.y^| <= |x|_1 |y - y^|_inf + |y^|_1 |x - x^|_inf, plus float rounding slack.
+        let q_hat: Vec<f32> = qq.iter().map(|x| f32::from(*x) * q_scale).collect();
+        let q_l1_hat: f32 = q_hat.iter().map(|x| x.abs()).sum();
+        let q_l2_hat = norm2(&q_hat);
+        let q_err2 = norm2(
+            &query
+                .iter()
+                .zip(&q_hat)
+                .map(|(a, b)| a - b)
+                .collect::<Vec<f32>>(),
+        );
+        // x.y - x^.y^ = x.(y - y^) + y^.(x - x^): bounded both by Hoelder (L1 x Linf) and by
+        // Cauchy-Schwarz (L2 x L2); the smaller holds. Plus slack for float rounding.
         let bound = |i: usize| {
-            (self.l1[i] * q_scale + q_l1_hat * self.scale[i]) * 0.5 * (1.0 + 1e-4) + 1e-4
+            let holder = (self.l1[i] * q_scale + q_l1_hat * self.scale[i]) * 0.5;
+            let cauchy = self.l2[i] * q_err2 + q_l2_hat * self.err2[i];
+            holder.min(cauchy) * (1.0 + 1e-4) + 1e-4
         };
         let approx = |i: usize| dot_i8(&qq, self.row(i)) as f32 * q_scale * self.scale[i];
         // First pass over int8 rows: approximate scores of every allowed row.

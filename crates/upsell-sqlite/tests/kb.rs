@@ -141,9 +141,33 @@ async fn every_filter_form_selects_exactly_the_matching_chunks() {
     };
     let text = |s: &str| MetaValue::Text(s.to_owned());
     let docs: Vec<(&str, Metadata)> = vec![
-        ("a", meta(vec![("region", text("west")), ("year", MetaValue::Number(2023.0)), ("seasons", MetaValue::List(vec!["spring".into(), "summer".into()]))])),
-        ("b", meta(vec![("region", text("east")), ("year", MetaValue::Number(2024.0)), ("has_pool", MetaValue::Bool(true))])),
-        ("c", meta(vec![("region", text("west")), ("year", text("2024")), ("seasons", MetaValue::List(vec!["winter".into()]))])),
+        (
+            "a",
+            meta(vec![
+                ("region", text("west")),
+                ("year", MetaValue::Number(2023.0)),
+                (
+                    "seasons",
+                    MetaValue::List(vec!["spring".into(), "summer".into()]),
+                ),
+            ]),
+        ),
+        (
+            "b",
+            meta(vec![
+                ("region", text("east")),
+                ("year", MetaValue::Number(2024.0)),
+                ("has_pool", MetaValue::Bool(true)),
+            ]),
+        ),
+        (
+            "c",
+            meta(vec![
+                ("region", text("west")),
+                ("year", text("2024")),
+                ("seasons", MetaValue::List(vec!["winter".into()])),
+            ]),
+        ),
         ("d", meta(vec![("has_pool", MetaValue::Bool(false))])),
     ];
     let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(64))).unwrap();
@@ -165,19 +189,46 @@ async fn every_filter_form_selects_exactly_the_matching_chunks() {
         })
         .collect();
     kb.sync(&index_docs).await.unwrap();
-    let eq = |k: &str, v: MetaValue| Filter::Equals { key: k.into(), value: v };
+    let eq = |k: &str, v: MetaValue| Filter::Equals {
+        key: k.into(),
+        value: v,
+    };
     let filters = vec![
         eq("region", text("west")),
         eq("seasons", text("spring")),
         eq("year", MetaValue::Number(2024.0)),
         eq("has_pool", MetaValue::Bool(false)),
-        Filter::NotEquals { key: "region".into(), value: text("west") },
-        Filter::In { key: "region".into(), values: vec![text("east"), text("north")] },
-        Filter::ListContains { key: "seasons".into(), value: "winter".into() },
-        Filter::GreaterThanOrEquals { key: "year".into(), value: 2024.0 },
-        Filter::LessThanOrEquals { key: "year".into(), value: 2023.5 },
-        Filter::AndAll(vec![eq("region", text("west")), Filter::NotEquals { key: "seasons".into(), value: text("winter") }]),
-        Filter::OrAll(vec![eq("has_pool", MetaValue::Bool(true)), eq("seasons", text("winter"))]),
+        Filter::NotEquals {
+            key: "region".into(),
+            value: text("west"),
+        },
+        Filter::In {
+            key: "region".into(),
+            values: vec![text("east"), text("north")],
+        },
+        Filter::ListContains {
+            key: "seasons".into(),
+            value: "winter".into(),
+        },
+        Filter::GreaterThanOrEquals {
+            key: "year".into(),
+            value: 2024.0,
+        },
+        Filter::LessThanOrEquals {
+            key: "year".into(),
+            value: 2023.5,
+        },
+        Filter::AndAll(vec![
+            eq("region", text("west")),
+            Filter::NotEquals {
+                key: "seasons".into(),
+                value: text("winter"),
+            },
+        ]),
+        Filter::OrAll(vec![
+            eq("has_pool", MetaValue::Bool(true)),
+            eq("seasons", text("winter")),
+        ]),
         Filter::OrAll(vec![]),
         Filter::AndAll(vec![]),
         eq("missing", text("x")),
