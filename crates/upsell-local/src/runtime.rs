@@ -40,7 +40,7 @@ use upsell_core::events::RawEvent;
 use upsell_core::message::QuarantineRecord;
 use upsell_core::ports::{EventPublisher, MessageStore, PortError};
 use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason};
-use upsell_sqlite::history::ExecutionStore;
+use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::tables::TableStore;
 
 use crate::services::{DynamoDbTasks, EventsTasks, LocalBus};
@@ -498,6 +498,7 @@ pub struct RuntimeBuilder {
     event_bus: Option<String>,
     max_concurrency: usize,
     clock: Option<Arc<dyn Clock>>,
+    history_level: Option<HistoryLevel>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -535,6 +536,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// What the execution history keeps of each event (default: the store's own level,
+    /// [`HistoryLevel::Full`] unless opened otherwise): `Summary` drops input/output payloads.
+    pub fn history_level(mut self, level: HistoryLevel) -> Self {
+        self.history_level = Some(level);
+        self
+    }
+
     /// The engine's clock (default: real time).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -565,6 +573,9 @@ impl RuntimeBuilder {
                 }
             }
             machines.insert(m.logical_id.clone(), sm);
+        }
+        if let Some(level) = self.history_level {
+            self.history.set_level(level);
         }
         let ingest_bus = self
             .event_bus
@@ -687,6 +698,7 @@ impl Runtime {
             event_bus: None,
             max_concurrency: 64,
             clock: None,
+            history_level: None,
         }
     }
 
@@ -721,7 +733,8 @@ impl Runtime {
         &self.inner.history
     }
 
-    /// Writes buffered history and reports a history write error, if any happened.
+    /// Commits all buffered history and checkpoints (waits for the history writer) and
+    /// reports a history write error, if any happened. Call it before the process exits.
     pub fn flush(&self) -> Result<(), RuntimeError> {
         self.inner
             .history

@@ -1,17 +1,52 @@
 //! Durable execution history and checkpoints for the ASL engine (`upsell-asl`'s
 //! [`HistorySink`] and [`CheckpointStore`]), plus the read side that `upsell executions` uses.
 //!
-//! Writes are grouped: history events are buffered per execution and written together with the
-//! execution's checkpoint in one transaction at each top-level state transition, and with the
-//! final status when the execution ends. A crash loses at most the events after the last
-//! checkpoint, and those are produced again when the execution resumes from it.
+//! # Group commit
+//! History events are buffered per execution and handed over together with the execution's
+//! checkpoint at each top-level state transition (and with the checkpoint's removal when the
+//! execution ends), as one unit. Units of all executions are queued in memory and a background
+//! writer thread (which owns its own SQLite connection) commits the queue in one transaction
+//! every [`HistoryOptions::commit_interval`] (5 ms by default) or as soon as
+//! [`HistoryOptions::max_batch_events`] events wait, whichever comes first. Units are committed
+//! whole and in order, so what is durable is always a prefix of what was handed over: an
+//! execution's history never runs past its durable checkpoint. WAL checkpoints run on the
+//! writer thread only (`wal_autocheckpoint` raised), never on the engine's per-state path, and
+//! [`ExecutionStore::flush`] waits until everything handed over is committed, then checkpoints
+//! the WAL (which syncs it to disk).
+//!
+//! Reads ([`ExecutionStore::find`], [`ExecutionStore::history`], [`CheckpointStore::load`],
+//! [`ExecutionStore::interrupted`]) see queued units as if they were committed;
+//! [`ExecutionStore::list`] and [`ExecutionStore::count_by_status`] wait for the queue first.
+//!
+//! # Durability window
+//! A crash of the process loses at most the units queued but not yet committed: the last
+//! `commit_interval` of progress (plus the events after each execution's last checkpoint,
+//! as before). The connection runs with `synchronous = NORMAL`, so an operating-system crash or
+//! power cut may also lose commits made since the last WAL sync (at the latest, the last
+//! `flush`). Either way that is safe: every execution resumes from its last durable checkpoint
+//! and its history is cut at the same point. A Task that had succeeded after that checkpoint
+//! runs again, which our workers tolerate because they are idempotent: `publish` uses
+//! `put_if_absent`, and the `ClaimEvent` state's conditional put accepts a claim written by the
+//! same execution (`attribute_not_exists(pk) OR executionId = :me`), so a re-run claim does not
+//! turn a fresh event into a duplicate. An execution whose first checkpoint was lost left no
+//! durable trace at all and simply runs again when its event is submitted again.
+//!
+//! # Data level
+//! [`HistoryLevel::Full`] keeps every event's details as Step Functions shows them;
+//! [`HistoryLevel::Summary`] (Step Functions' `includeExecutionData: false`) keeps event types,
+//! state names, timestamps, resources, errors and causes but drops the `input`, `output` and
+//! `parameters` payloads from the history. The execution rows (`DescribeExecution`: input,
+//! output, error, cause) and the checkpoints are kept whole at both levels.
 //!
 //! Tables: `sfn_executions` (one row per execution: status, input, output or error),
 //! `sfn_history` (events as `GetExecutionHistory` shows them) and `sfn_checkpoints`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -21,8 +56,71 @@ use upsell_core::ports::PortError;
 
 use crate::{db_err, open_connection};
 
-/// Events buffered for one execution before they are written without waiting for a checkpoint.
+/// Events buffered for one execution before they are handed over without waiting for a
+/// checkpoint.
 const MAX_BUFFERED: usize = 512;
+
+/// WAL size (pages) at which the writer's commits checkpoint the WAL (SQLite's default: 1000).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
+
+/// Detail fields that [`HistoryLevel::Summary`] drops.
+const PAYLOAD_FIELDS: [&str; 5] = [
+    "input",
+    "output",
+    "parameters",
+    "inputDetails",
+    "outputDetails",
+];
+
+/// How much of each history event is kept (Step Functions' `includeExecutionData`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HistoryLevel {
+    /// Every event with its details, input and output payloads included.
+    #[default]
+    Full,
+    /// Event types, state names, timestamps, errors and causes; no input/output payloads.
+    Summary,
+}
+
+impl HistoryLevel {
+    fn to_u8(self) -> u8 {
+        match self {
+            HistoryLevel::Full => 0,
+            HistoryLevel::Summary => 1,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        if v == 1 {
+            HistoryLevel::Summary
+        } else {
+            HistoryLevel::Full
+        }
+    }
+}
+
+/// Options of an [`ExecutionStore`].
+#[derive(Debug, Clone)]
+pub struct HistoryOptions {
+    /// What is kept of each event (default [`HistoryLevel::Full`]).
+    pub level: HistoryLevel,
+    /// The longest a handed-over unit waits before it is committed (default 5 ms): the
+    /// durability window of a process crash.
+    pub commit_interval: Duration,
+    /// Commit as soon as this many events wait (default 4096). Writers of history wait when
+    /// eight times as many are queued (the disk cannot keep up).
+    pub max_batch_events: usize,
+}
+
+impl Default for HistoryOptions {
+    fn default() -> Self {
+        HistoryOptions {
+            level: HistoryLevel::Full,
+            commit_interval: Duration::from_millis(5),
+            max_batch_events: 4096,
+        }
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sfn_executions (
@@ -96,14 +194,245 @@ pub struct ExecutionFilter {
     pub limit: Option<usize>,
 }
 
+/// What a batch changes in one `sfn_executions` row.
+#[derive(Debug, Clone, Default)]
+struct ExecPatch {
+    /// From `ExecutionStarted`: the whole row (status RUNNING).
+    started: Option<ExecutionSummary>,
+    /// From the terminal event: status, stop time, output, error, cause.
+    stopped: Option<(String, String, Option<Value>, Option<String>, Option<String>)>,
+}
+
+impl ExecPatch {
+    fn apply(&self, row: Option<ExecutionSummary>) -> Option<ExecutionSummary> {
+        let mut row = self.started.clone().or(row)?;
+        if let Some((status, stop, output, error, cause)) = &self.stopped {
+            row.status.clone_from(status);
+            row.stop_time = Some(stop.clone());
+            row.output.clone_from(output);
+            row.error.clone_from(error);
+            row.cause.clone_from(cause);
+        }
+        Some(row)
+    }
+}
+
+/// Units handed over to the writer and not committed yet.
+#[derive(Debug, Default)]
+struct Batch {
+    /// Events in hand-over order.
+    events: Vec<HistoryEvent>,
+    /// Last checkpoint operation per execution: `Some` = save, `None` = remove.
+    checkpoints: HashMap<String, Option<Checkpoint>>,
+    /// Execution rows started or stopped by these events.
+    execs: HashMap<String, ExecPatch>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.checkpoints.is_empty()
+    }
+
+    fn push(&mut self, events: Vec<HistoryEvent>, checkpoint: CheckpointWrite) {
+        for e in &events {
+            let ts = timestamp(e);
+            if e.event_type == "ExecutionStarted" {
+                let (machine, name) = split_arn(&e.execution_arn);
+                self.execs.entry(e.execution_arn.clone()).or_default().started =
+                    Some(ExecutionSummary {
+                        arn: e.execution_arn.clone(),
+                        state_machine: machine,
+                        name,
+                        status: "RUNNING".into(),
+                        start_time: ts,
+                        stop_time: None,
+                        input: detail_str(e, "input").map(parse_lenient),
+                        output: None,
+                        error: None,
+                        cause: None,
+                    });
+            } else if let Some(status) = terminal_status(&e.event_type) {
+                self.execs.entry(e.execution_arn.clone()).or_default().stopped = Some((
+                    status.to_string(),
+                    ts,
+                    detail_str(e, "output").map(parse_lenient),
+                    detail_str(e, "error").map(str::to_string),
+                    detail_str(e, "cause").map(str::to_string),
+                ));
+            }
+        }
+        self.events.extend(events);
+        match checkpoint {
+            CheckpointWrite::None => {}
+            CheckpointWrite::Save(c) => {
+                self.checkpoints.insert(c.execution_arn.clone(), Some(c));
+            }
+            CheckpointWrite::Clear(arn) => {
+                self.checkpoints.insert(arn, None);
+            }
+        }
+    }
+
+    fn write(&self, tx: &Transaction<'_>, level: HistoryLevel) -> Result<(), PortError> {
+        write_events(tx, &self.events, level)?;
+        for (arn, op) in &self.checkpoints {
+            match op {
+                Some(c) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO sfn_checkpoints
+                         (arn, next_state, input, variables, execution_input, last_event_id, start_time)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
+                    .map_err(db_err)?
+                    .execute(params![
+                        c.execution_arn,
+                        c.next_state,
+                        c.input.to_string(),
+                        Value::Object(c.variables.clone()).to_string(),
+                        c.execution_input.to_string(),
+                        i64::try_from(c.last_event_id).unwrap_or(i64::MAX),
+                        c.start_time,
+                    ])
+                    .map_err(db_err)?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM sfn_checkpoints WHERE arn = ?1")
+                        .map_err(db_err)?
+                        .execute([arn])
+                        .map_err(db_err)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Commit what is queued, then exit.
+    Graceful,
+    /// Exit without committing (a simulated crash).
+    Crash,
+}
+
+#[derive(Debug)]
+struct Queue {
+    pending: Batch,
+    /// When the oldest pending unit was handed over.
+    pending_since: Option<Instant>,
+    /// The batch being committed.
+    inflight: Option<Arc<Batch>>,
+    /// Sequence number of the last unit handed over / committed.
+    submitted: u64,
+    committed: u64,
+    /// A flush waits for this sequence number.
+    wanted: u64,
+    /// The first write error since the last flush.
+    error: Option<String>,
+    stop: Stop,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes those waiting for a commit.
+    done: Condvar,
+    level: AtomicU8,
+    commit_interval: Duration,
+    max_batch_events: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn level(&self) -> HistoryLevel {
+        HistoryLevel::from_u8(self.level.load(Ordering::Relaxed))
+    }
+}
+
+/// The writer's connection: its own (file) or the readers' one (in memory).
+enum WriterConn {
+    Own(Connection),
+    Shared(Arc<Mutex<Connection>>),
+}
+
+fn writer_loop(shared: &Shared, conn: WriterConn) {
+    let mut conn = conn;
+    loop {
+        let (batch, seq) = {
+            let mut q = shared.lock();
+            loop {
+                if q.stop == Stop::Crash {
+                    return;
+                }
+                if q.pending.is_empty() {
+                    if q.stop == Stop::Graceful {
+                        return;
+                    }
+                    q = shared.work.wait(q).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+                let age = q.pending_since.map_or(Duration::ZERO, |t| t.elapsed());
+                if q.stop == Stop::Graceful
+                    || q.wanted > q.committed
+                    || q.pending.events.len() >= shared.max_batch_events
+                    || age >= shared.commit_interval
+                {
+                    break;
+                }
+                q = shared
+                    .work
+                    .wait_timeout(q, shared.commit_interval - age)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+            let batch = Arc::new(std::mem::take(&mut q.pending));
+            q.pending_since = None;
+            q.inflight = Some(batch.clone());
+            (batch, q.submitted)
+        };
+        let level = shared.level();
+        let result = match &mut conn {
+            WriterConn::Own(c) => commit(c, &batch, level),
+            WriterConn::Shared(m) => match m.lock() {
+                Ok(mut c) => commit(&mut c, &batch, level),
+                Err(_) => Err(PortError::Other("execution store lock poisoned".into())),
+            },
+        };
+        let mut q = shared.lock();
+        q.inflight = None;
+        q.committed = seq;
+        if let Err(e) = result
+            && q.error.is_none()
+        {
+            q.error = Some(e.to_string());
+        }
+        drop(q);
+        shared.done.notify_all();
+    }
+}
+
+fn commit(conn: &mut Connection, batch: &Batch, level: HistoryLevel) -> Result<(), PortError> {
+    let tx = conn.transaction().map_err(db_err)?;
+    batch.write(&tx, level)?;
+    tx.commit().map_err(db_err)
+}
+
 /// SQLite-backed history sink and checkpoint store.
 pub struct ExecutionStore {
-    conn: Mutex<Connection>,
+    /// The readers' connection.
+    conn: Arc<Mutex<Connection>>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Events per execution not handed over yet (they wait for the next checkpoint).
     pending: Mutex<HashMap<String, Vec<HistoryEvent>>>,
     /// Executions whose checkpoint was already removed with their final events.
     finished: Mutex<HashSet<String>>,
-    /// The first write error, reported by [`ExecutionStore::flush`] (sinks cannot fail).
-    failed: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for ExecutionStore {
@@ -112,25 +441,89 @@ impl std::fmt::Debug for ExecutionStore {
     }
 }
 
+impl Drop for ExecutionStore {
+    /// Commits what was handed over (not the events after each execution's last checkpoint).
+    fn drop(&mut self) {
+        self.stop(Stop::Graceful);
+    }
+}
+
 impl ExecutionStore {
-    /// Opens (creating) the store in the SQLite file at `path` (WAL mode).
+    /// Opens (creating) the store in the SQLite file at `path` (WAL mode), default options.
     pub fn open(path: &Path) -> Result<Self, PortError> {
-        Self::with_connection(open_connection(path)?)
+        Self::open_with(path, HistoryOptions::default())
+    }
+
+    /// Opens (creating) the store in the SQLite file at `path` (WAL mode).
+    pub fn open_with(path: &Path, options: HistoryOptions) -> Result<Self, PortError> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA).map_err(db_err)?;
+        writer
+            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+            .map_err(db_err)?;
+        let reader = open_connection(path)?;
+        Self::start(Arc::new(Mutex::new(reader)), WriterConn::Own(writer), options)
     }
 
     /// A store in memory (tests).
     pub fn in_memory() -> Result<Self, PortError> {
-        Self::with_connection(Connection::open_in_memory().map_err(db_err)?)
+        Self::in_memory_with(HistoryOptions::default())
     }
 
-    fn with_connection(conn: Connection) -> Result<Self, PortError> {
+    /// A store in memory with these options (tests).
+    pub fn in_memory_with(options: HistoryOptions) -> Result<Self, PortError> {
+        let conn = Connection::open_in_memory().map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let conn = Arc::new(Mutex::new(conn));
+        Self::start(conn.clone(), WriterConn::Shared(conn), options)
+    }
+
+    fn start(
+        conn: Arc<Mutex<Connection>>,
+        writer: WriterConn,
+        options: HistoryOptions,
+    ) -> Result<Self, PortError> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                pending: Batch::default(),
+                pending_since: None,
+                inflight: None,
+                submitted: 0,
+                committed: 0,
+                wanted: 0,
+                error: None,
+                stop: Stop::Running,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            level: AtomicU8::new(options.level.to_u8()),
+            commit_interval: options.commit_interval,
+            max_batch_events: options.max_batch_events.max(1),
+        });
+        let handle = std::thread::Builder::new()
+            .name("upsell-history-writer".into())
+            .spawn({
+                let shared = shared.clone();
+                move || writer_loop(&shared, writer)
+            })
+            .map_err(|e| PortError::Other(format!("cannot start the history writer: {e}")))?;
         Ok(ExecutionStore {
-            conn: Mutex::new(conn),
+            conn,
+            shared,
+            writer: Mutex::new(Some(handle)),
             pending: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashSet::new()),
-            failed: Mutex::new(None),
         })
+    }
+
+    /// What is kept of each event from now on.
+    pub fn set_level(&self, level: HistoryLevel) {
+        self.shared.level.store(level.to_u8(), Ordering::Relaxed);
+    }
+
+    /// What is kept of each event.
+    pub fn level(&self) -> HistoryLevel {
+        self.shared.level()
     }
 
     fn conn(&self) -> Result<MutexGuard<'_, Connection>, PortError> {
@@ -146,54 +539,68 @@ impl ExecutionStore {
             .unwrap_or_default()
     }
 
-    /// Writes `events` and, in the same transaction, saves or removes the checkpoint.
-    fn write(
-        &self,
-        events: &[HistoryEvent],
-        checkpoint: CheckpointWrite<'_>,
-    ) -> Result<(), PortError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(db_err)?;
-        write_events(&tx, events)?;
-        match checkpoint {
-            CheckpointWrite::None => {}
-            CheckpointWrite::Save(c) => {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO sfn_checkpoints
-                     (arn, next_state, input, variables, execution_input, last_event_id, start_time)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(db_err)?
-                .execute(params![
-                    c.execution_arn,
-                    c.next_state,
-                    c.input.to_string(),
-                    Value::Object(c.variables.clone()).to_string(),
-                    c.execution_input.to_string(),
-                    i64::try_from(c.last_event_id).unwrap_or(i64::MAX),
-                    c.start_time,
-                ])
-                .map_err(db_err)?;
-            }
-            CheckpointWrite::Clear(arn) => {
-                tx.prepare_cached("DELETE FROM sfn_checkpoints WHERE arn = ?1")
-                    .map_err(db_err)?
-                    .execute([arn])
-                    .map_err(db_err)?;
-            }
+    /// Hands `events` and a checkpoint operation over to the writer as one unit. Fails when an
+    /// earlier commit failed (until [`Self::flush`] reports it).
+    fn submit(&self, events: Vec<HistoryEvent>, checkpoint: CheckpointWrite) -> Result<(), String> {
+        let mut q = self.shared.lock();
+        if let Some(e) = &q.error {
+            return Err(format!("history write failed: {e}"));
         }
-        tx.commit().map_err(db_err)
-    }
-
-    fn note_failure(&self, e: PortError) {
-        if let Ok(mut f) = self.failed.lock()
-            && f.is_none()
+        // Back-pressure: wait while the writer is far behind.
+        while q.pending.events.len() >= self.shared.max_batch_events.saturating_mul(8)
+            && q.stop == Stop::Running
         {
-            *f = Some(e.to_string());
+            self.shared.work.notify_one();
+            q = self.shared.done.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        q.pending.push(events, checkpoint);
+        q.submitted += 1;
+        if q.pending_since.is_none() {
+            q.pending_since = Some(Instant::now());
+            self.shared.work.notify_one();
+        } else if q.pending.events.len() >= self.shared.max_batch_events {
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until everything handed over so far is committed.
+    fn sync(&self) {
+        let mut q = self.shared.lock();
+        let target = q.submitted;
+        if q.committed >= target {
+            return;
+        }
+        q.wanted = q.wanted.max(target);
+        self.shared.work.notify_one();
+        while q.committed < target && q.stop != Stop::Crash {
+            q = self.shared.done.wait(q).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    /// Writes every buffered event; reports the first write error since the last flush.
+    fn stop(&self, how: Stop) {
+        {
+            let mut q = self.shared.lock();
+            if q.stop == Stop::Running {
+                q.stop = how;
+            }
+        }
+        self.shared.work.notify_all();
+        self.shared.done.notify_all();
+        if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
+    }
+
+    /// Stops the writer without committing what is queued, as if the process had died (tests
+    /// of crash recovery). The store must not be used afterwards.
+    #[doc(hidden)]
+    pub fn simulate_crash(&self) {
+        self.stop(Stop::Crash);
+    }
+
+    /// Hands every buffered event over, waits until all is committed, checkpoints the WAL
+    /// (syncing it to disk) and reports the first write error since the last flush.
     pub fn flush(&self) -> Result<(), PortError> {
         let all: Vec<HistoryEvent> = self
             .pending
@@ -201,16 +608,34 @@ impl ExecutionStore {
             .map(|mut p| p.drain().flat_map(|(_, v)| v).collect())
             .unwrap_or_default();
         if !all.is_empty() {
-            self.write(&all, CheckpointWrite::None)?;
+            // An error here is the stored one, reported below.
+            let _ = self.submit(all, CheckpointWrite::None);
         }
-        match self.failed.lock().ok().and_then(|mut f| f.take()) {
-            Some(e) => Err(PortError::Other(format!("history write failed: {e}"))),
-            None => Ok(()),
+        self.sync();
+        if let Some(e) = self.shared.lock().error.take() {
+            return Err(PortError::Other(format!("history write failed: {e}")));
         }
+        let conn = self.conn()?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Queued (pending, then in-flight: newest first) batches, read under the queue lock.
+    fn overlay<T>(&self, f: impl Fn(&Batch) -> Option<T>) -> Vec<T> {
+        let q = self.shared.lock();
+        let mut out = Vec::new();
+        out.extend(f(&q.pending));
+        if let Some(b) = &q.inflight {
+            out.extend(f(b));
+        }
+        out
     }
 
     /// Executions, newest first.
     pub fn list(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionSummary>, PortError> {
+        self.sync();
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -232,6 +657,7 @@ impl ExecutionStore {
 
     /// Counts of executions by status.
     pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, PortError> {
+        self.sync();
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -248,8 +674,34 @@ impl ExecutionStore {
         .collect()
     }
 
-    /// One execution by ARN or by name (the most recent with that name).
+    /// One execution by ARN or by name (the most recent with that name), queued changes
+    /// included.
     pub fn find(&self, arn_or_name: &str) -> Result<Option<ExecutionSummary>, PortError> {
+        let patches = self.overlay(|b| {
+            b.execs
+                .iter()
+                .find(|(arn, _)| *arn == arn_or_name || split_arn(arn).1 == arn_or_name)
+                .map(|(arn, p)| (arn.clone(), p.clone()))
+        });
+        let Some((arn, _)) = patches.first() else {
+            return self.find_committed(arn_or_name);
+        };
+        let base = self
+            .find_committed(arn)?
+            .filter(|r| r.arn == *arn);
+        // Oldest (in flight) first, then the pending patch.
+        let row = patches
+            .iter()
+            .rev()
+            .filter(|(a, _)| a == arn)
+            .fold(base, |row, (_, p)| p.apply(row));
+        match row {
+            Some(r) => Ok(Some(r)),
+            None => self.find_committed(arn_or_name),
+        }
+    }
+
+    fn find_committed(&self, arn_or_name: &str) -> Result<Option<ExecutionSummary>, PortError> {
         let conn = self.conn()?;
         conn.prepare_cached(
             "SELECT arn, state_machine, name, status, start_time, stop_time, input, output, error, cause
@@ -261,9 +713,30 @@ impl ExecutionStore {
         .map_err(db_err)
     }
 
-    /// The execution's history in id order (written events only; call [`Self::flush`] first
-    /// to include buffered ones).
+    /// The execution's history in id order: events handed over to the writer (at each
+    /// checkpoint and at the end), committed or not; call [`Self::flush`] first to include
+    /// the events after a running execution's last checkpoint.
     pub fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
+        let queued = self.overlay(|b| {
+            Some(
+                b.events
+                    .iter()
+                    .filter(|e| e.execution_arn == arn)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let mut out = BTreeMap::new();
+        for e in self.history_committed(arn)? {
+            out.insert(e.id, e);
+        }
+        for e in queued.into_iter().rev().flatten() {
+            out.insert(e.id, e);
+        }
+        Ok(out.into_values().collect())
+    }
+
+    fn history_committed(&self, arn: &str) -> Result<Vec<HistoryEvent>, PortError> {
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached(
@@ -309,21 +782,40 @@ impl ExecutionStore {
         Ok(out)
     }
 
-    /// ARNs of executions that have a checkpoint: they stopped mid-way and can be resumed.
+    /// ARNs of executions that have a checkpoint (queued ones included): they stopped
+    /// mid-way and can be resumed.
     pub fn interrupted(&self) -> Result<Vec<String>, PortError> {
+        let queued = self.overlay(|b| {
+            Some(
+                b.checkpoints
+                    .iter()
+                    .map(|(arn, c)| (arn.clone(), c.is_some()))
+                    .collect::<Vec<_>>(),
+            )
+        });
         let conn = self.conn()?;
         let mut stmt = conn
             .prepare_cached("SELECT arn FROM sfn_checkpoints ORDER BY arn")
             .map_err(db_err)?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(db_err)?;
-        rows.map(|r| r.map_err(db_err)).collect()
+        let mut arns = rows
+            .map(|r| r.map_err(db_err))
+            .collect::<Result<std::collections::BTreeSet<String>, _>>()?;
+        for (arn, saved) in queued.into_iter().rev().flatten() {
+            if saved {
+                arns.insert(arn);
+            } else {
+                arns.remove(&arn);
+            }
+        }
+        Ok(arns.into_iter().collect())
     }
 }
 
-enum CheckpointWrite<'a> {
+enum CheckpointWrite {
     None,
-    Save(&'a Checkpoint),
-    Clear(&'a str),
+    Save(Checkpoint),
+    Clear(String),
 }
 
 fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionSummary> {
@@ -346,10 +838,7 @@ fn summary_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecutionSummary> {
 }
 
 fn is_terminal(event_type: &str) -> bool {
-    matches!(
-        event_type,
-        "ExecutionSucceeded" | "ExecutionFailed" | "ExecutionTimedOut" | "ExecutionAborted"
-    )
+    terminal_status(event_type).is_some()
 }
 
 /// `arn:aws:states:<region>:<account>:execution:<state machine>:<name>` -> (machine, name).
@@ -367,7 +856,11 @@ fn detail_str<'a>(e: &'a HistoryEvent, field: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-fn write_events(tx: &Transaction<'_>, events: &[HistoryEvent]) -> Result<(), PortError> {
+fn write_events(
+    tx: &Transaction<'_>,
+    events: &[HistoryEvent],
+    level: HistoryLevel,
+) -> Result<(), PortError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -378,11 +871,9 @@ fn write_events(tx: &Transaction<'_>, events: &[HistoryEvent]) -> Result<(), Por
         )
         .map_err(db_err)?;
     for e in events {
-        let ts = e
-            .timestamp
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ts = timestamp(e);
         let (key, details) = match &e.details {
-            Some((k, v)) => (Some(k.as_str()), Some(v.to_string())),
+            Some((k, v)) => (Some(k.as_str()), Some(details_json(v, level))),
             None => (None, None),
         };
         insert
@@ -408,12 +899,7 @@ fn write_events(tx: &Transaction<'_>, events: &[HistoryEvent]) -> Result<(), Por
                 .map_err(db_err)?;
             }
             ty if is_terminal(ty) => {
-                let status = match ty {
-                    "ExecutionSucceeded" => "SUCCEEDED",
-                    "ExecutionFailed" => "FAILED",
-                    "ExecutionTimedOut" => "TIMED_OUT",
-                    _ => "ABORTED",
-                };
+                let status = terminal_status(ty).unwrap_or("ABORTED");
                 tx.prepare_cached(
                     "UPDATE sfn_executions SET status = ?2, stop_time = ?3, output = ?4, error = ?5, cause = ?6
                      WHERE arn = ?1",
@@ -435,8 +921,61 @@ fn write_events(tx: &Transaction<'_>, events: &[HistoryEvent]) -> Result<(), Por
     Ok(())
 }
 
+fn timestamp(e: &HistoryEvent) -> String {
+    e.timestamp
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn parse_lenient(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+/// The execution status a terminal event sets.
+fn terminal_status(event_type: &str) -> Option<&'static str> {
+    match event_type {
+        "ExecutionSucceeded" => Some("SUCCEEDED"),
+        "ExecutionFailed" => Some("FAILED"),
+        "ExecutionTimedOut" => Some("TIMED_OUT"),
+        "ExecutionAborted" => Some("ABORTED"),
+        _ => None,
+    }
+}
+
+/// The details as stored: without the payload fields at [`HistoryLevel::Summary`].
+fn details_json(details: &Value, level: HistoryLevel) -> String {
+    match (level, details) {
+        (HistoryLevel::Summary, Value::Object(m))
+            if PAYLOAD_FIELDS.iter().any(|k| m.contains_key(*k)) =>
+        {
+            let kept: Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| !PAYLOAD_FIELDS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Value::Object(kept).to_string()
+        }
+        _ => details.to_string(),
+    }
+}
+
+/// Drops the payload fields (state-level events at [`HistoryLevel::Summary`]: the execution's
+/// own events keep them until written, for the execution row).
+fn strip_payload(event: &mut HistoryEvent) {
+    if let Some((_, Value::Object(m))) = &mut event.details {
+        for k in PAYLOAD_FIELDS {
+            m.remove(k);
+        }
+    }
+}
+
 impl HistorySink for ExecutionStore {
-    fn record(&self, event: HistoryEvent) {
+    fn record(&self, mut event: HistoryEvent) {
+        if self.level() == HistoryLevel::Summary
+            && event.event_type != "ExecutionStarted"
+            && terminal_status(&event.event_type).is_none()
+        {
+            strip_payload(&mut event);
+        }
         let arn = event.execution_arn.clone();
         let terminal = is_terminal(&event.event_type);
         let full = {
@@ -447,23 +986,19 @@ impl HistorySink for ExecutionStore {
             buf.push(event);
             buf.len() >= MAX_BUFFERED
         };
-        let result = if terminal {
+        // A failed hand-over means an earlier commit failed: `flush` reports it.
+        if terminal {
             let events = self.take_pending(&arn);
-            let r = self.write(&events, CheckpointWrite::Clear(&arn));
-            if r.is_ok()
+            if self
+                .submit(events, CheckpointWrite::Clear(arn.clone()))
+                .is_ok()
                 && let Ok(mut f) = self.finished.lock()
             {
                 f.insert(arn);
             }
-            r
         } else if full {
             let events = self.take_pending(&arn);
-            self.write(&events, CheckpointWrite::None)
-        } else {
-            Ok(())
-        };
-        if let Err(e) = result {
-            self.note_failure(e);
+            let _ = self.submit(events, CheckpointWrite::None);
         }
     }
 }
@@ -471,11 +1006,17 @@ impl HistorySink for ExecutionStore {
 impl CheckpointStore for ExecutionStore {
     fn save(&self, checkpoint: &Checkpoint) -> Result<(), String> {
         let events = self.take_pending(&checkpoint.execution_arn);
-        self.write(&events, CheckpointWrite::Save(checkpoint))
-            .map_err(|e| e.to_string())
+        self.submit(events, CheckpointWrite::Save(checkpoint.clone()))
     }
 
     fn load(&self, execution_arn: &str) -> Result<Option<Checkpoint>, String> {
+        if let Some(queued) = self
+            .overlay(|b| b.checkpoints.get(execution_arn).cloned())
+            .into_iter()
+            .next()
+        {
+            return Ok(queued);
+        }
         let conn = self.conn().map_err(|e| e.to_string())?;
         let row = conn
             .prepare_cached(
@@ -525,8 +1066,7 @@ impl CheckpointStore for ExecutionStore {
             return Ok(());
         }
         let events = self.take_pending(execution_arn);
-        self.write(&events, CheckpointWrite::Clear(execution_arn))
-            .map_err(|e| e.to_string())
+        self.submit(events, CheckpointWrite::Clear(execution_arn.to_string()))
     }
 }
 
@@ -678,5 +1218,149 @@ mod tests {
         assert_eq!(store.find(arn).unwrap().unwrap().status, "RUNNING");
         store.clear(arn).unwrap();
         assert_eq!(store.load(arn).unwrap(), None);
+    }
+
+    fn event(arn: &str, id: u64, ty: &str) -> HistoryEvent {
+        HistoryEvent {
+            execution_arn: arn.into(),
+            id,
+            previous_event_id: id - 1,
+            timestamp: Utc::now(),
+            event_type: ty.into(),
+            details: Some((
+                "d".into(),
+                serde_json::json!({"name": "S", "input": "{\"big\":1}", "error": "E", "cause": "C"}),
+            )),
+        }
+    }
+
+    fn checkpoint(arn: &str, next: &str, last_event_id: u64) -> Checkpoint {
+        Checkpoint {
+            execution_arn: arn.into(),
+            next_state: next.into(),
+            input: serde_json::json!({"at": next}),
+            variables: Map::new(),
+            execution_input: serde_json::json!({}),
+            last_event_id,
+            start_time: "2025-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn group_commit_after_flush_a_reopened_store_sees_every_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upsell.db");
+        // A commit interval far longer than the test: only `flush` commits.
+        let options = HistoryOptions {
+            commit_interval: Duration::from_secs(3600),
+            max_batch_events: 1_000_000,
+            ..HistoryOptions::default()
+        };
+        let store = Arc::new(ExecutionStore::open_with(&path, options).unwrap());
+        let sm = Arc::new(parse_str(MACHINE, ParseOptions::default()).unwrap());
+        let mut arns = Vec::new();
+        for i in 0..50 {
+            let opts = StartOptions {
+                name: Some(format!("run-{i}")),
+                state_machine_name: Some("Upsell".into()),
+                role_arn: None,
+            };
+            let run = engine(&store).execute(&sm, serde_json::json!({"i": i}), opts).await;
+            assert!(matches!(run.outcome, Outcome::Succeeded(_)));
+            arns.push(run.arn);
+        }
+        // Queued, not committed: this store's reads see it, another connection does not yet.
+        assert_eq!(store.find("run-7").unwrap().unwrap().status, "SUCCEEDED");
+        assert!(!store.history(&arns[7]).unwrap().is_empty());
+        let other = ExecutionStore::open(&path).unwrap();
+        assert_eq!(other.find("run-7").unwrap(), None);
+
+        store.flush().unwrap();
+        let again = ExecutionStore::open(&path).unwrap();
+        assert_eq!(
+            again.count_by_status().unwrap(),
+            vec![("SUCCEEDED".to_string(), 50)]
+        );
+        for arn in &arns {
+            let h = again.history(arn).unwrap();
+            assert_eq!(h.first().map(|e| e.event_type.as_str()), Some("ExecutionStarted"));
+            assert_eq!(h.last().map(|e| e.event_type.as_str()), Some("ExecutionSucceeded"));
+        }
+        assert!(again.interrupted().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_crash_loses_only_queued_progress_and_resumes_from_the_last_durable_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upsell.db");
+        let arn = "arn:aws:states:us-east-1:000000000000:execution:Upsell:e2";
+        let options = HistoryOptions {
+            commit_interval: Duration::from_secs(3600),
+            max_batch_events: 1_000_000,
+            ..HistoryOptions::default()
+        };
+        let first = checkpoint(arn, "Enrich", 3);
+        {
+            let store = ExecutionStore::open_with(&path, options).unwrap();
+            store.record(event(arn, 1, "ExecutionStarted"));
+            store.record(event(arn, 2, "TaskStateEntered"));
+            store.record(event(arn, 3, "TaskStateExited"));
+            store.save(&first).unwrap();
+            store.flush().unwrap();
+            // Progress handed over but not committed yet, then a crash.
+            store.record(event(arn, 4, "TaskStateEntered"));
+            store.record(event(arn, 5, "TaskStateExited"));
+            store.save(&checkpoint(arn, "Generate", 5)).unwrap();
+            assert_eq!(store.load(arn).unwrap().unwrap().next_state, "Generate");
+            assert_eq!(store.history(arn).unwrap().len(), 5);
+            store.simulate_crash();
+        }
+        let store = ExecutionStore::open(&path).unwrap();
+        assert_eq!(store.interrupted().unwrap(), vec![arn.to_string()]);
+        assert_eq!(store.load(arn).unwrap(), Some(first), "the last durable checkpoint");
+        let ids: Vec<u64> = store.history(arn).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![1, 2, 3], "history is cut at the same point");
+    }
+
+    #[tokio::test]
+    async fn summary_level_drops_payloads_but_keeps_names_errors_and_the_execution_row() {
+        let store = Arc::new(
+            ExecutionStore::in_memory_with(HistoryOptions {
+                level: HistoryLevel::Summary,
+                ..HistoryOptions::default()
+            })
+            .unwrap(),
+        );
+        let sm = Arc::new(
+            parse_str(
+                &MACHINE.replace("\"NumericEquals\":1", "\"NumericEquals\":2"),
+                ParseOptions::default(),
+            )
+            .unwrap(),
+        );
+        let run = engine(&store)
+            .execute(&sm, serde_json::json!({"secret": 1}), StartOptions::default())
+            .await;
+        assert!(matches!(run.outcome, Outcome::Failed(_)));
+        store.flush().unwrap();
+        let row = store.find(&run.arn).unwrap().unwrap();
+        assert_eq!(row.input, Some(serde_json::json!({"secret": 1})));
+        assert_eq!((row.error.as_deref(), row.cause.as_deref()), (Some("Boom"), Some("went wrong")));
+        let history = store.history(&run.arn).unwrap();
+        let mut names = Vec::new();
+        for e in &history {
+            let (_, d) = e.details.as_ref().expect("details");
+            for k in PAYLOAD_FIELDS {
+                assert!(d.get(k).is_none(), "{} keeps {k}: {d}", e.event_type);
+            }
+            names.extend(d.get("name").and_then(Value::as_str).map(str::to_string));
+        }
+        assert!(names.iter().any(|n| n == "Boom"), "{names:?}");
+        let failed = history.last().unwrap();
+        assert_eq!(failed.event_type, "ExecutionFailed");
+        assert_eq!(
+            failed.details.as_ref().unwrap().1.get("cause"),
+            Some(&serde_json::json!("went wrong"))
+        );
     }
 }
