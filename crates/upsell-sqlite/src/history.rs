@@ -194,24 +194,34 @@ pub struct ExecutionFilter {
     pub limit: Option<usize>,
 }
 
+/// What a terminal event sets in an `sfn_executions` row.
+#[derive(Debug, Clone)]
+struct Stopped {
+    status: &'static str,
+    stop_time: String,
+    output: Option<Value>,
+    error: Option<String>,
+    cause: Option<String>,
+}
+
 /// What a batch changes in one `sfn_executions` row.
 #[derive(Debug, Clone, Default)]
 struct ExecPatch {
     /// From `ExecutionStarted`: the whole row (status RUNNING).
     started: Option<ExecutionSummary>,
     /// From the terminal event: status, stop time, output, error, cause.
-    stopped: Option<(String, String, Option<Value>, Option<String>, Option<String>)>,
+    stopped: Option<Stopped>,
 }
 
 impl ExecPatch {
     fn apply(&self, row: Option<ExecutionSummary>) -> Option<ExecutionSummary> {
         let mut row = self.started.clone().or(row)?;
-        if let Some((status, stop, output, error, cause)) = &self.stopped {
-            row.status.clone_from(status);
-            row.stop_time = Some(stop.clone());
-            row.output.clone_from(output);
-            row.error.clone_from(error);
-            row.cause.clone_from(cause);
+        if let Some(s) = &self.stopped {
+            row.status = s.status.to_string();
+            row.stop_time = Some(s.stop_time.clone());
+            row.output.clone_from(&s.output);
+            row.error.clone_from(&s.error);
+            row.cause.clone_from(&s.cause);
         }
         Some(row)
     }
@@ -238,34 +248,39 @@ impl Batch {
             let ts = timestamp(e);
             if e.event_type == "ExecutionStarted" {
                 let (machine, name) = split_arn(&e.execution_arn);
-                self.execs.entry(e.execution_arn.clone()).or_default().started =
-                    Some(ExecutionSummary {
-                        arn: e.execution_arn.clone(),
-                        state_machine: machine,
-                        name,
-                        status: "RUNNING".into(),
-                        start_time: ts,
-                        stop_time: None,
-                        input: detail_str(e, "input").map(parse_lenient),
-                        output: None,
-                        error: None,
-                        cause: None,
-                    });
+                self.execs
+                    .entry(e.execution_arn.clone())
+                    .or_default()
+                    .started = Some(ExecutionSummary {
+                    arn: e.execution_arn.clone(),
+                    state_machine: machine,
+                    name,
+                    status: "RUNNING".into(),
+                    start_time: ts,
+                    stop_time: None,
+                    input: detail_str(e, "input").map(parse_lenient),
+                    output: None,
+                    error: None,
+                    cause: None,
+                });
             } else if let Some(status) = terminal_status(&e.event_type) {
-                self.execs.entry(e.execution_arn.clone()).or_default().stopped = Some((
-                    status.to_string(),
-                    ts,
-                    detail_str(e, "output").map(parse_lenient),
-                    detail_str(e, "error").map(str::to_string),
-                    detail_str(e, "cause").map(str::to_string),
-                ));
+                self.execs
+                    .entry(e.execution_arn.clone())
+                    .or_default()
+                    .stopped = Some(Stopped {
+                    status,
+                    stop_time: ts,
+                    output: detail_str(e, "output").map(parse_lenient),
+                    error: detail_str(e, "error").map(str::to_string),
+                    cause: detail_str(e, "cause").map(str::to_string),
+                });
             }
         }
         self.events.extend(events);
         match checkpoint {
             CheckpointWrite::None => {}
             CheckpointWrite::Save(c) => {
-                self.checkpoints.insert(c.execution_arn.clone(), Some(c));
+                self.checkpoints.insert(c.execution_arn.clone(), Some(*c));
             }
             CheckpointWrite::Clear(arn) => {
                 self.checkpoints.insert(arn, None);
@@ -462,7 +477,11 @@ impl ExecutionStore {
             .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
             .map_err(db_err)?;
         let reader = open_connection(path)?;
-        Self::start(Arc::new(Mutex::new(reader)), WriterConn::Own(writer), options)
+        Self::start(
+            Arc::new(Mutex::new(reader)),
+            WriterConn::Own(writer),
+            options,
+        )
     }
 
     /// A store in memory (tests).
@@ -686,9 +705,7 @@ impl ExecutionStore {
         let Some((arn, _)) = patches.first() else {
             return self.find_committed(arn_or_name);
         };
-        let base = self
-            .find_committed(arn)?
-            .filter(|r| r.arn == *arn);
+        let base = self.find_committed(arn)?.filter(|r| r.arn == *arn);
         // Oldest (in flight) first, then the pending patch.
         let row = patches
             .iter()
@@ -814,7 +831,7 @@ impl ExecutionStore {
 
 enum CheckpointWrite {
     None,
-    Save(Checkpoint),
+    Save(Box<Checkpoint>),
     Clear(String),
 }
 
@@ -1006,7 +1023,7 @@ impl HistorySink for ExecutionStore {
 impl CheckpointStore for ExecutionStore {
     fn save(&self, checkpoint: &Checkpoint) -> Result<(), String> {
         let events = self.take_pending(&checkpoint.execution_arn);
-        self.submit(events, CheckpointWrite::Save(checkpoint.clone()))
+        self.submit(events, CheckpointWrite::Save(Box::new(checkpoint.clone())))
     }
 
     fn load(&self, execution_arn: &str) -> Result<Option<Checkpoint>, String> {
@@ -1265,7 +1282,9 @@ mod tests {
                 state_machine_name: Some("Upsell".into()),
                 role_arn: None,
             };
-            let run = engine(&store).execute(&sm, serde_json::json!({"i": i}), opts).await;
+            let run = engine(&store)
+                .execute(&sm, serde_json::json!({"i": i}), opts)
+                .await;
             assert!(matches!(run.outcome, Outcome::Succeeded(_)));
             arns.push(run.arn);
         }
@@ -1283,8 +1302,14 @@ mod tests {
         );
         for arn in &arns {
             let h = again.history(arn).unwrap();
-            assert_eq!(h.first().map(|e| e.event_type.as_str()), Some("ExecutionStarted"));
-            assert_eq!(h.last().map(|e| e.event_type.as_str()), Some("ExecutionSucceeded"));
+            assert_eq!(
+                h.first().map(|e| e.event_type.as_str()),
+                Some("ExecutionStarted")
+            );
+            assert_eq!(
+                h.last().map(|e| e.event_type.as_str()),
+                Some("ExecutionSucceeded")
+            );
         }
         assert!(again.interrupted().unwrap().is_empty());
     }
@@ -1317,7 +1342,11 @@ mod tests {
         }
         let store = ExecutionStore::open(&path).unwrap();
         assert_eq!(store.interrupted().unwrap(), vec![arn.to_string()]);
-        assert_eq!(store.load(arn).unwrap(), Some(first), "the last durable checkpoint");
+        assert_eq!(
+            store.load(arn).unwrap(),
+            Some(first),
+            "the last durable checkpoint"
+        );
         let ids: Vec<u64> = store.history(arn).unwrap().iter().map(|e| e.id).collect();
         assert_eq!(ids, vec![1, 2, 3], "history is cut at the same point");
     }
@@ -1339,13 +1368,20 @@ mod tests {
             .unwrap(),
         );
         let run = engine(&store)
-            .execute(&sm, serde_json::json!({"secret": 1}), StartOptions::default())
+            .execute(
+                &sm,
+                serde_json::json!({"secret": 1}),
+                StartOptions::default(),
+            )
             .await;
         assert!(matches!(run.outcome, Outcome::Failed(_)));
         store.flush().unwrap();
         let row = store.find(&run.arn).unwrap().unwrap();
         assert_eq!(row.input, Some(serde_json::json!({"secret": 1})));
-        assert_eq!((row.error.as_deref(), row.cause.as_deref()), (Some("Boom"), Some("went wrong")));
+        assert_eq!(
+            (row.error.as_deref(), row.cause.as_deref()),
+            (Some("Boom"), Some("went wrong"))
+        );
         let history = store.history(&run.arn).unwrap();
         let mut names = Vec::new();
         for e in &history {

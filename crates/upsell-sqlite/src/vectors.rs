@@ -379,7 +379,6 @@ impl Int8Matrix {
                     best.push((i, dot(query, exact.row(i))));
                 }
             }
-            if std::env::var_os("TMP_RESCORE").is_some() { eprintln!("TMP rescored {}", best.len()); }
             best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             best.truncate(k);
         }
@@ -430,40 +429,5 @@ mod tests {
         let small = VectorMatrix::new(dims);
         assert!(small.top_k(&q, 10, |_| true).is_empty());
         assert!(m.top_k(&q, 0, |_| true).is_empty());
-    }
-}
-
-#[cfg(test)]
-mod tmp_timing {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn tmp_timing() {
-        let dims = 384;
-        let mut m = VectorMatrix::new(dims);
-        let mut x = 99u64;
-        let mut next = || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let u = ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5;
-            if (x >> 20) % 3 == 0 { u } else { 0.0 }
-        };
-        for _ in 0..100_000 {
-            let mut row: Vec<f32> = (0..dims).map(|_| next()).collect();
-            upsell_core::kb::l2_normalize(&mut row);
-            m.push(&row);
-        }
-        let q8 = Int8Matrix::from_matrix(&m);
-        for r in 0..3 {
-            let mut q: Vec<f32> = m.row(r * 7).iter().zip(m.row(r * 7 + 1)).map(|(a, b)| a + b).collect();
-            upsell_core::kb::l2_normalize(&mut q);
-            let t = std::time::Instant::now();
-            let a = m.top_k(&q, 50, |_| true);
-            let t1 = t.elapsed();
-            let t = std::time::Instant::now();
-            let b = q8.top_k(&m, &q, 50, |_| true);
-            let t2 = t.elapsed();
-            assert_eq!(a, b);
-            eprintln!("f32 {t1:?} int8 {t2:?}");
-        }
     }
 }
