@@ -79,8 +79,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS temp.kb_stem USING fts3tokenize(porter);
 /// Keyword search ranks at most about this many postings (sum of the document frequencies of
 /// the query terms it keeps). FTS5 scores every row an OR query matches before `LIMIT` applies,
 /// so at 100,000 chunks a query made of common words would score most of the index; the terms
-/// kept are the rarest ones (the highest BM25 weights), and the rarest is always kept. Small
-/// indexes (the real knowledge base has a few hundred chunks) never reach the budget.
+/// kept are the rarest ones (the highest BM25 weights), and the rarest is always kept. On the
+/// real knowledge base (345 chunks) only queries of more than 17 distinct words can reach it.
 const KEYWORD_POSTINGS_BUDGET: u64 = 6_000;
 
 /// Everything vector search and filters need, kept in memory and reloaded when the data changes.
