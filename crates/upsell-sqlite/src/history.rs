@@ -233,7 +233,7 @@ struct Batch {
     /// Events in hand-over order.
     events: Vec<HistoryEvent>,
     /// Last checkpoint operation per execution: `Some` = save, `None` = remove.
-    checkpoints: HashMap<String, Option<Checkpoint>>,
+    checkpoints: HashMap<String, Option<StoredCheckpoint>>,
     /// Execution rows started or stopped by these events.
     execs: HashMap<String, ExecPatch>,
 }
@@ -279,8 +279,8 @@ impl Batch {
         self.events.extend(events);
         match checkpoint {
             CheckpointWrite::None => {}
-            CheckpointWrite::Save(c) => {
-                self.checkpoints.insert(c.execution_arn.clone(), Some(*c));
+            CheckpointWrite::Save(arn, c) => {
+                self.checkpoints.insert(arn, Some(c));
             }
             CheckpointWrite::Clear(arn) => {
                 self.checkpoints.insert(arn, None);
@@ -300,12 +300,12 @@ impl Batch {
                     )
                     .map_err(db_err)?
                     .execute(params![
-                        c.execution_arn,
+                        arn,
                         c.next_state,
-                        c.input.to_string(),
-                        Value::Object(c.variables.clone()).to_string(),
-                        c.execution_input.to_string(),
-                        i64::try_from(c.last_event_id).unwrap_or(i64::MAX),
+                        c.input,
+                        c.variables,
+                        c.execution_input,
+                        c.last_event_id,
                         c.start_time,
                     ])
                     .map_err(db_err)?;
@@ -829,9 +829,50 @@ impl ExecutionStore {
     }
 }
 
+/// A checkpoint as stored: JSON serialised when it is handed over (cheaper than a deep copy).
+#[derive(Debug, Clone)]
+struct StoredCheckpoint {
+    next_state: String,
+    input: String,
+    variables: String,
+    execution_input: String,
+    last_event_id: i64,
+    start_time: String,
+}
+
+impl StoredCheckpoint {
+    fn new(c: &Checkpoint) -> Self {
+        StoredCheckpoint {
+            next_state: c.next_state.clone(),
+            input: c.input.to_string(),
+            variables: serde_json::to_string(&c.variables).unwrap_or_else(|_| "{}".into()),
+            execution_input: c.execution_input.to_string(),
+            last_event_id: i64::try_from(c.last_event_id).unwrap_or(i64::MAX),
+            start_time: c.start_time.clone(),
+        }
+    }
+
+    fn checkpoint(self, execution_arn: &str) -> Result<Checkpoint, String> {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).map_err(|e| e.to_string());
+        let variables = match parse(&self.variables)? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        Ok(Checkpoint {
+            execution_arn: execution_arn.to_string(),
+            next_state: self.next_state,
+            input: parse(&self.input)?,
+            variables,
+            execution_input: parse(&self.execution_input)?,
+            last_event_id: u64::try_from(self.last_event_id).unwrap_or(0),
+            start_time: self.start_time,
+        })
+    }
+}
+
 enum CheckpointWrite {
     None,
-    Save(Box<Checkpoint>),
+    Save(String, StoredCheckpoint),
     Clear(String),
 }
 
@@ -1023,7 +1064,11 @@ impl HistorySink for ExecutionStore {
 impl CheckpointStore for ExecutionStore {
     fn save(&self, checkpoint: &Checkpoint) -> Result<(), String> {
         let events = self.take_pending(&checkpoint.execution_arn);
-        self.submit(events, CheckpointWrite::Save(Box::new(checkpoint.clone())))
+        let stored = StoredCheckpoint::new(checkpoint);
+        self.submit(
+            events,
+            CheckpointWrite::Save(checkpoint.execution_arn.clone(), stored),
+        )
     }
 
     fn load(&self, execution_arn: &str) -> Result<Option<Checkpoint>, String> {
@@ -1032,7 +1077,7 @@ impl CheckpointStore for ExecutionStore {
             .into_iter()
             .next()
         {
-            return Ok(queued);
+            return queued.map(|c| c.checkpoint(execution_arn)).transpose();
         }
         let conn = self.conn().map_err(|e| e.to_string())?;
         let row = conn
@@ -1054,23 +1099,20 @@ impl CheckpointStore for ExecutionStore {
                 .optional()
             })
             .map_err(|e| e.to_string())?;
-        let Some((next_state, input, variables, execution_input, last, start_time)) = row else {
+        let Some((next_state, input, variables, execution_input, last_event_id, start_time)) = row
+        else {
             return Ok(None);
         };
-        let parse = |s: &str| serde_json::from_str::<Value>(s).map_err(|e| e.to_string());
-        let variables = match parse(&variables)? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        Ok(Some(Checkpoint {
-            execution_arn: execution_arn.to_string(),
+        StoredCheckpoint {
             next_state,
-            input: parse(&input)?,
+            input,
             variables,
-            execution_input: parse(&execution_input)?,
-            last_event_id: u64::try_from(last).unwrap_or(0),
+            execution_input,
+            last_event_id,
             start_time,
-        }))
+        }
+        .checkpoint(execution_arn)
+        .map(Some)
     }
 
     fn clear(&self, execution_arn: &str) -> Result<(), String> {

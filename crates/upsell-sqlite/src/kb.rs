@@ -86,6 +86,7 @@ const KEYWORD_POSTINGS_BUDGET: u64 = 6_000;
 /// Everything vector search and filters need, kept in memory and reloaded when the data changes.
 struct Cache {
     generation: u64,
+    /// The `version` counter in `kb_meta` when this was loaded (bumped by every sync).
     data_version: i64,
     rowids: Vec<i64>,
     index_of: HashMap<i64, usize>,
@@ -385,6 +386,14 @@ impl SqliteKnowledgeBase {
                 }
             }
         }
+        // Readers compare this counter, not `PRAGMA data_version`: the knowledge base shares its
+        // SQLite file with the other stores, whose commits must not invalidate the cache.
+        tx.execute(
+            "INSERT INTO kb_meta(key, value) VALUES ('version', '1')
+             ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+            [],
+        )
+        .map_err(db_err)?;
         report.chunks_total = tx
             .query_row("SELECT count(*) FROM kb_chunks", [], |r| r.get::<_, i64>(0))
             .map_err(db_err)? as usize;
@@ -399,8 +408,14 @@ impl SqliteKnowledgeBase {
     fn cache(&self, conn: &Connection) -> Result<Arc<Cache>, PortError> {
         let generation = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
         let data_version: i64 = conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .map_err(db_err)?;
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM kb_meta WHERE key = 'version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .unwrap_or(0);
         let mut slot = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = slot.as_ref()
             && c.generation == generation

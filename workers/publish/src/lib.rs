@@ -380,13 +380,22 @@ fn text_hash(s: &str) -> String {
     format!("raw-{h:016x}")
 }
 
+/// The SchemaInvalid details in a caught error's Cause. Step Functions (and the local runtime)
+/// report a Lambda function error as the JSON `{"errorMessage": ..., "errorType": ...}`, whose
+/// `errorMessage` carries the details; a Cause that is the details themselves is accepted too.
+fn schema_invalid_details(cause: &str) -> Option<SchemaInvalidDetails> {
+    let value: Value = serde_json::from_str(cause).ok()?;
+    if let Some(message) = value.get("errorMessage").and_then(Value::as_str)
+        && let Ok(details) = serde_json::from_str::<SchemaInvalidDetails>(message)
+    {
+        return Some(details);
+    }
+    serde_json::from_value(value).ok()
+}
+
 fn quarantine_record(q: &Quarantined, now: DateTime<Utc>) -> QuarantineRecord {
     let raw = serde_json::to_string(&q.event).expect("JSON values serialise");
-    let details = q
-        .error
-        .cause
-        .as_deref()
-        .and_then(|c| serde_json::from_str::<SchemaInvalidDetails>(c).ok());
+    let details = q.error.cause.as_deref().and_then(schema_invalid_details);
     let (reason, event_id, errors) = match details {
         Some(d) => (d.reason, d.event_id, d.problems),
         None => (

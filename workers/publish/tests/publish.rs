@@ -167,3 +167,21 @@ async fn every_outcome_writes_exactly_one_record() {
     let rejected = store.get("evt-2").await.unwrap().unwrap();
     assert_eq!(rejected.status, MessageStatus::Rejected);
 }
+
+#[tokio::test]
+async fn quarantine_reads_problems_from_a_lambda_error_cause() {
+    // Step Functions hands a caught Lambda error over as Cause = {"errorMessage", "errorType"}.
+    let (deps, store, _) = setup();
+    let details = r#"{"reason":"unknown-detail-type","eventId":"evt-w","problems":[{"path":"/detail-type","message":"unknown detail-type"}]}"#;
+    let cause = json!({"errorMessage": details, "errorType": "SchemaInvalid"}).to_string();
+    let input = Input::Quarantined(Quarantined {
+        event: json!({"id": "evt-w", "detail": {}}),
+        error: StepError { error: "SchemaInvalid".into(), cause: Some(cause) },
+        origin: None,
+    });
+    handle(input, &deps).await.unwrap();
+    let q = store.list_quarantine(None, 0).await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].reason.as_str(), "unknown-detail-type");
+    assert_eq!(q[0].errors[0].path, "/detail-type");
+}
