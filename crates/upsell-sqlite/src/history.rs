@@ -699,7 +699,7 @@ impl ExecutionStore {
         let patches = self.overlay(|b| {
             b.execs
                 .iter()
-                .find(|(arn, _)| *arn == arn_or_name || split_arn(arn).1 == arn_or_name)
+                .find(|(arn, _)| *arn == arn_or_name || arn.rsplit(':').next() == Some(arn_or_name))
                 .map(|(arn, p)| (arn.clone(), p.clone()))
         });
         let Some((arn, _)) = patches.first() else {
