@@ -34,7 +34,7 @@ use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::seed_agents;
 use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::features::SqliteFeatureStore;
-use upsell_sqlite::history::ExecutionStore;
+use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_source::load_documents;
 use upsell_sqlite::messages::SqliteMessageStore;
@@ -135,6 +135,8 @@ pub struct AppOptions {
     pub clock: Arc<dyn Clock>,
     /// How many customers' events run at once.
     pub lanes: usize,
+    /// What the execution history keeps (full payloads or a summary).
+    pub history: HistoryLevel,
 }
 
 impl std::fmt::Debug for AppOptions {
@@ -158,6 +160,7 @@ impl AppOptions {
             model: ModelChoice::Offline.provider(),
             clock: Arc::new(RealClock),
             lanes: 64,
+            history: HistoryLevel::Full,
         }
     }
 
@@ -518,6 +521,7 @@ impl LocalApp {
         )
         .bus(bus.clone())
         .max_concurrency(lanes)
+        .history_level(opts.history)
         .clock(opts.clock.clone())
         .build()
         .with_context(|| {

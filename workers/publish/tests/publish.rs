@@ -176,7 +176,10 @@ async fn quarantine_reads_problems_from_a_lambda_error_cause() {
     let cause = json!({"errorMessage": details, "errorType": "SchemaInvalid"}).to_string();
     let input = Input::Quarantined(Quarantined {
         event: json!({"id": "evt-w", "detail": {}}),
-        error: StepError { error: "SchemaInvalid".into(), cause: Some(cause) },
+        error: StepError {
+            error: "SchemaInvalid".into(),
+            cause: Some(cause),
+        },
         origin: None,
     });
     handle(input, &deps).await.unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use upsell_cli::app::{AppOptions, LocalApp, ModelChoice, Outcome, RunSummary};
+use upsell_sqlite::history::HistoryLevel;
 
 use super::Context;
 
@@ -20,6 +21,11 @@ pub struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// What the execution history keeps: full (every state's input and output, as the Step
+    /// Functions console shows) or summary (event types, states, timings, errors and causes
+    /// only; Step Functions' includeExecutionData=false), much cheaper for large runs.
+    #[arg(long, default_value = "full", value_name = "LEVEL", value_parser = ["full", "summary"])]
+    history: String,
     /// Model provider for the generator and the judge: offline (deterministic, no network) or
     /// openai (any OpenAI-compatible server such as Ollama or llama.cpp's server).
     #[arg(long, default_value = "offline", value_name = "PROVIDER")]
@@ -76,6 +82,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     opts.kb_dir = args.kb_dir;
     opts.model = model.provider();
     opts.lanes = usize::from(args.concurrency);
+    opts.history = match args.history.as_str() {
+        "summary" => HistoryLevel::Summary,
+        _ => HistoryLevel::Full,
+    };
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
