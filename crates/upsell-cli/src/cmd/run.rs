@@ -87,7 +87,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         _ => HistoryLevel::Full,
     };
 
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
