@@ -151,7 +151,9 @@ struct Exec {
     sm_arn: String,
     sm_name: String,
     role_arn: String,
-    input: Value,
+    /// The execution's input (`$$.Execution.Input`). Behind a lock only so that a checkpoint
+    /// can borrow it by moving it out and back instead of cloning it.
+    input: Mutex<Value>,
     start_time: String,
     ids: AtomicU64,
     mock_calls: Mutex<std::collections::HashMap<String, usize>>,
@@ -167,6 +169,37 @@ struct Frame {
 struct Step {
     output: Value,
     next: Option<usize>,
+    /// `output` as JSON text when it was already serialised for the history (reused as the
+    /// next state's input text).
+    output_json: Option<String>,
+}
+
+impl Step {
+    fn new(output: Value, next: Option<usize>) -> Step {
+        Step {
+            output,
+            next,
+            output_json: None,
+        }
+    }
+}
+
+/// Compact JSON text of a value: the same text as `Value::to_string`, written straight into a
+/// byte buffer instead of through `fmt::Write`.
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// `{"truncated": false}`: the `inputDetails` / `outputDetails` of history payloads.
+fn not_truncated() -> Value {
+    let mut m = Map::with_capacity(1);
+    m.insert("truncated".into(), Value::Bool(false));
+    Value::Object(m)
+}
+
+/// Takes the lock even if a panicking thread poisoned it (the value is only moved in and out).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
@@ -237,15 +270,21 @@ impl Engine {
             0,
         );
         let mut prev = 0;
+        let mut input_json = None;
         self.emit(&ex, &mut prev, "ExecutionStarted", || {
-            ("executionStartedEventDetails".into(), json!({"input": input.to_string(), "inputDetails": {"truncated": false}, "roleArn": ex.role_arn}))
+            let text = json_text(&input);
+            if self.payloads() {
+                input_json = Some(text.clone());
+            }
+            ("executionStartedEventDetails".into(), json!({"input": text, "inputDetails": {"truncated": false}, "roleArn": ex.role_arn}))
         });
         let frame = Frame {
             vars: Map::new(),
             map_item: None,
             prev,
         };
-        self.finish(sm, &ex, input, frame, sm.start_at).await
+        self.finish(sm, &ex, input, input_json, frame, sm.start_at)
+            .await
     }
 
     /// Resumes an execution from its last checkpoint (after a crash). `Ok(None)` when no
@@ -277,16 +316,18 @@ impl Engine {
             &name,
             &sm_name,
             None,
-            cp.execution_input.clone(),
-            cp.start_time.clone(),
+            cp.execution_input,
+            cp.start_time,
             cp.last_event_id,
         );
         let frame = Frame {
-            vars: cp.variables.clone(),
+            vars: cp.variables,
             map_item: None,
             prev: cp.last_event_id,
         };
-        Ok(Some(self.finish(sm, &ex, cp.input, frame, start).await))
+        Ok(Some(
+            self.finish(sm, &ex, cp.input, None, frame, start).await,
+        ))
     }
 
     fn new_exec(
@@ -306,7 +347,7 @@ impl Engine {
             sm_name: sm_name.to_string(),
             role_arn: role
                 .unwrap_or_else(|| format!("arn:aws:iam::{}:role/StepFunctionsRole", self.account)),
-            input,
+            input: Mutex::new(input),
             start_time,
             ids: AtomicU64::new(last_id),
             mock_calls: Mutex::new(Default::default()),
@@ -318,10 +359,11 @@ impl Engine {
         sm: &Arc<StateMachine>,
         ex: &Exec,
         input: Value,
+        input_json: Option<String>,
         mut frame: Frame,
         start: usize,
     ) -> Execution {
-        let run = self.run_machine(ex, sm, input, &mut frame, start, true);
+        let run = self.run_machine(ex, sm, input, input_json, &mut frame, start, true);
         let res = match sm.timeout_seconds {
             Some(t) => match tokio::time::timeout(Duration::from_secs(t), run).await {
                 Ok(r) => r,
@@ -334,11 +376,12 @@ impl Engine {
         };
         let mut prev = frame.prev;
         let outcome = match res {
-            Ok(out) => {
+            Ok((out, out_json)) => {
                 self.emit(ex, &mut prev, "ExecutionSucceeded", || {
+                    let text = out_json.unwrap_or_else(|| json_text(&out));
                     (
                         "executionSucceededEventDetails".into(),
-                        json!({"output": out.to_string(), "outputDetails": {"truncated": false}}),
+                        json!({"output": text, "outputDetails": {"truncated": false}}),
                     )
                 });
                 Outcome::Succeeded(out)
@@ -377,6 +420,11 @@ impl Engine {
         }
     }
 
+    /// Whether state-level history events carry their payloads.
+    fn payloads(&self) -> bool {
+        self.history.enabled() && self.history.payloads()
+    }
+
     fn emit(
         &self,
         ex: &Exec,
@@ -400,45 +448,74 @@ impl Engine {
         id
     }
 
+    /// Runs states from `start` until one ends the machine; returns its output (and the
+    /// output's JSON text when the history already serialised it).
+    #[allow(clippy::too_many_arguments)]
     fn run_machine<'a>(
         &'a self,
         ex: &'a Exec,
         sm: &'a StateMachine,
         input: Value,
+        input_json: Option<String>,
         frame: &'a mut Frame,
         start: usize,
         top: bool,
-    ) -> BoxFut<'a, Result<Value, Failure>> {
+    ) -> BoxFut<'a, Result<(Value, Option<String>), Failure>> {
         Box::pin(async move {
             let mut cur = start;
             let mut input = input;
+            let mut input_json = input_json;
             loop {
                 let st = &sm.states[cur];
-                let step = self.run_state(ex, st, input, frame).await?;
+                let step = self.run_state(ex, st, input, input_json, frame).await?;
                 match step.next {
                     Some(n) => {
                         cur = n;
                         input = step.output;
+                        input_json = step.output_json;
                         if top && let Some(store) = &self.checkpoints {
-                            store
-                                .save(&Checkpoint {
-                                    execution_arn: ex.arn.clone(),
-                                    next_state: sm.states[n].name.clone(),
-                                    input: input.clone(),
-                                    variables: frame.vars.clone(),
-                                    execution_input: ex.input.clone(),
-                                    last_event_id: frame.prev,
-                                    start_time: ex.start_time.clone(),
-                                })
-                                .map_err(|e| {
-                                    Failure::new(names::RUNTIME, format!("checkpoint failed: {e}"))
-                                })?;
+                            self.save_checkpoint(
+                                store.as_ref(),
+                                ex,
+                                &sm.states[n].name,
+                                &mut input,
+                                frame,
+                            )?;
                         }
                     }
-                    None => return Ok(step.output),
+                    None => return Ok((step.output, step.output_json)),
                 }
             }
         })
+    }
+
+    /// Saves the checkpoint before `next_state`. The store only borrows the checkpoint, so the
+    /// state input, the variables and the execution input are moved into it and back rather
+    /// than cloned.
+    fn save_checkpoint(
+        &self,
+        store: &dyn CheckpointStore,
+        ex: &Exec,
+        next_state: &str,
+        input: &mut Value,
+        frame: &mut Frame,
+    ) -> Result<(), Failure> {
+        let mut execution_input = lock(&ex.input);
+        let mut cp = Checkpoint {
+            execution_arn: ex.arn.clone(),
+            next_state: next_state.to_string(),
+            input: std::mem::take(input),
+            variables: std::mem::take(&mut frame.vars),
+            execution_input: std::mem::take(&mut *execution_input),
+            last_event_id: frame.prev,
+            start_time: ex.start_time.clone(),
+        };
+        let saved = store.save(&cp);
+        *input = std::mem::take(&mut cp.input);
+        frame.vars = std::mem::take(&mut cp.variables);
+        *execution_input = std::mem::take(&mut cp.execution_input);
+        drop(execution_input);
+        saved.map_err(|e| Failure::new(names::RUNTIME, format!("checkpoint failed: {e}")))
     }
 
     fn context(
@@ -449,9 +526,10 @@ impl Engine {
         retry: u32,
         frame: &Frame,
     ) -> Value {
+        let execution_input = lock(&ex.input).clone();
         let mut c = json!({
             "Execution": {
-                "Id": ex.arn, "Input": ex.input, "Name": ex.name, "RoleArn": ex.role_arn,
+                "Id": ex.arn, "Input": execution_input, "Name": ex.name, "RoleArn": ex.role_arn,
                 "StartTime": ex.start_time, "RedriveCount": 0
             },
             "State": {"EnteredTime": fmt_time(entered), "Name": st.name, "RetryCount": retry},
@@ -473,10 +551,20 @@ impl Engine {
         ex: &Exec,
         st: &State,
         raw: Value,
+        raw_json: Option<String>,
         frame: &mut Frame,
     ) -> Result<Step, Failure> {
+        let mut raw = raw;
+        let payloads = self.payloads();
         let entered_id = self.emit(ex, &mut frame.prev, &st.entered_event, || {
-            ("stateEnteredEventDetails".into(), json!({"name": st.name, "input": raw.to_string(), "inputDetails": {"truncated": false}}))
+            let mut d = Map::with_capacity(3);
+            d.insert("name".into(), Value::String(st.name.clone()));
+            if payloads {
+                let text = raw_json.unwrap_or_else(|| json_text(&raw));
+                d.insert("input".into(), Value::String(text));
+                d.insert("inputDetails".into(), not_truncated());
+            }
+            ("stateEnteredEventDetails".into(), Value::Object(d))
         });
         let entered = self.clock.now();
         let prefix = |f: Failure| -> Failure {
@@ -502,8 +590,9 @@ impl Engine {
         let mut retry_count: u32 = 0;
         let mut attempts = vec![0u32; st.retry.len()];
         let result = loop {
+            // On success `raw` may have been consumed; on failure it is intact.
             let r = self
-                .attempt(ex, st, &raw, frame, entered, retry_count)
+                .attempt(ex, st, &mut raw, frame, entered, retry_count)
                 .await;
             match r {
                 Ok(step) => break Ok(step),
@@ -532,7 +621,8 @@ impl Engine {
                         }
                     }
                     if let Some(c) = st.catch.iter().find(|c| f.matches(&c.error_equals)) {
-                        match self.apply_catch(ex, st, c, &raw, &f, frame, entered, retry_count) {
+                        match self.apply_catch(ex, st, c, &mut raw, &f, frame, entered, retry_count)
+                        {
                             Ok(step) => break Ok(step),
                             Err(e) => break Err(prefix(e)),
                         }
@@ -541,7 +631,7 @@ impl Engine {
                 }
             }
         };
-        let step = result?;
+        let mut step = result?;
         if payload_exceeds(&step.output) {
             return Err(Failure::new(
                 names::DATA_LIMIT,
@@ -551,9 +641,19 @@ impl Engine {
                 ),
             ));
         }
+        let mut output_json = None;
         self.emit(ex, &mut frame.prev, &st.exited_event, || {
-            ("stateExitedEventDetails".into(), json!({"name": st.name, "output": step.output.to_string(), "outputDetails": {"truncated": false}}))
+            let mut d = Map::with_capacity(3);
+            d.insert("name".into(), Value::String(st.name.clone()));
+            if payloads {
+                let text = json_text(&step.output);
+                output_json = Some(text.clone());
+                d.insert("output".into(), Value::String(text));
+                d.insert("outputDetails".into(), not_truncated());
+            }
+            ("stateExitedEventDetails".into(), Value::Object(d))
         });
+        step.output_json = output_json;
         Ok(step)
     }
 
@@ -563,7 +663,7 @@ impl Engine {
         ex: &Exec,
         st: &State,
         c: &Catcher,
-        raw: &Value,
+        raw: &mut Value,
         f: &Failure,
         frame: &mut Frame,
         entered: DateTime<Utc>,
@@ -591,27 +691,24 @@ impl Engine {
             }
             match &c.output {
                 Some(o) => o.eval(&scope, "Output")?,
-                None => err.clone(),
+                None => err,
             }
         } else {
-            let scope = Scope {
-                input: &err,
-                context: &ctx,
-                vars: &frame.vars,
-                result: None,
-                error_output: None,
-            };
             if let Some(a) = &c.assign {
+                let scope = Scope {
+                    input: &err,
+                    context: &ctx,
+                    vars: &frame.vars,
+                    result: None,
+                    error_output: None,
+                };
                 new_vars = Some(a.eval(&scope, "Assign")?);
             }
-            apply_result_path(&c.result_path, raw, err.clone())?
+            apply_result_path_mut(&c.result_path, raw, err)?
         };
         drop(ctx);
         assign_vars(&mut frame.vars, new_vars);
-        Ok(Step {
-            output,
-            next: Some(c.next),
-        })
+        Ok(Step::new(output, Some(c.next)))
     }
 
     pub(crate) fn input_path(
@@ -621,9 +718,23 @@ impl Engine {
         scope_ctx: &LazyContext<'_>,
         vars: &Map<String, Value>,
     ) -> Result<Value, Failure> {
+        Ok(self
+            .select_input(st, raw, scope_ctx, vars)?
+            .unwrap_or_else(|| raw.clone()))
+    }
+
+    /// InputPath (JSONPath): `None` when the effective input is `raw` itself, which then is
+    /// borrowed rather than cloned.
+    fn select_input(
+        &self,
+        st: &State,
+        raw: &Value,
+        scope_ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<Option<Value>, Failure> {
         match &st.input_path {
-            PathField::Default => Ok(raw.clone()),
-            PathField::Null => Ok(json!({})),
+            PathField::Default => Ok(None),
+            PathField::Null => Ok(Some(Value::Object(Map::new()))),
             PathField::Path(p) => {
                 let scope = Scope {
                     input: raw,
@@ -632,7 +743,7 @@ impl Engine {
                     result: None,
                     error_output: None,
                 };
-                scope.read(p).ok_or_else(|| {
+                scope.read(p).map(Some).ok_or_else(|| {
                     Failure::new(
                         names::RUNTIME,
                         format!(
@@ -650,7 +761,7 @@ impl Engine {
         &self,
         ex: &Exec,
         st: &State,
-        raw: &Value,
+        raw: &mut Value,
         frame: &mut Frame,
         entered: DateTime<Utc>,
         retry: u32,
@@ -667,23 +778,29 @@ impl Engine {
         let (effective, extra) = {
             let build = || self.context(ex, st, entered, retry, frame);
             let ctx = LazyContext::new(&build);
-            let input = if jsonata {
-                raw.clone()
+            let selected = if jsonata {
+                None
             } else {
-                self.input_path(st, raw, &ctx, &frame.vars)?
+                self.select_input(st, raw, &ctx, &frame.vars)?
             };
+            let input = selected.as_ref().unwrap_or(raw);
             let scope = Scope {
-                input: &input,
+                input,
                 context: &ctx,
                 vars: &frame.vars,
                 result: None,
                 error_output: None,
             };
-            let effective = match &st.parameters {
-                Some(t) => t.eval(&scope, if jsonata { "Arguments" } else { "Parameters" })?,
-                None => input.clone(),
+            let evaluated = match &st.parameters {
+                Some(t) => Some(t.eval(&scope, if jsonata { "Arguments" } else { "Parameters" })?),
+                None => None,
             };
-            let extra = self.prepare(st, &scope, &effective)?;
+            let extra = self.prepare(st, &scope, evaluated.as_ref().unwrap_or(input))?;
+            // `raw` stays for ResultPath, Retry and Catch: only the effective input is owned.
+            let effective = match (evaluated, selected) {
+                (Some(v), _) | (None, Some(v)) => v,
+                (None, None) => raw.clone(),
+            };
             (effective, extra)
         };
         // Phase 2: the work.
@@ -718,16 +835,13 @@ impl Engine {
         let build = || self.context(ex, st, entered, retry, frame);
         let ctx = LazyContext::new(&build);
         let (output, new_vars) = if matches!(st.kind, Kind::Wait(_)) {
-            self.post_plain(st, raw, &result, &ctx, &frame.vars)?
+            self.post_plain(st, raw, Some(result), &ctx, &frame.vars)?
         } else {
             self.post(st, raw, result, &ctx, &frame.vars)?
         };
         drop(ctx);
         assign_vars(&mut frame.vars, new_vars);
-        Ok(Step {
-            output,
-            next: st.next,
-        })
+        Ok(Step::new(output, st.next))
     }
 
     /// Evaluates everything a state needs before awaiting (wait time, map items...).
@@ -1013,7 +1127,7 @@ impl Engine {
         &self,
         ex: &Exec,
         st: &State,
-        raw: &Value,
+        raw: &mut Value,
         frame: &mut Frame,
         entered: DateTime<Utc>,
         retry: u32,
@@ -1025,22 +1139,16 @@ impl Engine {
         let step = match &st.kind {
             Kind::Pass { result } => {
                 if jsonata {
-                    let (output, nv) = self.post(st, raw, raw.clone(), &ctx, vars)?;
-                    (
-                        Step {
-                            output,
-                            next: st.next,
-                        },
-                        nv,
-                    )
+                    let (output, nv) = self.post_jsonata(st, raw, None, &ctx, vars)?;
+                    (Step::new(output, st.next), nv)
                 } else {
-                    let input = self.input_path(st, raw, &ctx, vars)?;
+                    let selected = self.select_input(st, raw, &ctx, vars)?;
                     let r = match result {
                         Some(r) => r.clone(),
                         None => match &st.parameters {
                             Some(t) => {
                                 let scope = Scope {
-                                    input: &input,
+                                    input: selected.as_ref().unwrap_or(raw),
                                     context: &ctx,
                                     vars,
                                     result: None,
@@ -1048,27 +1156,32 @@ impl Engine {
                                 };
                                 t.eval(&scope, "Parameters")?
                             }
-                            None => input,
+                            None => match selected {
+                                Some(v) => v,
+                                // The input passes through: move it when ResultPath does not
+                                // need it any more and nothing can catch a later failure.
+                                None if result_replaces_input(st)
+                                    && st.retry.is_empty()
+                                    && st.catch.is_empty() =>
+                                {
+                                    std::mem::take(raw)
+                                }
+                                None => raw.clone(),
+                            },
                         },
                     };
                     let (output, nv) = self.post(st, raw, r, &ctx, vars)?;
-                    (
-                        Step {
-                            output,
-                            next: st.next,
-                        },
-                        nv,
-                    )
+                    (Step::new(output, st.next), nv)
                 }
             }
             Kind::Succeed => {
                 let (output, nv) = if jsonata {
-                    self.post(st, raw, raw.clone(), &ctx, vars)?
+                    self.post_jsonata(st, raw, None, &ctx, vars)?
                 } else {
-                    let input = self.input_path(st, raw, &ctx, vars)?;
-                    self.post_plain(st, raw, &input, &ctx, vars)?
+                    let selected = self.select_input(st, raw, &ctx, vars)?;
+                    self.post_plain(st, raw, selected, &ctx, vars)?
                 };
-                (Step { output, next: None }, nv)
+                (Step::new(output, None), nv)
             }
             Kind::Fail { error, cause } => {
                 let scope = Scope {
@@ -1105,62 +1218,61 @@ impl Engine {
                 return Err(Failure {
                     error: e.unwrap_or_default(),
                     cause: c,
-                })
-                .map_err(|f| {
-                    let mut f = f;
-                    if f.error.is_empty() {
-                        f.error = String::new();
-                    }
-                    f
                 });
             }
             Kind::Choice { choices, default } => {
-                let input = if jsonata {
-                    raw.clone()
+                let selected = if jsonata {
+                    None
                 } else {
-                    self.input_path(st, raw, &ctx, vars)?
+                    self.select_input(st, raw, &ctx, vars)?
                 };
-                let scope = Scope {
-                    input: &input,
-                    context: &ctx,
-                    vars,
-                    result: None,
-                    error_output: None,
-                };
-                let mut chosen = None;
-                for c in choices {
-                    if eval_rule(&c.rule, &scope)? {
-                        chosen = Some(c);
-                        break;
+                let (next, nv, output) = {
+                    let input = selected.as_ref().unwrap_or(raw);
+                    let scope = Scope {
+                        input,
+                        context: &ctx,
+                        vars,
+                        result: None,
+                        error_output: None,
+                    };
+                    let mut chosen = None;
+                    for c in choices {
+                        if eval_rule(&c.rule, &scope)? {
+                            chosen = Some(c);
+                            break;
+                        }
                     }
-                }
-                let (next, rule_assign, rule_output) = match chosen {
-                    Some(c) => (c.next, c.assign.as_ref(), c.output.as_ref()),
-                    None => match default {
-                        Some(d) => (*d, None, None),
-                        None => return Err(Failure::new(names::NO_CHOICE, "No Matches!")),
-                    },
-                };
-                let mut nv = None;
-                let assign = rule_assign.or(st.assign.as_ref());
-                if let Some(a) = assign {
-                    nv = Some(a.eval(&scope, "Assign")?);
-                }
-                let output = if jsonata {
-                    match rule_output.or(st.output.as_ref()) {
-                        Some(o) => o.eval(&scope, "Output")?,
-                        None => raw.clone(),
+                    let (next, rule_assign, rule_output) = match chosen {
+                        Some(c) => (c.next, c.assign.as_ref(), c.output.as_ref()),
+                        None => match default {
+                            Some(d) => (*d, None, None),
+                            None => return Err(Failure::new(names::NO_CHOICE, "No Matches!")),
+                        },
+                    };
+                    let mut nv = None;
+                    let assign = rule_assign.or(st.assign.as_ref());
+                    if let Some(a) = assign {
+                        nv = Some(a.eval(&scope, "Assign")?);
                     }
-                } else {
-                    output_path(&st.output_path, &input, &scope)?
+                    // `None`: the output is the (effective) input itself.
+                    let output = if jsonata {
+                        match rule_output.or(st.output.as_ref()) {
+                            Some(o) => Some(o.eval(&scope, "Output")?),
+                            None => None,
+                        }
+                    } else {
+                        match &st.output_path {
+                            PathField::Default => None,
+                            op => Some(output_path(op, input, &scope)?),
+                        }
+                    };
+                    (next, nv, output)
                 };
-                (
-                    Step {
-                        output,
-                        next: Some(next),
-                    },
-                    nv,
-                )
+                let output = match (output, selected) {
+                    (Some(v), _) | (None, Some(v)) => v,
+                    (None, None) => std::mem::take(raw),
+                };
+                (Step::new(output, Some(next)), nv)
             }
             _ => unreachable!("async states"),
         };
@@ -1169,59 +1281,57 @@ impl Engine {
         Ok(step.0)
     }
 
-    /// Output processing for states without a result (Wait, Succeed in JSONPath).
+    /// Output processing for states without a result (Wait, Succeed in JSONPath): `input` is
+    /// the effective input, `None` when it is `raw` itself (then moved out when it is the output).
     fn post_plain(
         &self,
         st: &State,
-        raw: &Value,
-        input: &Value,
+        raw: &mut Value,
+        input: Option<Value>,
         ctx: &LazyContext<'_>,
         vars: &Map<String, Value>,
     ) -> Result<(Value, Option<Value>), Failure> {
         if st.ql == QueryLanguage::Jsonata {
-            return self.post(st, raw, raw.clone(), ctx, vars);
+            let result = raw.clone();
+            return self.post_jsonata(st, raw, Some(result), ctx, vars);
         }
-        let scope = Scope {
-            input,
-            context: ctx,
-            vars,
-            result: None,
-            error_output: None,
-        };
-        let nv = match &st.assign {
-            Some(a) => Some(a.eval(&scope, "Assign")?),
-            None => None,
-        };
-        Ok((output_path(&st.output_path, input, &scope)?, nv))
-    }
-
-    /// ResultSelector, Assign, ResultPath and OutputPath (JSONPath) or Assign and Output (JSONata).
-    fn post(
-        &self,
-        st: &State,
-        raw: &Value,
-        result: Value,
-        ctx: &LazyContext<'_>,
-        vars: &Map<String, Value>,
-    ) -> Result<(Value, Option<Value>), Failure> {
-        if st.ql == QueryLanguage::Jsonata {
-            let is_pass = matches!(st.kind, Kind::Pass { .. } | Kind::Succeed);
+        let output = {
+            let doc = input.as_ref().unwrap_or(raw);
             let scope = Scope {
-                input: raw,
+                input: doc,
                 context: ctx,
                 vars,
-                result: if is_pass { None } else { Some(&result) },
+                result: None,
                 error_output: None,
             };
             let nv = match &st.assign {
                 Some(a) => Some(a.eval(&scope, "Assign")?),
                 None => None,
             };
-            let out = match &st.output {
-                Some(o) => o.eval(&scope, "Output")?,
-                None => result,
-            };
-            return Ok((out, nv));
+            match &st.output_path {
+                PathField::Default => (None, nv),
+                op => (Some(output_path(op, doc, &scope)?), nv),
+            }
+        };
+        match output {
+            (Some(v), nv) => Ok((v, nv)),
+            (None, nv) => Ok((input.unwrap_or_else(|| std::mem::take(raw)), nv)),
+        }
+    }
+
+    /// ResultSelector, Assign, ResultPath and OutputPath (JSONPath) or Assign and Output
+    /// (JSONata). `raw` is moved into the output when ResultPath keeps it, once no failure
+    /// that Retry or Catch could handle can happen any more.
+    fn post(
+        &self,
+        st: &State,
+        raw: &mut Value,
+        result: Value,
+        ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<(Value, Option<Value>), Failure> {
+        if st.ql == QueryLanguage::Jsonata {
+            return self.post_jsonata(st, raw, Some(result), ctx, vars);
         }
         let result = match &st.result_selector {
             Some(rs) => {
@@ -1249,15 +1359,61 @@ impl Engine {
             }
             None => None,
         };
-        let combined = apply_result_path(&st.result_path, raw, result)?;
-        let scope = Scope {
-            input: &combined,
-            context: ctx,
-            vars,
-            result: None,
-            error_output: None,
+        let combined = apply_result_path_mut(&st.result_path, raw, result)?;
+        // Past this point only States.Runtime can fail, which Retry and Catch never handle.
+        match &st.output_path {
+            PathField::Default => Ok((combined, nv)),
+            op => {
+                let scope = Scope {
+                    input: &combined,
+                    context: ctx,
+                    vars,
+                    result: None,
+                    error_output: None,
+                };
+                Ok((output_path(op, &combined, &scope)?, nv))
+            }
+        }
+    }
+
+    /// Assign and Output (JSONata). `result` is `$states.result`; `None` for Pass and Succeed,
+    /// whose output defaults to `raw` itself (moved out at the end).
+    fn post_jsonata(
+        &self,
+        st: &State,
+        raw: &mut Value,
+        result: Option<Value>,
+        ctx: &LazyContext<'_>,
+        vars: &Map<String, Value>,
+    ) -> Result<(Value, Option<Value>), Failure> {
+        let is_pass = matches!(st.kind, Kind::Pass { .. } | Kind::Succeed);
+        let (out, nv) = {
+            let scope = Scope {
+                input: raw,
+                context: ctx,
+                vars,
+                result: if is_pass {
+                    None
+                } else {
+                    Some(result.as_ref().unwrap_or(raw))
+                },
+                error_output: None,
+            };
+            let nv = match &st.assign {
+                Some(a) => Some(a.eval(&scope, "Assign")?),
+                None => None,
+            };
+            let out = match &st.output {
+                Some(o) => Some(o.eval(&scope, "Output")?),
+                None => None,
+            };
+            (out, nv)
         };
-        Ok((output_path(&st.output_path, &combined, &scope)?, nv))
+        let out = match out {
+            Some(v) => v,
+            None => result.unwrap_or_else(|| std::mem::take(raw)),
+        };
+        Ok((out, nv))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1274,16 +1430,33 @@ impl Engine {
     ) -> Result<Value, Failure> {
         let (rtype, rname) = resource_parts(&t.resource);
         let plain_lambda = t.resource.starts_with("arn:aws:lambda:");
+        let payloads = self.payloads();
         if plain_lambda {
             self.emit(ex, &mut frame.prev, "LambdaFunctionScheduled", || {
-                ("lambdaFunctionScheduledEventDetails".into(), json!({"resource": t.resource, "input": input.to_string(), "inputDetails": {"truncated": false}}))
+                let mut d = Map::with_capacity(3);
+                d.insert("resource".into(), Value::String(t.resource.clone()));
+                if payloads {
+                    d.insert("input".into(), Value::String(json_text(&input)));
+                    d.insert("inputDetails".into(), not_truncated());
+                }
+                (
+                    "lambdaFunctionScheduledEventDetails".into(),
+                    Value::Object(d),
+                )
             });
             self.emit(ex, &mut frame.prev, "LambdaFunctionStarted", || {
                 (String::new(), Value::Null)
             });
         } else {
             self.emit(ex, &mut frame.prev, "TaskScheduled", || {
-                ("taskScheduledEventDetails".into(), json!({"resourceType": rtype, "resource": rname, "region": self.region, "parameters": input.to_string()}))
+                let mut d = Map::with_capacity(4);
+                d.insert("resourceType".into(), Value::String(rtype.clone()));
+                d.insert("resource".into(), Value::String(rname.clone()));
+                d.insert("region".into(), Value::String(self.region.clone()));
+                if payloads {
+                    d.insert("parameters".into(), Value::String(json_text(&input)));
+                }
+                ("taskScheduledEventDetails".into(), Value::Object(d))
             });
             self.emit(ex, &mut frame.prev, "TaskStarted", || {
                 (
@@ -1326,15 +1499,29 @@ impl Engine {
         });
         match &res {
             Ok(v) => {
+                let output = |d: &mut Map<String, Value>| {
+                    if payloads {
+                        d.insert("output".into(), Value::String(json_text(v)));
+                        d.insert("outputDetails".into(), not_truncated());
+                    }
+                };
                 if plain_lambda {
                     self.emit(ex, &mut frame.prev, "LambdaFunctionSucceeded", || {
+                        let mut d = Map::with_capacity(2);
+                        output(&mut d);
                         (
                             "lambdaFunctionSucceededEventDetails".into(),
-                            json!({"output": v.to_string(), "outputDetails": {"truncated": false}}),
+                            Value::Object(d),
                         )
                     });
                 } else {
-                    self.emit(ex, &mut frame.prev, "TaskSucceeded", || ("taskSucceededEventDetails".into(), json!({"resourceType": rtype, "resource": rname, "output": v.to_string(), "outputDetails": {"truncated": false}})));
+                    self.emit(ex, &mut frame.prev, "TaskSucceeded", || {
+                        let mut d = Map::with_capacity(4);
+                        d.insert("resourceType".into(), Value::String(rtype.clone()));
+                        d.insert("resource".into(), Value::String(rname.clone()));
+                        output(&mut d);
+                        ("taskSucceededEventDetails".into(), Value::Object(d))
+                    });
                 }
             }
             Err(f) => {
@@ -1410,8 +1597,9 @@ impl Engine {
             let input = input.clone();
             futs.push(Box::pin(async move {
                 let r = self
-                    .run_machine(ex, b, input, &mut f, b.start_at, false)
-                    .await;
+                    .run_machine(ex, b, input, None, &mut f, b.start_at, false)
+                    .await
+                    .map(|(v, _)| v);
                 (i, r)
             })
                 as BoxFut<'_, (usize, Result<Value, Failure>)>);
@@ -1513,8 +1701,17 @@ impl Engine {
             f.prev = *prev_holder;
             Box::pin(async move {
                 let r = self
-                    .run_machine(ex, processor, input, &mut f, processor.start_at, false)
-                    .await;
+                    .run_machine(
+                        ex,
+                        processor,
+                        input,
+                        None,
+                        &mut f,
+                        processor.start_at,
+                        false,
+                    )
+                    .await
+                    .map(|(v, _)| v);
                 (i, r)
             })
         };
@@ -1647,6 +1844,38 @@ pub(crate) fn apply_result_path(
                 .map_err(|e| Failure::new(names::RESULT_PATH, e))?;
             Ok(base)
         }
+    }
+}
+
+/// ResultPath applied to an input the caller no longer needs: `raw` is moved into the
+/// result instead of cloned, but left intact when this fails (Catch then sees it whole).
+pub(crate) fn apply_result_path_mut(
+    rp: &PathField,
+    raw: &mut Value,
+    result: Value,
+) -> Result<Value, Failure> {
+    match rp {
+        PathField::Default => Ok(result),
+        PathField::Null => Ok(std::mem::take(raw)),
+        PathField::Path(p) if p.is_root() => Ok(result),
+        PathField::Path(p) if raw.is_object() && p.can_write(raw) => {
+            let mut base = std::mem::take(raw);
+            p.write(&mut base, result)
+                .map_err(|e| Failure::new(names::RESULT_PATH, e))?;
+            Ok(base)
+        }
+        // The failures, with their messages.
+        PathField::Path(_) => apply_result_path(rp, raw, result),
+    }
+}
+
+/// True when the state's ResultPath replaces its input with the result (so a Pass state
+/// without a result may hand its input straight through).
+fn result_replaces_input(st: &State) -> bool {
+    match &st.result_path {
+        PathField::Default => true,
+        PathField::Path(p) => p.is_root(),
+        PathField::Null => false,
     }
 }
 

@@ -49,6 +49,16 @@ pub trait HistorySink: Send + Sync {
     fn enabled(&self) -> bool {
         true
     }
+    /// Whether state-level events should carry their JSON payloads (the `input`, `output`
+    /// and `parameters` strings of `StateEntered`, `StateExited`, `TaskScheduled`,
+    /// `TaskSucceeded`, `LambdaFunction*` events). When false the engine emits the same
+    /// events with names, resources, errors and causes but leaves those fields out, which
+    /// saves serialising the state document at every step (Step Functions'
+    /// `includeExecutionData: false`). The execution's own events (`ExecutionStarted`,
+    /// `ExecutionSucceeded`) always carry their input and output.
+    fn payloads(&self) -> bool {
+        true
+    }
     /// Records one event.
     fn record(&self, event: HistoryEvent);
 }

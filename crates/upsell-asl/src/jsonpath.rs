@@ -264,6 +264,41 @@ impl JsonPath {
         Some(Value::Array(current.into_iter().cloned().collect()))
     }
 
+    /// True when [`JsonPath::write`] into `target` would succeed (checked without writing).
+    pub fn can_write(&self, target: &Value) -> bool {
+        // `None`: an object `write` would create on the way.
+        let mut cur = Some(target);
+        let last = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter().enumerate() {
+            match seg {
+                Segment::Field(f) => {
+                    if i == last {
+                        return true;
+                    }
+                    cur = match cur {
+                        Some(Value::Object(m)) => m.get(f),
+                        _ => None,
+                    };
+                }
+                Segment::Index(n) => {
+                    let Some(Value::Array(a)) = cur else {
+                        return false;
+                    };
+                    let idx = if *n < 0 { a.len() as i64 + n } else { *n };
+                    if idx < 0 || idx as usize >= a.len() {
+                        return false;
+                    }
+                    if i == last {
+                        return true;
+                    }
+                    cur = Some(&a[idx as usize]);
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Writes `value` at this (definite, `$`-rooted) path inside `target`, creating
     /// intermediate objects as needed (ResultPath semantics).
     pub fn write(&self, target: &mut Value, value: Value) -> Result<(), String> {

@@ -242,35 +242,70 @@ impl Template {
 
     /// Evaluates the template. `field` is the top-level field name (for messages).
     pub fn eval(&self, scope: &Scope<'_>, field: &str) -> EvalResult {
+        self.eval_at(scope, &FieldName::Top(field))
+    }
+
+    fn eval_at(&self, scope: &Scope<'_>, field: &FieldName<'_>) -> EvalResult {
         match self {
             Template::Const(v) => Ok(v.clone()),
             Template::Object(members) => {
                 let mut m = Map::with_capacity(members.len());
                 for (k, t) in members {
                     let sub = match t {
-                        Template::Path(_) | Template::Intrinsic(_) => format!("{k}.$"),
-                        _ => format!("{field}/{k}"),
+                        Template::Path(_) | Template::Intrinsic(_) => FieldName::PathKey(k),
+                        _ => FieldName::Member(field, k),
                     };
-                    let sub = if matches!(t, Template::Jsonata(_)) { format!("{field}/{k}") } else { sub };
-                    m.insert(k.clone(), t.eval(scope, &sub)?);
+                    m.insert(k.clone(), t.eval_at(scope, &sub)?);
                 }
                 Ok(Value::Object(m))
             }
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, t) in items.iter().enumerate() {
-                    out.push(t.eval(scope, &format!("{field}[{i}]"))?);
+                    out.push(t.eval_at(scope, &FieldName::Element(field, i))?);
                 }
                 Ok(Value::Array(out))
             }
-            Template::Path(p) => scope.read(p).ok_or_else(|| missing_path(p, field, scope)),
-            Template::Intrinsic(i) => i.eval(&|p: &JsonPath| scope.read(p).ok_or_else(|| missing_path(p, field, scope))),
-            Template::Jsonata(j) => scope.jsonata(j, field)?.ok_or_else(|| {
-                Failure::new(
-                    names::QUERY_EVALUATION,
-                    format!("The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).", j.src.trim()),
-                )
+            Template::Path(p) => scope
+                .read(p)
+                .ok_or_else(|| missing_path(p, &field.to_string(), scope)),
+            Template::Intrinsic(i) => i.eval(&|p: &JsonPath| {
+                scope
+                    .read(p)
+                    .ok_or_else(|| missing_path(p, &field.to_string(), scope))
             }),
+            Template::Jsonata(j) => {
+                let field = field.to_string();
+                scope.jsonata(j, &field)?.ok_or_else(|| {
+                    Failure::new(
+                        names::QUERY_EVALUATION,
+                        format!("The JSONata expression '{}' specified for the field '{field}' returned nothing (undefined).", j.src.trim()),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// The field name error messages show, rendered only when one is needed.
+enum FieldName<'a> {
+    /// The top-level field (`Parameters`, `Output`...).
+    Top(&'a str),
+    /// A member holding a path or an intrinsic: `key.$`.
+    PathKey(&'a str),
+    /// Any other member: `parent/key`.
+    Member(&'a FieldName<'a>, &'a str),
+    /// An array element: `parent[i]`.
+    Element(&'a FieldName<'a>, usize),
+}
+
+impl std::fmt::Display for FieldName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldName::Top(s) => f.write_str(s),
+            FieldName::PathKey(k) => write!(f, "{k}.$"),
+            FieldName::Member(parent, k) => write!(f, "{parent}/{k}"),
+            FieldName::Element(parent, i) => write!(f, "{parent}[{i}]"),
         }
     }
 }

@@ -36,6 +36,7 @@ use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
+use upsell_sqlite::kb_cache::CachedKnowledgeBase;
 use upsell_sqlite::kb_source::load_documents;
 use upsell_sqlite::messages::SqliteMessageStore;
 use upsell_sqlite::registry::SqliteAgentRegistry;
@@ -497,7 +498,11 @@ impl LocalApp {
                 features: features.clone(),
                 contacts,
             },
-            kb_retrieve: kb_retrieve::Deps { kb },
+            // Most events send one of a few dozen requests: their results are cached until the
+            // index changes.
+            kb_retrieve: kb_retrieve::Deps {
+                kb: Arc::new(CachedKnowledgeBase::new(kb)),
+            },
             generate: generate::Deps {
                 registry: registry.clone(),
                 model: model.clone(),

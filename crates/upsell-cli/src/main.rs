@@ -10,6 +10,12 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc instead of the system allocator: `upsell run` spends a fifth of its CPU time in
+/// malloc and free with glibc's (JSON values built, cloned and dropped at every state); see
+/// docs/performance.md, "upsell run".
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Personalised upsell messages for a home-services company, written by a Generator agent and
 /// checked by a Judge agent. Runs the same workflows locally as in AWS.
 #[derive(Debug, Parser)]

@@ -282,3 +282,107 @@ fn schemas_check_passes_on_the_repository_and_fails_on_an_empty_dir() {
     let o = upsell(&["schemas", "--check", "--dir", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0));
 }
+
+fn knowledge_base_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../knowledge-base").to_owned()
+}
+
+#[test]
+fn kb_eval_splits_queries_and_compares_fusion_weights() {
+    let dir = knowledge_base_dir();
+    let out = upsell(&[
+        "kb",
+        "--dir",
+        &dir,
+        "eval",
+        "--provider",
+        "hashing",
+        "--split",
+        "--json",
+        "--vector-weight",
+        "1",
+        "--vector-weight",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // keyword, vector and two hybrid runs, each for all, odd and even queries.
+    assert_eq!(rows.len(), 4 * 3, "{rows:#?}");
+    let total = rows[0]["queries"].as_u64().unwrap();
+    assert!(total >= 100, "{total} queries");
+    for run in rows.chunks(3) {
+        let subsets: Vec<&str> = run.iter().map(|r| r["subset"].as_str().unwrap()).collect();
+        assert_eq!(subsets, ["all", "odd", "even"]);
+        let n: Vec<u64> = run.iter().map(|r| r["queries"].as_u64().unwrap()).collect();
+        assert_eq!((n[0], n[1], n[2]), (total, total.div_ceil(2), total / 2));
+        // The full set's recall is the query-weighted mean of its two halves.
+        let recall = |r: &Value| r["recall@5"].as_f64().unwrap();
+        let mean = (recall(&run[1]) * n[1] as f64 + recall(&run[2]) * n[2] as f64) / n[0] as f64;
+        assert!((recall(&run[0]) - mean).abs() < 1e-9, "{run:#?}");
+    }
+    let weights: Vec<Value> = rows
+        .iter()
+        .step_by(3)
+        .map(|r| r["vector_weight"].clone())
+        .collect();
+    assert_eq!(weights, [Value::Null, Value::Null, json!(1.0), json!(3.0)]);
+    assert_eq!(rows[6]["mode"], "hybrid");
+
+    let bad = upsell(&[
+        "kb",
+        "--dir",
+        &dir,
+        "eval",
+        "--provider",
+        "hashing",
+        "--vector-weight=-1",
+    ]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("non-negative"), "{}", stderr(&bad));
+}
+
+/// A reader that stops early (`upsell ... | head -1`) ends the command quietly, with no panic.
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    let home = tempfile::tempdir().unwrap();
+    let events = home.path().join("events.jsonl");
+    // Enough malformed lines that `quarantine list` prints far more than a pipe buffer holds.
+    let mut lines = String::new();
+    for i in 0..1000 {
+        lines.push_str(&format!("{{\"id\": \"bad-{i}\", \"not an event\": true}}\n"));
+    }
+    std::fs::write(&events, lines).unwrap();
+    let home_arg = home.path().to_str().unwrap();
+    // `upsell run` reads sam/ and knowledge-base/ from the repository root.
+    let run = Command::new(env!("CARGO_BIN_EXE_upsell"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .args(["--home", home_arg, "run", "--events"])
+        .arg(&events)
+        .args(["--json", "--history", "summary"])
+        .env_remove("UPSELL_HOME")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    for args in [
+        vec!["--home", home_arg, "quarantine", "list", "--limit", "1000"],
+        vec!["sample", "--customers", "2000", "--seed", "1"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_upsell"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(&mut out, &mut first).unwrap();
+        drop(out);
+        let done = child.wait_with_output().unwrap();
+        let err = stderr(&done);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(done.status.success(), "{args:?} exited {:?}: {err}", done.status);
+    }
+}

@@ -223,7 +223,7 @@ pub fn check_message(
             format!("offering `{}` is not in the catalogue", ctx.offering),
         )),
         Some(o) => {
-            let mentioned = catalogue.mentioned_in(text);
+            let mentioned = catalogue.mentioned_in_lower(&lower);
             if !mentioned.iter().any(|m| m.offering == o.offering) {
                 v.push(Violation::new(
                     "wrong-service",

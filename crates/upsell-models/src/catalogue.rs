@@ -56,6 +56,8 @@ pub fn format_price(cents: u64) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Catalogue {
     offerings: Vec<Offering>,
+    /// `offerings[i].name` in lower case, for [`Catalogue::mentioned_in`].
+    lower_names: Vec<String>,
 }
 
 /// A catalogue entry that could not be read.
@@ -146,7 +148,11 @@ impl Catalogue {
             });
         }
         offerings.sort_by(|a, b| a.offering.cmp(&b.offering));
-        Ok(Catalogue { offerings })
+        let lower_names = offerings.iter().map(|o| o.name.to_lowercase()).collect();
+        Ok(Catalogue {
+            offerings,
+            lower_names,
+        })
     }
 
     /// Every offering, sorted by offering id.
@@ -161,26 +167,66 @@ impl Catalogue {
 
     /// Offerings whose catalogue name appears in `text` (case-insensitive, whole words).
     pub fn mentioned_in(&self, text: &str) -> Vec<&Offering> {
-        let lower = text.to_lowercase();
+        self.mentioned_in_lower(&text.to_lowercase())
+    }
+
+    /// [`Catalogue::mentioned_in`] for text already in lower case.
+    pub(crate) fn mentioned_in_lower(&self, lower: &str) -> Vec<&Offering> {
         self.offerings
             .iter()
-            .filter(|o| contains_words(&lower, &o.name.to_lowercase()))
+            .zip(&self.lower_names)
+            .filter(|(_, name)| contains_words(lower, name))
+            .map(|(o, _)| o)
             .collect()
     }
 }
 
 /// Whether `needle` occurs in `haystack` bounded by non-alphanumeric characters.
 pub(crate) fn contains_words(haystack: &str, needle: &str) -> bool {
-    haystack.match_indices(needle).any(|(i, m)| {
+    let bounded = |i: usize| {
         let before = haystack[..i].chars().next_back();
-        let after = haystack[i + m.len()..].chars().next();
+        let after = haystack[i + needle.len()..].chars().next();
         !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
+    };
+    if needle.is_empty() {
+        return haystack.match_indices(needle).any(|(i, _)| bounded(i));
+    }
+    // The same non-overlapping occurrences, left to right, as `match_indices`, found with a
+    // vectorised search (a non-empty UTF-8 needle only matches at character boundaries).
+    memchr::memmem::find_iter(haystack.as_bytes(), needle.as_bytes()).any(bounded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_search_agrees_with_a_plain_scan() {
+        let plain = |h: &str, n: &str| {
+            h.match_indices(n).any(|(i, m)| {
+                let before = h[..i].chars().next_back();
+                let after = h[i + m.len()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+        };
+        let hays = [
+            "",
+            "aaa",
+            "a aa aaa",
+            "xab ab ab",
+            "über lawn mowing!",
+            "lawn mowingx lawn mowing",
+            "éé é",
+            "señor-jardín",
+        ];
+        let needles = ["", "a", "aa", "ab ab", "lawn mowing", "é", "jardín", "x"];
+        for h in hays {
+            for n in needles {
+                assert_eq!(contains_words(h, n), plain(h, n), "{h:?} / {n:?}");
+            }
+        }
+    }
 
     #[test]
     fn builtin_catalogue_reads_every_knowledge_base_entry() {
@@ -207,6 +253,8 @@ mod tests {
             .collect();
         assert_eq!(hits, ["gutter_cleaning"]);
         assert!(!contains_words("lawn mowings", "lawn mowing"));
+        assert!(contains_words("ab ab", "ab ab"));
+        assert!(!contains_words("", "a"));
         assert_eq!(format_price(4550), "$45.50");
     }
 }

@@ -87,7 +87,8 @@ pub fn compute_offers(
     } else {
         0
     };
-    let mut offers: Vec<Offer> = catalogue
+    // Rank first and build only the offers kept (the catalogue has a few dozen offerings).
+    let mut ranked: Vec<(&Offering, Vec<String>, f64)> = catalogue
         .offerings()
         .iter()
         .filter(|o| !f.services_bought.contains(&o.service))
@@ -127,17 +128,20 @@ pub fn compute_offers(
             if f.service_count < 3 && o.price_cents <= 15_000 {
                 score += 0.25;
             }
-            Offer::from_offering(o, discount, reasons, score)
+            (o, reasons, score)
         })
         .collect();
-    offers.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
+    ranked.sort_by(|(a, _, a_score), (b, _, b_score)| {
+        b_score
+            .total_cmp(a_score)
             .then(a.price_cents.cmp(&b.price_cents))
             .then(a.offering.cmp(&b.offering))
     });
-    offers.truncate(limit);
-    offers
+    ranked.truncate(limit);
+    ranked
+        .into_iter()
+        .map(|(o, reasons, score)| Offer::from_offering(o, discount, reasons, score))
+        .collect()
 }
 
 /// `spring`, `summer`, `autumn`, `winter`.

@@ -41,6 +41,18 @@ const NAMES: &[&str] = &[
 ];
 const KB_DIR_ENV: &str = "UPSELL_KB_DIR";
 
+/// CPU time used by this process so far (all threads, user + system), from /proc/self/stat;
+/// `None` where that file does not exist. Unlike wall time it barely moves with machine load.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
     samples.sort();
     let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
@@ -197,6 +209,7 @@ fn kb(c: &mut Criterion) {
     index
         .retrieve_with_vector(&RetrieveRequest::new("pool", 5), Some(&vectors[0]))
         .unwrap();
+
     for (mode, filtered) in [
         (SearchMode::Keyword, false),
         (SearchMode::Vector, false),
@@ -220,15 +233,20 @@ fn kb(c: &mut Criterion) {
             }
         };
         let mut samples = Vec::new();
+        let cpu_before = cpu_time();
         for (q, v) in queries.iter().zip(&vectors) {
             let t = Instant::now();
             let hits = index.retrieve_with_vector(&req(q), Some(v)).unwrap();
             samples.push(t.elapsed());
             assert!(!hits.is_empty());
         }
+        let cpu = cpu_before
+            .zip(cpu_time())
+            .map(|(a, b)| format!(", CPU {:.2} ms/query", (b - a).as_secs_f64() * 1e3 / 200.0))
+            .unwrap_or_default();
         let (p50, p99) = percentiles(samples);
         eprintln!(
-            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5)",
+            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5){cpu}",
             p50.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3
         );

@@ -383,16 +383,15 @@ impl FeatureStore for SqliteFeatureStore {
     async fn put(&self, features: &CustomerFeatures) -> Result<(), PortError> {
         let json = serde_json::to_string(features).map_err(json_err)?;
         self.conn()
-            .execute(
-                PUT_FEATURES,
-                params![
-                    features.customer_id,
-                    features.feature_set_version,
-                    ts(features.last_event_time),
-                    ts(Utc::now()),
-                    json
-                ],
-            )
+            .prepare_cached(PUT_FEATURES)
+            .map_err(db_err)?
+            .execute(params![
+                features.customer_id,
+                features.feature_set_version,
+                ts(features.last_event_time),
+                ts(Utc::now()),
+                json
+            ])
             .map_err(db_err)?;
         Ok(())
     }
@@ -404,20 +403,26 @@ impl FeatureStore for SqliteFeatureStore {
     ) -> Result<Option<CustomerFeatures>, PortError> {
         let conn = self.conn();
         let raw: Option<String> = match as_of {
-            Some(t) => conn.query_row(
-                "SELECT features FROM feature_history
-                 WHERE customer_id = ?1 AND feature_set_version = ?2 AND event_time <= ?3
-                 ORDER BY event_time DESC LIMIT 1",
-                params![customer_id, FEATURE_SET_VERSION, ts(t)],
-                |r| r.get(0),
-            ),
-            None => conn.query_row(
-                "SELECT features FROM feature_history
-                 WHERE customer_id = ?1 AND feature_set_version = ?2
-                 ORDER BY event_time DESC LIMIT 1",
-                params![customer_id, FEATURE_SET_VERSION],
-                |r| r.get(0),
-            ),
+            Some(t) => conn
+                .prepare_cached(
+                    "SELECT features FROM feature_history
+                     WHERE customer_id = ?1 AND feature_set_version = ?2 AND event_time <= ?3
+                     ORDER BY event_time DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![customer_id, FEATURE_SET_VERSION, ts(t)], |r| {
+                        r.get(0)
+                    })
+                }),
+            None => conn
+                .prepare_cached(
+                    "SELECT features FROM feature_history
+                     WHERE customer_id = ?1 AND feature_set_version = ?2
+                     ORDER BY event_time DESC LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![customer_id, FEATURE_SET_VERSION], |r| r.get(0))
+                }),
         }
         .optional()
         .map_err(db_err)?;
@@ -461,7 +466,9 @@ impl CustomerIndex for SqliteFeatureStore {
     async fn upsert(&self, embedding: &CustomerEmbedding) -> Result<(), PortError> {
         check_embedding(embedding)?;
         self.conn()
-            .execute(PUT_EMBEDDING, embedding_params(embedding)?)
+            .prepare_cached(PUT_EMBEDDING)
+            .map_err(db_err)?
+            .execute(embedding_params(embedding)?)
             .map_err(db_err)?;
         self.bump();
         Ok(())

@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::kb::{
-    Chunk, Embedder, EmbedderInfo, Filter, KnowledgeBase, Metadata, RetrieveRequest,
-    RetrievedChunk, SearchMode, content_words, fts5_query, reciprocal_rank_fusion,
+    Chunk, Embedder, EmbedderInfo, Filter, FusionWeights, KnowledgeBase, Metadata, RetrieveRequest,
+    RetrievedChunk, SearchMode, best_per_group, content_words, fts5_query,
+    weighted_reciprocal_rank_fusion,
 };
 use upsell_core::ports::PortError;
 
-use crate::vectors::{Int8Matrix, VectorMatrix, blob_to_f32, f32_to_blob};
+use crate::vectors::{Int8Matrix, VectorMatrix, blob_to_f32, f32_to_blob, scan_threads};
 use crate::{db_err, open_connection};
 
 const SCHEMA: &str = r#"
@@ -33,9 +34,16 @@ CREATE TABLE IF NOT EXISTS kb_chunks (
     source    TEXT NOT NULL,
     text      TEXT NOT NULL,
     metadata  TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    parent_id TEXT
 );
 CREATE INDEX IF NOT EXISTS kb_chunks_doc ON kb_chunks(doc_id);
+CREATE TABLE IF NOT EXISTS kb_parents (
+    parent_id TEXT PRIMARY KEY,
+    doc_id    TEXT NOT NULL REFERENCES kb_docs(doc_id) ON DELETE CASCADE,
+    text      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS kb_parents_doc ON kb_parents(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
     text, content='kb_chunks', content_rowid='id',
     tokenize='porter unicode61 remove_diacritics 2'
@@ -58,6 +66,39 @@ pub struct IndexDocument {
     pub chunks: Vec<Chunk>,
 }
 
+/// A document whose chunks depend on the embedder (Bedrock `SEMANTIC` chunking): `sync_sources`
+/// chunks it only when it is new or changed, so an unchanged document costs no embedding.
+#[derive(Debug, Clone)]
+pub struct SemanticDocument {
+    pub document: upsell_core::kb::Document,
+    pub settings: upsell_core::kb::SemanticSettings,
+    /// Changes whenever the text, metadata or chunking settings change.
+    pub content_hash: String,
+}
+
+/// A document to index: already chunked, or to be chunked with the embedder.
+#[derive(Debug, Clone)]
+pub enum SourceDocument {
+    Chunked(IndexDocument),
+    Semantic(SemanticDocument),
+}
+
+impl SourceDocument {
+    pub fn doc_id(&self) -> &str {
+        match self {
+            SourceDocument::Chunked(d) => &d.doc_id,
+            SourceDocument::Semantic(d) => &d.document.doc_id,
+        }
+    }
+
+    pub fn content_hash(&self) -> &str {
+        match self {
+            SourceDocument::Chunked(d) => &d.content_hash,
+            SourceDocument::Semantic(d) => &d.content_hash,
+        }
+    }
+}
+
 /// What an ingest did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct IngestReport {
@@ -67,6 +108,9 @@ pub struct IngestReport {
     pub documents_deleted: usize,
     pub chunks_embedded: usize,
     pub chunks_total: usize,
+    /// Sentence windows embedded to place semantic-chunking breakpoints (0 for other
+    /// strategies).
+    pub sentences_embedded: usize,
 }
 
 /// Per-connection helpers for keyword search: the FTS5 index's vocabulary with document
@@ -95,6 +139,11 @@ struct Cache {
     vectors_i8: Int8Matrix,
     /// Stemmed term -> number of chunks containing it (from `kb_fts_vocab`).
     doc_freq: HashMap<String, u64>,
+    /// Per row, the unit results are deduplicated by: its parent (hierarchical chunking) or
+    /// the chunk itself, numbered from 0.
+    groups: Vec<u32>,
+    /// Most rows sharing one group (1 without hierarchical chunking).
+    max_group_size: usize,
 }
 
 /// One bit per cached row.
@@ -200,6 +249,8 @@ impl MetadataColumns {
 pub struct SqliteKnowledgeBase {
     conn: Mutex<Connection>,
     embedder: Arc<dyn Embedder>,
+    /// Weights of the keyword and vector lists in hybrid fusion.
+    fusion: FusionWeights,
     generation: Mutex<u64>,
     cache: Mutex<Option<Arc<Cache>>>,
 }
@@ -208,13 +259,41 @@ impl std::fmt::Debug for SqliteKnowledgeBase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteKnowledgeBase")
             .field("embedder", &self.embedder.info())
+            .field("fusion", &self.fusion)
             .finish_non_exhaustive()
     }
 }
 
-/// How many candidates each retriever contributes to fusion.
+/// How many candidates (parents, with hierarchical chunking) each retriever contributes to
+/// fusion.
 fn candidates_for(k: usize) -> usize {
     (k * 4).max(50)
+}
+
+/// Texts per call to the embedder during ingestion.
+const EMBED_BATCH: usize = 256;
+
+/// A document given to `sync`, borrowed.
+#[derive(Clone, Copy)]
+enum DocRef<'a> {
+    Chunked(&'a IndexDocument),
+    Semantic(&'a SemanticDocument),
+}
+
+impl DocRef<'_> {
+    fn doc_id(&self) -> &str {
+        match self {
+            DocRef::Chunked(d) => &d.doc_id,
+            DocRef::Semantic(d) => &d.document.doc_id,
+        }
+    }
+
+    fn content_hash(&self) -> &str {
+        match self {
+            DocRef::Chunked(d) => &d.content_hash,
+            DocRef::Semantic(d) => &d.content_hash,
+        }
+    }
 }
 
 impl SqliteKnowledgeBase {
@@ -232,13 +311,47 @@ impl SqliteKnowledgeBase {
         conn.execute_batch("PRAGMA foreign_keys = ON;")
             .map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Indexes written before hierarchical chunking lack `kb_chunks.parent_id`.
+        let has_parent: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('kb_chunks') WHERE name = 'parent_id'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db_err)?
+            > 0;
+        if !has_parent {
+            conn.execute_batch("ALTER TABLE kb_chunks ADD COLUMN parent_id TEXT;")
+                .map_err(db_err)?;
+        }
         conn.execute_batch(TEMP_SCHEMA).map_err(db_err)?;
+        let fusion = FusionWeights::for_provider(&embedder.info().provider);
         Ok(SqliteKnowledgeBase {
             conn: Mutex::new(conn),
+            fusion,
             embedder,
             generation: Mutex::new(0),
             cache: Mutex::new(None),
         })
+    }
+
+    /// Sets the weights of hybrid fusion (default: [`FusionWeights::for_provider`] of the
+    /// embedder).
+    pub fn with_fusion_weights(mut self, weights: FusionWeights) -> Result<Self, PortError> {
+        self.set_fusion_weights(weights)?;
+        Ok(self)
+    }
+
+    /// Changes the weights of hybrid fusion; refuses invalid weights.
+    pub fn set_fusion_weights(&mut self, weights: FusionWeights) -> Result<(), PortError> {
+        weights.validate()?;
+        self.fusion = weights;
+        Ok(())
+    }
+
+    /// The weights hybrid fusion uses.
+    pub fn fusion_weights(&self) -> FusionWeights {
+        self.fusion
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -263,6 +376,21 @@ impl SqliteKnowledgeBase {
         .transpose()
     }
 
+    /// A value that changes whenever the index is written, by this store or another connection
+    /// (its sync counter and the `kb_meta` version): result caches key on it.
+    pub fn index_version(&self) -> Result<(u64, i64), PortError> {
+        let generation = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self
+            .conn()
+            .prepare_cached("SELECT CAST(value AS INTEGER) FROM kb_meta WHERE key = 'version'")
+            .map_err(db_err)?
+            .query_row([], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?
+            .unwrap_or(0);
+        Ok((generation, version))
+    }
+
     /// Number of chunks in the index.
     pub fn chunk_count(&self) -> Result<usize, PortError> {
         let n: i64 = self
@@ -276,6 +404,44 @@ impl SqliteKnowledgeBase {
     /// new and changed documents are (re-)embedded, unchanged ones kept, missing ones deleted.
     /// Changing the embedder re-embeds everything. All in one transaction.
     pub async fn sync(&self, documents: &[IndexDocument]) -> Result<IngestReport, PortError> {
+        let refs: Vec<DocRef<'_>> = documents.iter().map(DocRef::Chunked).collect();
+        self.sync_refs(&refs).await
+    }
+
+    /// [`Self::sync`] for documents some of which are chunked with the embedder (Bedrock
+    /// `SEMANTIC`): the sentence windows of new and changed documents are embedded in batches
+    /// that span documents, breakpoints placed, and the resulting chunks embedded and written.
+    pub async fn sync_sources(
+        &self,
+        documents: &[SourceDocument],
+    ) -> Result<IngestReport, PortError> {
+        let refs: Vec<DocRef<'_>> = documents
+            .iter()
+            .map(|d| match d {
+                SourceDocument::Chunked(d) => DocRef::Chunked(d),
+                SourceDocument::Semantic(d) => DocRef::Semantic(d),
+            })
+            .collect();
+        self.sync_refs(&refs).await
+    }
+
+    /// Embeds `texts` in batches of [`EMBED_BATCH`], checking the count and size of the vectors.
+    async fn embed_all(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, PortError> {
+        let info = self.embedder.info();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(EMBED_BATCH) {
+            vectors.extend(self.embedder.embed(batch).await?);
+        }
+        if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != info.dimensions) {
+            return Err(PortError::Other(format!(
+                "embedder {} returned vectors of the wrong count or size",
+                info.model
+            )));
+        }
+        Ok(vectors)
+    }
+
+    async fn sync_refs(&self, documents: &[DocRef<'_>]) -> Result<IngestReport, PortError> {
         let info = self.embedder.info();
         let same_embedder = self.indexed_with()?.as_ref() == Some(&info);
         let existing: HashMap<String, String> = if same_embedder {
@@ -295,14 +461,14 @@ impl SqliteKnowledgeBase {
         let mut report = IngestReport::default();
         let mut to_write = Vec::new();
         for doc in documents {
-            if !seen.insert(doc.doc_id.as_str()) {
+            if !seen.insert(doc.doc_id()) {
                 return Err(PortError::Invalid(format!(
                     "document id `{}` appears twice",
-                    doc.doc_id
+                    doc.doc_id()
                 )));
             }
-            match existing.get(&doc.doc_id) {
-                Some(h) if *h == doc.content_hash => report.documents_unchanged += 1,
+            match existing.get(doc.doc_id()) {
+                Some(h) if h == doc.content_hash() => report.documents_unchanged += 1,
                 Some(_) => {
                     report.documents_updated += 1;
                     to_write.push(doc);
@@ -314,23 +480,69 @@ impl SqliteKnowledgeBase {
             }
         }
 
-        // Embed outside the connection lock, in batches.
-        let mut embedded: Vec<Vec<Vec<f32>>> = Vec::with_capacity(to_write.len());
-        for doc in &to_write {
-            let texts: Vec<String> = doc.chunks.iter().map(|c| c.text.clone()).collect();
-            let mut vectors = Vec::with_capacity(texts.len());
-            for batch in texts.chunks(32) {
-                vectors.extend(self.embedder.embed(batch).await?);
-            }
-            if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != info.dimensions) {
-                return Err(PortError::Other(format!(
-                    "embedder {} returned vectors of the wrong count or size",
-                    info.model
-                )));
-            }
-            report.chunks_embedded += texts.len();
-            embedded.push(vectors);
+        // Semantic chunking of the new and changed documents: their sentence windows are
+        // embedded together (batches spanning documents), then each document is cut at its
+        // breakpoints.
+        let sentences: Vec<Vec<upsell_core::kb::Sentence>> = to_write
+            .iter()
+            .map(|d| match d {
+                DocRef::Semantic(s) => {
+                    upsell_core::kb::split_sentences(&s.document.text, s.settings.max_tokens)
+                }
+                DocRef::Chunked(_) => Vec::new(),
+            })
+            .collect();
+        let windows: Vec<String> = to_write
+            .iter()
+            .zip(&sentences)
+            .flat_map(|(d, s)| match d {
+                DocRef::Semantic(d) => {
+                    upsell_core::kb::semantic_embedding_inputs(s, d.settings.buffer_size)
+                }
+                DocRef::Chunked(_) => Vec::new(),
+            })
+            .collect();
+        let window_vectors = self.embed_all(&windows).await?;
+        report.sentences_embedded = windows.len();
+        let mut window_vectors = window_vectors.as_slice();
+        let mut chunked: Vec<std::borrow::Cow<'_, IndexDocument>> =
+            Vec::with_capacity(to_write.len());
+        for (d, s) in to_write.iter().zip(&sentences) {
+            chunked.push(match d {
+                DocRef::Chunked(d) => std::borrow::Cow::Borrowed(*d),
+                DocRef::Semantic(d) => {
+                    let (mine, rest) = window_vectors.split_at(s.len());
+                    window_vectors = rest;
+                    std::borrow::Cow::Owned(IndexDocument {
+                        doc_id: d.document.doc_id.clone(),
+                        source: d.document.source.clone(),
+                        content_hash: d.content_hash.clone(),
+                        chunks: upsell_core::kb::chunk_semantic_with(
+                            &d.document,
+                            d.settings,
+                            s,
+                            mine,
+                        )?,
+                    })
+                }
+            });
         }
+        let to_write = chunked;
+
+        // Embed outside the connection lock, in batches that span documents: many small
+        // chunks (hierarchical children) then share forward passes, and the embedder can sort a
+        // batch by length so that little padding is computed.
+        let texts: Vec<String> = to_write
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| c.text.clone()))
+            .collect();
+        let vectors = self.embed_all(&texts).await?;
+        report.chunks_embedded = texts.len();
+        let mut vectors = vectors.into_iter();
+        let embedded: Vec<Vec<Vec<f32>>> = to_write
+            .iter()
+            .map(|d| vectors.by_ref().take(d.chunks.len()).collect())
+            .collect();
 
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db_err)?;
@@ -361,8 +573,14 @@ impl SqliteKnowledgeBase {
                 .map_err(db_err)?;
             let mut ins_chunk = tx
                 .prepare(
-                    "INSERT INTO kb_chunks(chunk_id, doc_id, source, text, metadata, embedding)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO kb_chunks(chunk_id, doc_id, source, text, metadata, embedding, parent_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(db_err)?;
+            let mut ins_parent = tx
+                .prepare(
+                    "INSERT INTO kb_parents(parent_id, doc_id, text) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(parent_id) DO NOTHING",
                 )
                 .map_err(db_err)?;
             for (doc, vectors) in to_write.iter().zip(&embedded) {
@@ -373,6 +591,11 @@ impl SqliteKnowledgeBase {
                 for (chunk, vector) in doc.chunks.iter().zip(vectors) {
                     let meta = serde_json::to_string(&chunk.metadata)
                         .map_err(|e| PortError::Other(e.to_string()))?;
+                    if let Some(parent) = &chunk.parent {
+                        ins_parent
+                            .execute(params![parent.chunk_id, chunk.doc_id, parent.text])
+                            .map_err(db_err)?;
+                    }
                     ins_chunk
                         .execute(params![
                             chunk.chunk_id,
@@ -380,7 +603,8 @@ impl SqliteKnowledgeBase {
                             chunk.source,
                             chunk.text,
                             meta,
-                            f32_to_blob(vector)
+                            f32_to_blob(vector),
+                            chunk.parent.as_ref().map(|p| p.chunk_id.as_str())
                         ])
                         .map_err(db_err)?;
                 }
@@ -408,11 +632,9 @@ impl SqliteKnowledgeBase {
     fn cache(&self, conn: &Connection) -> Result<Arc<Cache>, PortError> {
         let generation = *self.generation.lock().unwrap_or_else(|e| e.into_inner());
         let data_version: i64 = conn
-            .query_row(
-                "SELECT CAST(value AS INTEGER) FROM kb_meta WHERE key = 'version'",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT CAST(value AS INTEGER) FROM kb_meta WHERE key = 'version'")
+            .map_err(db_err)?
+            .query_row([], |r| r.get(0))
             .optional()
             .map_err(db_err)?
             .unwrap_or(0);
@@ -425,13 +647,26 @@ impl SqliteKnowledgeBase {
         }
         let dims = self.embedder.info().dimensions;
         let mut stmt = conn
-            .prepare("SELECT id, metadata, embedding FROM kb_chunks ORDER BY id")
+            .prepare(
+                "SELECT id, metadata, embedding, coalesce(parent_id, chunk_id) FROM kb_chunks ORDER BY id",
+            )
             .map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         let mut rowids = Vec::new();
         let mut metadata = Vec::new();
         let mut vectors = VectorMatrix::new(dims);
+        let mut groups = Vec::new();
+        let mut group_ids: HashMap<String, u32> = HashMap::new();
+        let mut group_sizes: Vec<usize> = Vec::new();
         while let Some(row) = rows.next().map_err(db_err)? {
+            let group: String = row.get(3).map_err(db_err)?;
+            let next = group_ids.len() as u32;
+            let g = *group_ids.entry(group).or_insert(next);
+            if g == next {
+                group_sizes.push(0);
+            }
+            group_sizes[g as usize] += 1;
+            groups.push(g);
             let id: i64 = row.get(0).map_err(db_err)?;
             let meta: String = row.get(1).map_err(db_err)?;
             let blob: Vec<u8> = row.get(2).map_err(db_err)?;
@@ -466,6 +701,8 @@ impl SqliteKnowledgeBase {
             vectors_i8: Int8Matrix::from_matrix(&vectors),
             vectors,
             doc_freq,
+            groups,
+            max_group_size: group_sizes.into_iter().max().unwrap_or(1),
         });
         *slot = Some(Arc::clone(&cache));
         Ok(cache)
@@ -523,39 +760,45 @@ impl SqliteKnowledgeBase {
         let Some(expr) = Self::keyword_expression(conn, cache, query)? else {
             return Ok(Vec::new());
         };
-        let filter = allowed;
-        // Without a filter SQLite can stop at n; with one we step through ranked rows until n pass.
-        let sql = if filter.is_some() {
-            "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank"
-        } else {
-            "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank LIMIT ?2"
-        };
-        let mut stmt = conn.prepare_cached(sql).map_err(db_err)?;
-        let mut rows = if filter.is_some() {
-            stmt.query(params![expr])
-        } else {
-            stmt.query(params![expr, n as i64])
-        }
-        .map_err(db_err)?;
+        // `ORDER BY rank` would make FTS5 copy every match with its position lists into a
+        // sorter (it scores every match before any LIMIT anyway): select the best n here.
+        let mut stmt = conn
+            .prepare_cached("SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1")
+            .map_err(db_err)?;
+        let mut rows = stmt.query([&expr]).map_err(db_err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(db_err)? {
             let id: i64 = row.get(0).map_err(db_err)?;
             let bm25: f64 = row.get(1).map_err(db_err)?;
-            if let Some(allowed) = filter {
-                let Some(&i) = cache.index_of.get(&id) else {
-                    continue;
-                };
-                if !allowed.get(i) {
-                    continue;
-                }
+            if let Some(allowed) = allowed
+                && !Self::row_index(cache, id).is_some_and(|i| allowed.get(i))
+            {
+                continue;
             }
             // bm25() is lower-is-better; negate so every score here is higher-is-better.
             out.push((id, -bm25));
-            if out.len() >= n {
-                break;
-            }
         }
+        // Best first; equal scores by row id, so results do not depend on the scan order.
+        let order = |a: &(i64, f64), b: &(i64, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if out.len() > n && n > 0 {
+            out.select_nth_unstable_by(n - 1, order);
+        }
+        out.truncate(n);
+        out.sort_unstable_by(order);
         Ok(out)
+    }
+
+    /// The cached row of SQLite rowid `id`. Rows are cached in ascending rowid order and are
+    /// usually dense, so the offset from the first rowid is tried before a binary search: both
+    /// read memory near the previous lookup when ids come in order (FTS5 returns matches by
+    /// rowid), unlike a hash map probe (the largest cost of a filtered keyword search).
+    fn row_index(cache: &Cache, id: i64) -> Option<usize> {
+        let first = *cache.rowids.first()?;
+        let guess = usize::try_from(id.checked_sub(first)?).ok()?;
+        if cache.rowids.get(guess) == Some(&id) {
+            return Some(guess);
+        }
+        cache.rowids.binary_search(&id).ok()
     }
 
     fn vector_ids(
@@ -563,10 +806,11 @@ impl SqliteKnowledgeBase {
         query: &[f32],
         allowed: Option<&Bitmap>,
         n: usize,
+        threads: usize,
     ) -> Vec<(i64, f64)> {
         cache
             .vectors_i8
-            .top_k(&cache.vectors, query, n, |i| {
+            .top_k_on(&cache.vectors, query, n, threads, |i| {
                 allowed.is_none_or(|a| a.get(i))
             })
             .into_iter()
@@ -578,9 +822,13 @@ impl SqliteKnowledgeBase {
         conn: &Connection,
         scored: &[(i64, f64)],
     ) -> Result<Vec<RetrievedChunk>, PortError> {
+        // A hierarchical child stands for its parent: the parent's id and text are returned.
         let mut stmt = conn
             .prepare_cached(
-                "SELECT chunk_id, doc_id, text, metadata, source FROM kb_chunks WHERE id = ?1",
+                "SELECT coalesce(p.parent_id, c.chunk_id), c.doc_id, coalesce(p.text, c.text),
+                        c.metadata, c.source
+                 FROM kb_chunks c LEFT JOIN kb_parents p ON p.parent_id = c.parent_id
+                 WHERE c.id = ?1",
             )
             .map_err(db_err)?;
         let mut out = Vec::with_capacity(scored.len());
@@ -625,38 +873,76 @@ impl SqliteKnowledgeBase {
         let allowed = request.filter.as_ref().map(|f| cache.columns.allowed(f));
         let filter = allowed.as_ref();
         let k = request.k;
+        // Results are deduplicated by parent (hierarchical chunking; otherwise every chunk is
+        // its own parent): each list keeps the best child of a parent, i.e. the parent scores
+        // the max of its children. Asking a retriever for `n * max_group_size` rows yields at
+        // least `n` parents whenever that many match.
+        let rows_for = |parents: usize| parents.saturating_mul(cache.max_group_size);
+        let best_per_parent = |ranked: Vec<(i64, f64)>, n: usize| {
+            let mut best = best_per_group(&ranked, |id| Self::group_of(&cache, *id));
+            best.truncate(n);
+            best
+        };
         let scored: Vec<(i64, f64)> = match request.mode {
-            SearchMode::Keyword => Self::keyword_ids(&conn, &cache, &request.query, filter, k)?,
+            SearchMode::Keyword => best_per_parent(
+                Self::keyword_ids(&conn, &cache, &request.query, filter, rows_for(k))?,
+                k,
+            ),
             SearchMode::Vector => {
                 let q = query_vector.ok_or_else(|| {
                     PortError::Invalid("vector search needs a query vector".into())
                 })?;
-                Self::vector_ids(&cache, q, filter, k)
+                best_per_parent(
+                    Self::vector_ids(&cache, q, filter, rows_for(k), scan_threads()),
+                    k,
+                )
             }
             SearchMode::Hybrid => {
                 let n = candidates_for(k);
                 let q = query_vector.ok_or_else(|| {
                     PortError::Invalid("hybrid search needs a query vector".into())
                 })?;
-                // The vector scan runs on its own threads while SQLite ranks keywords here.
+                // The vector scan runs on one other thread while SQLite ranks keywords here: on
+                // two cores that beat scanning on two threads meanwhile, and running the two one
+                // after the other (measured, docs/performance.md).
                 let (kw, vec) = std::thread::scope(|s| {
-                    let vec = s.spawn(|| Self::vector_ids(&cache, q, filter, n));
-                    let kw = Self::keyword_ids(&conn, &cache, &request.query, filter, n);
+                    let vec = s.spawn(|| Self::vector_ids(&cache, q, filter, rows_for(n), 1));
+                    let kw = Self::keyword_ids(&conn, &cache, &request.query, filter, rows_for(n));
                     (kw, vec.join().expect("vector scan thread panicked"))
                 });
-                let kw = kw?;
-                let lists: Vec<Vec<String>> = [kw, vec]
+                let (kw, vec) = (best_per_parent(kw?, n), best_per_parent(vec, n));
+                let row_of: HashMap<_, i64> = kw
                     .iter()
-                    .map(|l| l.iter().map(|(id, _)| id.to_string()).collect())
+                    .chain(&vec)
+                    .map(|(id, _)| (Self::group_of(&cache, *id), *id))
                     .collect();
-                reciprocal_rank_fusion(&lists)
-                    .into_iter()
-                    .take(k)
-                    .map(|(id, s)| (id.parse::<i64>().unwrap_or_default(), s))
-                    .collect()
+                let keys = |l: &[(i64, f64)]| -> Vec<_> {
+                    l.iter()
+                        .map(|(id, _)| Self::group_of(&cache, *id))
+                        .collect()
+                };
+                let (kw, vec) = (keys(&kw), keys(&vec));
+                weighted_reciprocal_rank_fusion(&[
+                    (self.fusion.keyword, kw.as_slice()),
+                    (self.fusion.vector, vec.as_slice()),
+                ])
+                .into_iter()
+                .take(k)
+                .map(|(group, score)| (row_of[&group], score))
+                .collect()
             }
         };
         Self::load_chunks(&conn, &scored)
+    }
+
+    /// The parent a row is deduplicated by (its cached group, or the row itself if the cache
+    /// does not know it).
+    fn group_of(cache: &Cache, rowid: i64) -> Result<u32, i64> {
+        cache
+            .index_of
+            .get(&rowid)
+            .map(|&i| cache.groups[i])
+            .ok_or(rowid)
     }
 
     fn check_embedder(&self) -> Result<(), PortError> {
@@ -685,5 +971,145 @@ impl KnowledgeBase for SqliteKnowledgeBase {
                 .pop()
         };
         self.retrieve_with_vector(request, vector.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::*;
+    use upsell_core::kb::{ChunkingSettings, Document, HashingEmbedder, MetaValue, chunk_document};
+
+    /// 300 documents whose words recur with varied frequencies and lengths, so BM25 scores
+    /// differ from row to row.
+    fn corpus() -> Vec<IndexDocument> {
+        let words = [
+            "pool", "lawn", "gutter", "snow", "dog", "fence", "pump", "leaf", "roof", "window",
+            "drain", "hedge",
+        ];
+        (0..300)
+            .map(|i| {
+                let text: Vec<&str> = (0..(5 + i % 17))
+                    .map(|j| words[(i * 7 + j * j * 3 + j / 2) % words.len()])
+                    .collect();
+                let region = if i % 3 == 0 { "west" } else { "east" };
+                let d = Document {
+                    doc_id: format!("d{i}"),
+                    source: format!("d{i}.md"),
+                    text: text.join(" "),
+                    metadata: [("region".to_owned(), MetaValue::Text(region.into()))].into(),
+                };
+                IndexDocument {
+                    doc_id: d.doc_id.clone(),
+                    source: d.source.clone(),
+                    content_hash: "h".into(),
+                    chunks: chunk_document(&d, ChunkingSettings::default()),
+                }
+            })
+            .collect()
+    }
+
+    /// The best `n` rows picked in Rust are exactly the first `n` of FTS5's `ORDER BY rank`,
+    /// with and without a filter (scores tied in BM25 may come in either order there).
+    #[tokio::test]
+    async fn keyword_top_n_equals_fts5_rank_order() {
+        let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(32))).unwrap();
+        kb.sync(&corpus()).await.unwrap();
+        let conn = kb.conn();
+        let cache = kb.cache(&conn).unwrap();
+        let west = cache
+            .columns
+            .allowed(&Filter::from_pairs(&["region=west"]).unwrap().unwrap());
+        let mut compared = 0;
+        for query in [
+            "pool pump",
+            "snow roof drain",
+            "dog fence hedge window",
+            "leaf",
+        ] {
+            let expr = SqliteKnowledgeBase::keyword_expression(&conn, &cache, query)
+                .unwrap()
+                .unwrap();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT rowid, bm25(kb_fts) FROM kb_fts WHERE kb_fts MATCH ?1 ORDER BY rank",
+                )
+                .unwrap();
+            let ranked: Vec<(i64, f64)> = stmt
+                .query_map([&expr], |r| Ok((r.get(0)?, -r.get::<_, f64>(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(ranked.len() > 20, "{query}: too few matches to compare");
+            for (filter, n) in [(None, 1), (None, 10), (Some(&west), 7), (None, 1000)] {
+                let expected: Vec<(i64, f64)> = ranked
+                    .iter()
+                    .filter(|(id, _)| filter.is_none_or(|f| f.get(cache.index_of[id])))
+                    .take(n)
+                    .copied()
+                    .collect();
+                let got =
+                    SqliteKnowledgeBase::keyword_ids(&conn, &cache, query, filter, n).unwrap();
+                assert_eq!(got.len(), expected.len(), "{query}, n = {n}");
+                for (g, e) in got.iter().zip(&expected) {
+                    assert_eq!(g.1, e.1, "{query}, n = {n}: scores differ");
+                }
+                // Same rows, up to the order of rows with equal scores.
+                let key = |v: &[(i64, f64)]| {
+                    let mut v: Vec<String> = v.iter().map(|(id, s)| format!("{s}/{id}")).collect();
+                    v.sort();
+                    v
+                };
+                let last = expected.last().map(|e| e.1);
+                let strict = |v: &[(i64, f64)]| -> Vec<(i64, f64)> {
+                    v.iter().filter(|x| Some(x.1) != last).copied().collect()
+                };
+                assert_eq!(
+                    key(&strict(&got)),
+                    key(&strict(&expected)),
+                    "{query}, n = {n}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 16);
+    }
+
+    /// `row_index` agrees with the map of every row, on dense rowids and with gaps.
+    #[tokio::test]
+    async fn row_index_finds_every_cached_row() {
+        let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(32))).unwrap();
+        let mut docs = corpus();
+        kb.sync(&docs).await.unwrap();
+        for round in 0..2 {
+            {
+                let conn = kb.conn();
+                let cache = kb.cache(&conn).unwrap();
+                assert!(cache.index_of.len() > 100);
+                for (id, &i) in &cache.index_of {
+                    assert_eq!(SqliteKnowledgeBase::row_index(&cache, *id), Some(i));
+                }
+                let last = cache.rowids[cache.rowids.len() - 1];
+                for missing in [0, -5, i64::MIN, i64::MAX, last + 1] {
+                    assert_eq!(SqliteKnowledgeBase::row_index(&cache, missing), None);
+                }
+                if round == 1 {
+                    // The deletions left gaps, and the changed documents came back at the end.
+                    assert!(last > cache.rowids.len() as i64 + 10);
+                }
+            }
+            // Delete every fifth document and change every seventh.
+            docs = docs
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % 5 != 1)
+                .map(|(i, mut d)| {
+                    if i % 7 == 0 {
+                        d.content_hash = "changed".into();
+                    }
+                    d
+                })
+                .collect();
+            kb.sync(&docs).await.unwrap();
+        }
     }
 }

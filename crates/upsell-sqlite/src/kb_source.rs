@@ -6,10 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use upsell_core::kb::{ChunkingSettings, Document, MetadataSidecar, chunk_document};
+use upsell_core::kb::{
+    ChunkingSettings, ChunkingStrategy, Document, HierarchicalSettings, MetadataSidecar,
+    SemanticSettings,
+};
 use upsell_core::ports::PortError;
 
-use crate::kb::IndexDocument;
+use crate::kb::{IndexDocument, SemanticDocument, SourceDocument};
 
 /// `knowledge-base/ingestion.json`: the same fields as the CloudFormation data source.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,30 +30,96 @@ pub struct VectorIngestionConfiguration {
     pub chunking_configuration: ChunkingConfiguration,
 }
 
+/// `chunkingConfiguration`: the strategy and the settings object that goes with it, in
+/// Bedrock's field names.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChunkingConfiguration {
     pub chunking_strategy: String,
     #[serde(default)]
     pub fixed_size_chunking_configuration: Option<ChunkingSettings>,
+    #[serde(default)]
+    pub hierarchical_chunking_configuration: Option<HierarchicalChunkingConfiguration>,
+    /// Bedrock's `semanticChunkingConfiguration`: `maxTokens`, `bufferSize`,
+    /// `breakpointPercentileThreshold`.
+    #[serde(default)]
+    pub semantic_chunking_configuration: Option<SemanticSettings>,
+}
+
+/// Bedrock's `hierarchicalChunkingConfiguration`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HierarchicalChunkingConfiguration {
+    /// Exactly two levels: the parent's, then the child's.
+    pub level_configurations: Vec<LevelConfiguration>,
+    pub overlap_tokens: usize,
+}
+
+/// One level of `levelConfigurations`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LevelConfiguration {
+    pub max_tokens: usize,
 }
 
 impl IngestionSettings {
-    /// The chunking settings; only `FIXED_SIZE` (and `NONE`: one chunk per document) are supported.
-    pub fn chunking(&self) -> Result<ChunkingSettings, PortError> {
+    /// The chunking strategy: `FIXED_SIZE`, `HIERARCHICAL`, `SEMANTIC` (validated with
+    /// Bedrock's ranges; chunked at ingestion, with the embedder) or `NONE` (one chunk per
+    /// document).
+    pub fn chunking(&self) -> Result<ChunkingStrategy, PortError> {
         let c = &self.vector_ingestion_configuration.chunking_configuration;
         match c.chunking_strategy.as_str() {
-            "FIXED_SIZE" => c.fixed_size_chunking_configuration.ok_or_else(|| {
-                PortError::Invalid(
-                    "ingestion.json: FIXED_SIZE needs fixedSizeChunkingConfiguration".into(),
-                )
-            }),
-            "NONE" => Ok(ChunkingSettings {
-                max_tokens: usize::MAX / 2,
-                overlap_percentage: 0,
-            }),
+            "FIXED_SIZE" => c
+                .fixed_size_chunking_configuration
+                .map(ChunkingStrategy::FixedSize)
+                .ok_or_else(|| {
+                    PortError::Invalid(
+                        "ingestion.json: FIXED_SIZE needs fixedSizeChunkingConfiguration".into(),
+                    )
+                }),
+            "HIERARCHICAL" => {
+                let h = c
+                    .hierarchical_chunking_configuration
+                    .as_ref()
+                    .ok_or_else(|| {
+                        PortError::Invalid(
+                            "ingestion.json: HIERARCHICAL needs hierarchicalChunkingConfiguration"
+                                .into(),
+                        )
+                    })?;
+                let [parent, child] = h.level_configurations.as_slice() else {
+                    return Err(PortError::Invalid(format!(
+                        "ingestion.json: hierarchicalChunkingConfiguration.levelConfigurations must have exactly 2 levels (parent, child), got {}",
+                        h.level_configurations.len()
+                    )));
+                };
+                let settings = HierarchicalSettings {
+                    parent_max_tokens: parent.max_tokens,
+                    child_max_tokens: child.max_tokens,
+                    overlap_tokens: h.overlap_tokens,
+                };
+                settings.validate().map_err(|e| match e {
+                    PortError::Invalid(m) => PortError::Invalid(format!("ingestion.json: {m}")),
+                    other => other,
+                })?;
+                Ok(ChunkingStrategy::Hierarchical(settings))
+            }
+            "SEMANTIC" => {
+                let settings = c.semantic_chunking_configuration.ok_or_else(|| {
+                    PortError::Invalid(
+                        "ingestion.json: SEMANTIC needs semanticChunkingConfiguration {maxTokens, bufferSize, breakpointPercentileThreshold}"
+                            .into(),
+                    )
+                })?;
+                settings.validate().map_err(|e| match e {
+                    PortError::Invalid(m) => PortError::Invalid(format!("ingestion.json: {m}")),
+                    other => other,
+                })?;
+                Ok(ChunkingStrategy::Semantic(settings))
+            }
+            "NONE" => Ok(ChunkingStrategy::None),
             other => Err(PortError::Invalid(format!(
-                "ingestion.json: chunking strategy `{other}` is not supported locally (use FIXED_SIZE or NONE)"
+                "ingestion.json: chunking strategy `{other}` is not supported locally (use FIXED_SIZE, HIERARCHICAL, SEMANTIC or NONE)"
             ))),
         }
     }
@@ -94,8 +163,27 @@ fn hash_hex(parts: &[&[u8]]) -> String {
 }
 
 /// Loads every document under `root` that the settings include, chunked, sorted by id.
-/// A sidecar that is not valid JSON of the Bedrock shape is an error naming the file.
+/// A sidecar that is not valid JSON of the Bedrock shape is an error naming the file. With
+/// `SEMANTIC` chunking, which needs the embedder, this is an error: use [`load_sources`] and
+/// `SqliteKnowledgeBase::sync_sources`.
 pub fn load_documents(root: &Path) -> Result<Vec<IndexDocument>, PortError> {
+    load_sources(root)?
+        .into_iter()
+        .map(|d| match d {
+            SourceDocument::Chunked(d) => Ok(d),
+            SourceDocument::Semantic(_) => Err(PortError::Invalid(format!(
+                "{}: SEMANTIC chunking needs the embedder at ingestion (load_sources + SqliteKnowledgeBase::sync_sources)",
+                root.join("ingestion.json").display()
+            ))),
+        })
+        .collect()
+}
+
+/// Loads every document under `root` that the settings include, sorted by id: chunked, or with
+/// `SEMANTIC` chunking left for `SqliteKnowledgeBase::sync_sources` (which chunks only new and
+/// changed documents). A sidecar that is not valid JSON of the Bedrock shape is an error naming
+/// the file.
+pub fn load_sources(root: &Path) -> Result<Vec<SourceDocument>, PortError> {
     let settings = read_settings(root)?;
     let chunking = settings.chunking()?;
     let mut files = Vec::new();
@@ -148,17 +236,24 @@ pub fn load_documents(root: &Path) -> Result<Vec<IndexDocument>, PortError> {
             text,
             metadata,
         };
-        let settings_key = format!("{}:{}", chunking.max_tokens, chunking.overlap_percentage);
+        let settings_key = chunking.fingerprint();
         let content_hash = hash_hex(&[
             doc.text.as_bytes(),
             sidecar_raw.as_bytes(),
             settings_key.as_bytes(),
         ]);
-        docs.push(IndexDocument {
-            doc_id,
-            source: rel,
-            content_hash,
-            chunks: chunk_document(&doc, chunking),
+        docs.push(match chunking.semantic() {
+            Some(settings) => SourceDocument::Semantic(SemanticDocument {
+                document: doc,
+                settings,
+                content_hash,
+            }),
+            None => SourceDocument::Chunked(IndexDocument {
+                doc_id,
+                source: rel,
+                content_hash,
+                chunks: chunking.chunk(&doc),
+            }),
         });
     }
     Ok(docs)

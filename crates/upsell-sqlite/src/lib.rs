@@ -2,12 +2,14 @@
 //!
 //! Everything lives in one SQLite file (by default `.upsell/upsell.db`): the feature store with
 //! its history ([`features`]), the customer-embedding index for similar-customer search, and the
-//! knowledge-base index with FTS5 and vectors ([`kb`]).
+//! knowledge-base index with FTS5 and vectors ([`kb`], with a retrieval-result cache in
+//! [`kb_cache`]).
 
 pub mod contacts;
 pub mod features;
 pub mod history;
 pub mod kb;
+pub mod kb_cache;
 pub mod kb_source;
 pub mod messages;
 pub mod registry;
@@ -32,7 +34,36 @@ pub fn db_err(e: rusqlite::Error) -> PortError {
     }
 }
 
-/// Opens the SQLite file at `path` (creating its folder), in WAL mode with a busy timeout so
+/// WAL size (pages) at which a commit on a connection from [`open_connection`] checkpoints the
+/// WAL (SQLite's default: 1000). Four times the execution store's writer threshold
+/// (`history.rs`), so that while executions run it is that writer thread that checkpoints, never
+/// a store call on the engine's threads (a checkpoint copies pages and syncs the file). A process
+/// without an execution store still checkpoints, at 256 MiB, and when its last connection closes.
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 65_536;
+
+/// How long a connection waits for another one's write lock before reporting the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The busy handler of [`open_connection`]: waits about [`BUSY_TIMEOUT`] in all, polling every
+/// 100 us for the first 4 ms (the execution store's writer holds the lock for a few ms per group
+/// commit), then every 2 ms. SQLite's own `busy_timeout` sleeps 1, 2, 5, 10... ms, which stalls
+/// a runtime worker thread far longer than the lock is held.
+fn busy_wait(attempt: i32) -> bool {
+    const FAST: u64 = 40;
+    let n = u64::try_from(attempt).unwrap_or(0);
+    let (waited, step) = if n < FAST {
+        (n * 100, 100)
+    } else {
+        (FAST * 100 + (n - FAST) * 2_000, 2_000)
+    };
+    if u128::from(waited) >= BUSY_TIMEOUT.as_micros() {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(step));
+    true
+}
+
+/// Opens the SQLite file at `path` (creating its folder), in WAL mode with a busy handler so
 /// that the CLI, the local runtime and workers can share it.
 pub fn open_connection(path: &Path) -> Result<Connection, PortError> {
     if let Some(parent) = path.parent()
@@ -44,8 +75,58 @@ pub fn open_connection(path: &Path) -> Result<Connection, PortError> {
     }
     let conn = Connection::open(path)
         .map_err(|e| PortError::Other(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+    conn.busy_handler(Some(busy_wait)).map_err(db_err)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
         .map_err(db_err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(db_err)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_checkpoint_late_and_wait_about_ten_seconds_for_a_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_connection(&dir.path().join("x.db")).unwrap();
+        let pages: u32 = conn
+            .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pages, WAL_AUTOCHECKPOINT_PAGES);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // 40 polls of 100 us, then every 2 ms until 10 s have been waited.
+        let give_up = 40 + (10_000_000 - 4_000) / 2_000;
+        assert!(!busy_wait(give_up));
+        assert!(!busy_wait(i32::MAX));
+        assert!(busy_wait(give_up - 1));
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_connections_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let a = open_connection(&path).unwrap();
+        a.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        a.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            let b = open_connection(&path).unwrap();
+            b.execute("INSERT INTO t VALUES (2)", []).map(|_| ())
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        a.execute_batch("COMMIT").unwrap();
+        writer
+            .join()
+            .unwrap()
+            .expect("the second writer waited instead of failing");
+        let n: i64 = a
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }

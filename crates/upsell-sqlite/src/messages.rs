@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use upsell_core::message::{MessageRecord, MessageStatus, QuarantineRecord};
 use upsell_core::ports::{MessageQuery, MessageStore, PortError, PutOutcome};
 
-use crate::tables::{IndexQuery, ItemKey, KeyValue, TableStore, Write};
+use crate::tables::{IndexQuery, ItemKey, KeyValue, TableStore};
 
 /// The table's local name: the SAM logical id of the messages table.
 pub const MESSAGES_TABLE: &str = "MessagesTable";
@@ -153,17 +153,10 @@ impl SqliteMessageStore {
 
     /// Writes `item` under `key` unless an item with that key exists (`attribute_not_exists(pk)`).
     fn put_new(&self, key: &ItemKey, item: Value) -> Result<PutOutcome, PortError> {
-        let m = self.tables.modify(&self.table, key, |old| {
-            Ok::<_, PortError>(if old.is_some() {
-                Write::Keep
-            } else {
-                Write::Put(item)
-            })
-        })??;
-        Ok(if m.old.is_some() {
-            PutOutcome::AlreadyExists
-        } else {
+        Ok(if self.tables.put_if_absent(&self.table, key, &item)? {
             PutOutcome::Inserted
+        } else {
+            PutOutcome::AlreadyExists
         })
     }
 

@@ -122,6 +122,17 @@ fn get_n<T: std::str::FromStr>(item: &Value, attr: &str) -> Option<T> {
     item.get(attr)?.get("N")?.as_str()?.parse().ok()
 }
 
+/// The query for every version item of an agent.
+fn versions_query(agent_id: &str) -> Query {
+    Query {
+        pk: KeyValue::S(agent_pk(agent_id)),
+        sort: SortCondition::BeginsWith(KeyValue::S(VERSION_SK_PREFIX.into())),
+        forward: true,
+        limit: None,
+        start_after: None,
+    }
+}
+
 /// A version item as read: the spec and its revision.
 struct Stored {
     spec: AgentSpec,
@@ -202,16 +213,11 @@ impl SqliteAgentRegistry {
 
     /// The versions of an agent, in version order.
     fn versions_in(&self, tx: &Transaction<'_>, agent_id: &str) -> Result<Vec<Stored>, PortError> {
-        let items = tx.query(
-            &self.table,
-            &Query {
-                pk: KeyValue::S(agent_pk(agent_id)),
-                sort: SortCondition::BeginsWith(KeyValue::S(VERSION_SK_PREFIX.into())),
-                forward: true,
-                limit: None,
-                start_after: None,
-            },
-        )?;
+        self.parse_versions(&tx.query(&self.table, &versions_query(agent_id))?)
+    }
+
+    /// Version items parsed, in version order.
+    fn parse_versions(&self, items: &[Value]) -> Result<Vec<Stored>, PortError> {
         let mut out = items
             .iter()
             .map(|item| self.parse_version(item))
@@ -343,7 +349,9 @@ impl AgentRegistry for SqliteAgentRegistry {
     }
 
     async fn list_versions(&self, agent_id: &str) -> Result<Vec<AgentSpec>, PortError> {
-        let versions = self.tables.transact(|tx| self.versions_in(tx, agent_id))?;
+        // One SELECT reads one consistent snapshot: no (write) transaction needed.
+        let items = self.tables.query(&self.table, &versions_query(agent_id))?;
+        let versions = self.parse_versions(&items)?;
         Ok(versions.into_iter().map(|v| v.spec).collect())
     }
 

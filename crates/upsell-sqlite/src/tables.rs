@@ -255,6 +255,32 @@ impl TableStore {
             .map(|m| m.old)
     }
 
+    /// Stores `item` unless an item with this key exists (the condition
+    /// `attribute_not_exists(pk)`); returns whether it was stored. One statement, atomic also
+    /// against other processes, and the existing item is neither read nor parsed.
+    pub fn put_if_absent(
+        &self,
+        table: &str,
+        key: &ItemKey,
+        item: &Value,
+    ) -> Result<bool, PortError> {
+        let conn = self.lock()?;
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO ddb_items (tbl, pk, sk, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tbl, pk, sk) DO NOTHING",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                table,
+                key.pk.to_sql(),
+                key.sk_sql(),
+                item_text(item)?
+            ])
+            .map_err(db_err)?;
+        Ok(n == 1)
+    }
+
     /// Removes an item; returns it.
     pub fn delete(&self, table: &str, key: &ItemKey) -> Result<Option<Value>, PortError> {
         self.modify(table, key, |_| Ok::<_, PortError>(Write::Delete))?
@@ -436,10 +462,16 @@ fn put_item(conn: &Connection, table: &str, key: &ItemKey, item: &Value) -> Resu
         table,
         key.pk.to_sql(),
         key.sk_sql(),
-        item.to_string()
+        item_text(item)?
     ])
     .map_err(db_err)?;
     Ok(())
+}
+
+/// An item as stored: compact JSON.
+fn item_text(item: &Value) -> Result<String, PortError> {
+    serde_json::to_string(item)
+        .map_err(|e| PortError::Invalid(format!("item does not serialise: {e}")))
 }
 
 fn delete_item(conn: &Connection, table: &str, key: &ItemKey) -> Result<(), PortError> {
@@ -566,6 +598,29 @@ mod tests {
         };
         t.put("H", &no_sk, &json!({"x": 1})).unwrap();
         assert_eq!(t.get("H", &no_sk).unwrap(), Some(json!({"x": 1})));
+    }
+
+    #[test]
+    fn put_if_absent_keeps_the_existing_item() {
+        let t = store();
+        assert!(
+            !t.put_if_absent("T", &key("P", "a"), &json!({"new": 1}))
+                .unwrap()
+        );
+        assert_eq!(t.get("T", &key("P", "a")).unwrap(), Some(item("P", "a")));
+        assert!(
+            t.put_if_absent("T", &key("P", "new"), &json!({"new": 1}))
+                .unwrap()
+        );
+        assert_eq!(
+            t.get("T", &key("P", "new")).unwrap(),
+            Some(json!({"new": 1}))
+        );
+        // Same key in another table is another item.
+        assert!(
+            t.put_if_absent("Other", &key("P", "new"), &json!({"o": 1}))
+                .unwrap()
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Knowledge-base index: empty index, fusion, filters, hostile query text, sync semantics and
 //! the committed `knowledge-base/` folder.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use upsell_core::kb::{
-    Chunk, ChunkingSettings, Document, Filter, HashingEmbedder, KnowledgeBase, MetaValue, Metadata,
-    RetrieveRequest, SearchMode, chunk_document,
+    Chunk, ChunkingSettings, ChunkingStrategy, Document, Filter, FusionWeights, HashingEmbedder,
+    HierarchicalSettings, KnowledgeBase, MetaValue, Metadata, RetrieveRequest, SearchMode,
+    SemanticSettings, chunk_document, weighted_reciprocal_rank_fusion,
 };
 use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
 use upsell_sqlite::kb_source::load_documents;
@@ -119,7 +121,9 @@ async fn hybrid_fuses_with_reciprocal_rank() {
     // with five documents both lists are complete).
     let kw_ids: Vec<String> = kw.iter().map(|h| h.chunk_id.clone()).collect();
     let vec_ids: Vec<String> = vec.iter().map(|h| h.chunk_id.clone()).collect();
-    let expected = upsell_core::kb::reciprocal_rank_fusion(&[kw_ids, vec_ids]);
+    let w = kb.fusion_weights();
+    let expected =
+        weighted_reciprocal_rank_fusion(&[(w.keyword, &kw_ids[..]), (w.vector, &vec_ids[..])]);
     let got: Vec<(String, f64)> = hybrid
         .iter()
         .map(|h| (h.chunk_id.clone(), h.score))
@@ -471,4 +475,531 @@ async fn committed_knowledge_base_loads_and_answers() {
         .await
         .unwrap();
     assert_eq!(hits[0].doc_id, "catalogue/pool_cleaning");
+}
+
+fn hierarchical_doc(id: &str, text: &str, settings: HierarchicalSettings) -> IndexDocument {
+    let d = Document {
+        doc_id: id.into(),
+        source: format!("{id}.md"),
+        text: text.into(),
+        metadata: Metadata::from([(
+            "doc_type".to_owned(),
+            MetaValue::Text("past_message".into()),
+        )]),
+    };
+    IndexDocument {
+        doc_id: id.into(),
+        source: d.source.clone(),
+        content_hash: format!("{:x}", text.len()),
+        chunks: ChunkingStrategy::Hierarchical(settings).chunk(&d),
+    }
+}
+
+/// Two long documents whose children all mention "pool", so that a search for it matches many
+/// children of every parent.
+fn hierarchical_corpus() -> (Vec<IndexDocument>, HierarchicalSettings) {
+    let settings = HierarchicalSettings {
+        parent_max_tokens: 24,
+        child_max_tokens: 6,
+        overlap_tokens: 2,
+    };
+    let text = |topic: &str| {
+        (0..12)
+            .map(|i| format!("pool {topic} item{i} ready."))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let docs = vec![
+        hierarchical_doc("a", &text("chlorine"), settings),
+        hierarchical_doc("b", &text("heater"), settings),
+        doc(
+            "gutters",
+            "Gutter cleaning in autumn.",
+            &[("doc_type", "catalogue")],
+        ),
+    ];
+    (docs, settings)
+}
+
+#[tokio::test]
+async fn hierarchical_results_are_parents_once_each() {
+    let (docs, _) = hierarchical_corpus();
+    let parents: BTreeSet<String> = docs
+        .iter()
+        .flat_map(|d| &d.chunks)
+        .filter_map(|c| c.parent.as_ref().map(|p| p.chunk_id.clone()))
+        .collect();
+    let children = docs.iter().map(|d| d.chunks.len()).sum::<usize>();
+    assert!(
+        children > parents.len() * 3,
+        "{children} children, {parents:?}"
+    );
+    let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(64))).unwrap();
+    let report = kb.sync(&docs).await.unwrap();
+    assert_eq!(report.chunks_total, children);
+    for mode in SearchMode::ALL {
+        for k in [1, 2, 5, 20] {
+            let hits = kb
+                .retrieve(&RetrieveRequest::new("pool chlorine heater", k).with_mode(mode))
+                .await
+                .unwrap();
+            let ids: Vec<&str> = hits.iter().map(|h| h.chunk_id.as_str()).collect();
+            let unique: BTreeSet<&str> = ids.iter().copied().collect();
+            assert_eq!(unique.len(), ids.len(), "{mode:?} k={k}: {ids:?}");
+            // As many parents as asked for, up to all parents (the gutters chunk has no "pool",
+            // but vector search may still return it).
+            let hierarchical: Vec<_> = hits.iter().filter(|h| h.doc_id != "gutters").collect();
+            assert!(
+                hits.len() == k || hierarchical.len() == parents.len(),
+                "{mode:?} k={k}: {ids:?}"
+            );
+            for h in hierarchical {
+                assert!(
+                    parents.contains(&h.chunk_id),
+                    "{} is not a parent",
+                    h.chunk_id
+                );
+                // The parent's text is returned, not the child's.
+                let parent = docs
+                    .iter()
+                    .flat_map(|d| &d.chunks)
+                    .find_map(|c| c.parent.as_ref().filter(|p| p.chunk_id == h.chunk_id))
+                    .unwrap();
+                assert_eq!(h.text, parent.text);
+                assert_eq!(
+                    h.metadata["doc_type"],
+                    MetaValue::Text("past_message".into())
+                );
+            }
+            let scores: Vec<f64> = hits.iter().map(|h| h.score).collect();
+            assert!(
+                scores.windows(2).all(|w| w[0] >= w[1]),
+                "{mode:?}: {scores:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn hierarchical_parent_scores_its_best_child() {
+    let (docs, _) = hierarchical_corpus();
+    let kb = SqliteKnowledgeBase::in_memory(Arc::new(HashingEmbedder::new(64))).unwrap();
+    kb.sync(&docs).await.unwrap();
+    // The child holding "item7" of document b is the best keyword match; its parent comes first
+    // with the child's BM25 score.
+    let hits = kb
+        .retrieve(&RetrieveRequest::new("heater item7", 3).with_mode(SearchMode::Keyword))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].doc_id, "b");
+    assert!(hits[0].text.contains("item7"), "{}", hits[0].text);
+}
+
+#[tokio::test]
+async fn deleting_a_hierarchical_document_deletes_its_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kb.db");
+    let (mut docs, settings) = hierarchical_corpus();
+    let kb = SqliteKnowledgeBase::open(&path, Arc::new(HashingEmbedder::new(64))).unwrap();
+    kb.sync(&docs).await.unwrap();
+    docs.retain(|d| d.doc_id != "a");
+    // Re-chunking b with other settings replaces its parents too.
+    let b = docs.iter_mut().find(|d| d.doc_id == "b").unwrap();
+    *b = hierarchical_doc(
+        "b",
+        "pool heater only now.",
+        HierarchicalSettings {
+            child_max_tokens: 3,
+            ..settings
+        },
+    );
+    let report = kb.sync(&docs).await.unwrap();
+    assert_eq!((report.documents_deleted, report.documents_updated), (1, 1));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let parents: Vec<(String, String)> = conn
+        .prepare("SELECT parent_id, text FROM kb_parents ORDER BY parent_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        parents,
+        [("b#0".to_owned(), "pool heater only now.".to_owned())]
+    );
+    let hits = kb
+        .retrieve(&RetrieveRequest::new("pool", 5).with_mode(SearchMode::Keyword))
+        .await
+        .unwrap();
+    assert_eq!(ids(&hits), ["b"]);
+    assert_eq!(hits[0].chunk_id, "b#0");
+}
+
+#[tokio::test]
+async fn an_index_from_before_hierarchical_chunking_is_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kb.db");
+    {
+        // The kb_chunks table as it was, without parent_id.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE kb_docs (doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, content_hash TEXT NOT NULL);
+             CREATE TABLE kb_chunks (id INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE,
+                 doc_id TEXT NOT NULL REFERENCES kb_docs(doc_id) ON DELETE CASCADE,
+                 source TEXT NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, embedding BLOB NOT NULL);",
+        )
+        .unwrap();
+    }
+    let kb = SqliteKnowledgeBase::open(&path, Arc::new(HashingEmbedder::new(64))).unwrap();
+    let (docs, _) = hierarchical_corpus();
+    kb.sync(&docs).await.unwrap();
+    let hits = kb
+        .retrieve(&RetrieveRequest::new("pool heater", 2))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    // Reopening an upgraded index leaves it as it is.
+    drop(kb);
+    let again = SqliteKnowledgeBase::open(&path, Arc::new(HashingEmbedder::new(64))).unwrap();
+    assert_eq!(
+        again.chunk_count().unwrap(),
+        docs.iter().map(|d| d.chunks.len()).sum::<usize>()
+    );
+}
+
+#[tokio::test]
+async fn fusion_weights_move_hybrid_towards_the_heavier_list() {
+    let kb = index().await;
+    assert_eq!(kb.fusion_weights(), FusionWeights::for_provider("hashing"));
+    let req = RetrieveRequest::new("pool opening spring cover", 5);
+    let list = |mode| {
+        let req = req.clone().with_mode(mode);
+        let kb = &kb;
+        async move {
+            kb.retrieve(&req)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.chunk_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let kw = list(SearchMode::Keyword).await;
+    let vec = list(SearchMode::Vector).await;
+    let mut kb = kb;
+    // (keyword weight, vector weight): hybrid equals weighted RRF of the two lists.
+    for (keyword, vector) in [(1.0, 1.0), (1.0, 3.0), (3.0, 1.0), (0.0, 1.0), (1.0, 0.0)] {
+        kb.set_fusion_weights(FusionWeights { keyword, vector })
+            .unwrap();
+        let hybrid = kb.retrieve(&req).await.unwrap();
+        let expected =
+            weighted_reciprocal_rank_fusion(&[(keyword, kw.as_slice()), (vector, vec.as_slice())]);
+        let got: Vec<(&str, f64)> = hybrid
+            .iter()
+            .map(|h| (h.chunk_id.as_str(), h.score))
+            .collect();
+        for ((g, gs), (e, es)) in got.iter().zip(&expected) {
+            assert_eq!(g, e, "{keyword}/{vector}");
+            assert!((gs - es).abs() < 1e-12);
+        }
+    }
+    // Only the vector list: hybrid order is the vector order.
+    kb.set_fusion_weights(FusionWeights {
+        keyword: 0.0,
+        vector: 1.0,
+    })
+    .unwrap();
+    let hybrid: Vec<String> = kb
+        .retrieve(&req)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.chunk_id)
+        .collect();
+    assert_eq!(hybrid[..vec.len().min(5)], vec[..vec.len().min(5)]);
+    let err = kb
+        .set_fusion_weights(FusionWeights {
+            keyword: -1.0,
+            vector: 1.0,
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("non-negative"), "{err}");
+}
+
+#[test]
+fn ingestion_json_chunking_strategies() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |chunking: &str| {
+        format!(
+            r#"{{"inclusionPrefixes": ["docs/"], "vectorIngestionConfiguration": {{"chunkingConfiguration": {chunking}}}}}"#
+        )
+    };
+    // (chunkingConfiguration, expected strategy or error fragment)
+    let cases: &[(&str, Result<ChunkingStrategy, &str>)] = &[
+        (
+            r#"{"chunkingStrategy": "FIXED_SIZE", "fixedSizeChunkingConfiguration": {"maxTokens": 50, "overlapPercentage": 10}}"#,
+            Ok(ChunkingStrategy::FixedSize(ChunkingSettings {
+                max_tokens: 50,
+                overlap_percentage: 10,
+            })),
+        ),
+        (
+            r#"{"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {"levelConfigurations": [{"maxTokens": 300}, {"maxTokens": 40}], "overlapTokens": 10}}"#,
+            Ok(ChunkingStrategy::Hierarchical(HierarchicalSettings {
+                parent_max_tokens: 300,
+                child_max_tokens: 40,
+                overlap_tokens: 10,
+            })),
+        ),
+        (
+            r#"{"chunkingStrategy": "NONE"}"#,
+            Ok(ChunkingStrategy::None),
+        ),
+        (
+            r#"{"chunkingStrategy": "FIXED_SIZE"}"#,
+            Err("needs fixedSizeChunkingConfiguration"),
+        ),
+        (
+            r#"{"chunkingStrategy": "HIERARCHICAL"}"#,
+            Err("needs hierarchicalChunkingConfiguration"),
+        ),
+        (
+            r#"{"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {"levelConfigurations": [{"maxTokens": 300}], "overlapTokens": 10}}"#,
+            Err("exactly 2 levels"),
+        ),
+        (
+            r#"{"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {"levelConfigurations": [{"maxTokens": 40}, {"maxTokens": 300}], "overlapTokens": 10}}"#,
+            Err("larger than the parent"),
+        ),
+        (
+            r#"{"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {"levelConfigurations": [{"maxTokens": 300}, {"maxTokens": 40}], "overlapTokens": 40}}"#,
+            Err("overlapTokens"),
+        ),
+        (
+            r#"{"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {"maxTokens": 300, "bufferSize": 1, "breakpointPercentileThreshold": 90}}"#,
+            Ok(ChunkingStrategy::Semantic(SemanticSettings {
+                max_tokens: 300,
+                buffer_size: 1,
+                breakpoint_percentile_threshold: 90,
+            })),
+        ),
+        (
+            r#"{"chunkingStrategy": "SEMANTIC"}"#,
+            Err("SEMANTIC needs semanticChunkingConfiguration"),
+        ),
+        (
+            r#"{"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {"maxTokens": 300, "bufferSize": 2, "breakpointPercentileThreshold": 90}}"#,
+            Err("bufferSize must be 0 or 1"),
+        ),
+        (
+            r#"{"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {"maxTokens": 300, "bufferSize": 0, "breakpointPercentileThreshold": 40}}"#,
+            Err("breakpointPercentileThreshold must be between 50 and 99"),
+        ),
+        (
+            r#"{"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {"maxTokens": 0, "bufferSize": 0, "breakpointPercentileThreshold": 95}}"#,
+            Err("maxTokens must be between 1 and 8192"),
+        ),
+        (
+            r#"{"chunkingStrategy": "CUSTOM"}"#,
+            Err("`CUSTOM` is not supported locally"),
+        ),
+    ];
+    for (chunking, expected) in cases {
+        std::fs::write(dir.path().join("ingestion.json"), config(chunking)).unwrap();
+        let got = upsell_sqlite::kb_source::read_settings(dir.path()).and_then(|s| s.chunking());
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(&got, want, "{chunking}"),
+            (Err(e), Err(needle)) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(needle) && e.contains("ingestion.json"),
+                    "{chunking}: {e}"
+                );
+            }
+            (got, _) => panic!("{chunking}: unexpected {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn load_documents_chunks_hierarchically_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+    let words: Vec<String> = (0..50).map(|i| format!("w{i}")).collect();
+    std::fs::write(dir.path().join("docs/a.md"), words.join(" ")).unwrap();
+    let write = |chunking: &str| {
+        std::fs::write(
+            dir.path().join("ingestion.json"),
+            format!(
+                r#"{{"vectorIngestionConfiguration": {{"chunkingConfiguration": {chunking}}}}}"#
+            ),
+        )
+        .unwrap();
+    };
+    write(
+        r#"{"chunkingStrategy": "FIXED_SIZE", "fixedSizeChunkingConfiguration": {"maxTokens": 300, "overlapPercentage": 20}}"#,
+    );
+    let fixed = load_documents(dir.path()).unwrap();
+    assert_eq!(fixed[0].chunks.len(), 1);
+    assert!(fixed[0].chunks[0].parent.is_none());
+    write(
+        r#"{"chunkingStrategy": "HIERARCHICAL", "hierarchicalChunkingConfiguration": {"levelConfigurations": [{"maxTokens": 30}, {"maxTokens": 10}], "overlapTokens": 5}}"#,
+    );
+    let hier = load_documents(dir.path()).unwrap();
+    // Parents 0..30 and 25..50; children of 10 words stepping by 5 inside each.
+    let ids: Vec<&str> = hier[0].chunks.iter().map(|c| c.chunk_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "docs/a#0.0",
+            "docs/a#0.1",
+            "docs/a#0.2",
+            "docs/a#0.3",
+            "docs/a#0.4",
+            "docs/a#1.0",
+            "docs/a#1.1",
+            "docs/a#1.2",
+            "docs/a#1.3"
+        ]
+    );
+    // Changing the strategy changes every document's hash, so the next ingest re-embeds it.
+    assert_ne!(fixed[0].content_hash, hier[0].content_hash);
+}
+
+/// The `ChunkingConfiguration` block of an `AWS::Bedrock::DataSource`, as sam/template.yaml
+/// writes it, for a strategy.
+fn cloudformation_chunking(strategy: &ChunkingStrategy) -> String {
+    let head = "        ChunkingConfiguration:\n          ChunkingStrategy: ";
+    match strategy {
+        ChunkingStrategy::None => format!("{head}NONE\n"),
+        ChunkingStrategy::FixedSize(s) => format!(
+            "{head}FIXED_SIZE\n          FixedSizeChunkingConfiguration:\n            MaxTokens: {}\n            OverlapPercentage: {}\n",
+            s.max_tokens, s.overlap_percentage
+        ),
+        ChunkingStrategy::Hierarchical(h) => format!(
+            "{head}HIERARCHICAL\n          HierarchicalChunkingConfiguration:\n            LevelConfigurations:\n              - MaxTokens: {}\n              - MaxTokens: {}\n            OverlapTokens: {}\n",
+            h.parent_max_tokens, h.child_max_tokens, h.overlap_tokens
+        ),
+        ChunkingStrategy::Semantic(s) => format!(
+            "{head}SEMANTIC\n          SemanticChunkingConfiguration:\n            BreakpointPercentileThreshold: {}\n            BufferSize: {}\n            MaxTokens: {}\n",
+            s.breakpoint_percentile_threshold, s.buffer_size, s.max_tokens
+        ),
+    }
+}
+
+#[test]
+fn sam_data_sources_chunk_like_ingestion_json() {
+    let root = kb_root();
+    let strategy = upsell_sqlite::kb_source::read_settings(&root)
+        .unwrap()
+        .chunking()
+        .unwrap();
+    let template_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../sam/template.yaml");
+    let template = std::fs::read_to_string(&template_path).unwrap();
+    let blocks = template.matches(" ChunkingConfiguration:\n").count();
+    assert!(blocks >= 1, "no data source in {}", template_path.display());
+    let expected = cloudformation_chunking(&strategy);
+    assert_eq!(
+        template.matches(&expected).count(),
+        blocks,
+        "every ChunkingConfiguration in sam/template.yaml must be\n{expected}"
+    );
+}
+
+/// Counts the texts it embeds (hashing vectors).
+struct CountingEmbedder {
+    inner: HashingEmbedder,
+    texts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl upsell_core::kb::Embedder for CountingEmbedder {
+    fn info(&self) -> upsell_core::kb::EmbedderInfo {
+        self.inner.info()
+    }
+
+    async fn embed(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, upsell_core::ports::PortError> {
+        self.texts
+            .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+        self.inner.embed(texts).await
+    }
+}
+
+#[tokio::test]
+async fn semantic_chunking_embeds_sentences_of_new_and_changed_documents_only() {
+    use upsell_sqlite::kb_source::load_sources;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("docs")).unwrap();
+    std::fs::write(
+        dir.path().join("ingestion.json"),
+        r#"{"vectorIngestionConfiguration": {"chunkingConfiguration": {"chunkingStrategy": "SEMANTIC", "semanticChunkingConfiguration": {"maxTokens": 12, "bufferSize": 1, "breakpointPercentileThreshold": 50}}}}"#,
+    )
+    .unwrap();
+    let pool = "# Pool\n## Context\nThe pool water turned green. Algae covers the pool steps. \
+                The filter pump is old.\n## Message\nOur weekly pool cleaning balances the water.";
+    let lawn = "# Lawn\n## Context\nThe lawn has bare patches. Dogs run along the fence.";
+    std::fs::write(dir.path().join("docs/pool.md"), pool).unwrap();
+    std::fs::write(dir.path().join("docs/lawn.md"), lawn).unwrap();
+
+    // The embedder is needed to chunk: load_documents says so, load_sources defers it.
+    let err = load_documents(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("SEMANTIC chunking needs the embedder"),
+        "{err}"
+    );
+    let sources = load_sources(dir.path()).unwrap();
+
+    let embedder = Arc::new(CountingEmbedder {
+        inner: HashingEmbedder::default(),
+        texts: Default::default(),
+    });
+    let kb = SqliteKnowledgeBase::in_memory(embedder.clone()).unwrap();
+    let r = kb.sync_sources(&sources).await.unwrap();
+    // pool: 4 sentences (headings joined to the next one), lawn: 2.
+    assert_eq!(r.sentences_embedded, 6);
+    assert_eq!(r.documents_added, 2);
+    assert_eq!(
+        embedder.texts.load(std::sync::atomic::Ordering::SeqCst),
+        r.sentences_embedded + r.chunks_embedded
+    );
+    let hits = kb
+        .retrieve(
+            &RetrieveRequest::new("green algae in the pool", 10).with_mode(SearchMode::Keyword),
+        )
+        .await
+        .unwrap();
+    assert!(hits[0].chunk_id.starts_with("docs/pool#"), "{hits:?}");
+    for h in &hits {
+        // Sections are hard boundaries and chunks hold at most maxTokens words.
+        assert!(h.text.split_whitespace().count() <= 12, "{h:?}");
+        assert!(
+            !(h.text.contains("Context") && h.text.contains("Message")),
+            "{h:?}"
+        );
+    }
+
+    // Unchanged: nothing embedded. Changed: only that document's sentences and chunks.
+    let r = kb.sync_sources(&sources).await.unwrap();
+    assert_eq!(
+        (
+            r.documents_unchanged,
+            r.sentences_embedded,
+            r.chunks_embedded
+        ),
+        (2, 0, 0)
+    );
+    std::fs::write(
+        dir.path().join("docs/lawn.md"),
+        format!("{lawn} Grass will not grow."),
+    )
+    .unwrap();
+    let r = kb
+        .sync_sources(&load_sources(dir.path()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!((r.documents_updated, r.documents_unchanged), (1, 1));
+    assert_eq!(r.sentences_embedded, 3);
 }

@@ -18,7 +18,7 @@ use upsell_core::ports::{
 };
 use upsell_models::agents::{AgentSelector, model_error_type, resolve};
 use upsell_models::prompt::{
-    Example, Facts, GenerationContext, PreviousAttempt, PromptError, render,
+    Example, Facts, GenerationContext, PreviousAttempt, PromptError, PromptVars,
 };
 
 /// Input.
@@ -129,8 +129,10 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         examples: input.examples,
         previous: input.previous,
     };
-    let system = render("system", &spec.prompt.system, &ctx)?;
-    let user = render("user", &spec.prompt.user, &ctx)?;
+    // One conversion of the context for both templates.
+    let vars = PromptVars::new(&ctx)?;
+    let system = vars.render("system", &spec.prompt.system)?;
+    let user = vars.render("user", &spec.prompt.user)?;
     let request = ConverseRequest {
         model_id: spec.model_id.clone(),
         system,

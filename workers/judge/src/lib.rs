@@ -13,7 +13,7 @@
 //! The output carries the attempt history (every message and verdict so far) and the feedback
 //! for the generator's next attempt.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use schemars::JsonSchema;
@@ -28,7 +28,7 @@ use upsell_models::agents::{AgentSelector, model_error_type, resolve};
 use upsell_models::brand::{BrandRules, CheckContext, Violation, check_message};
 use upsell_models::catalogue::Catalogue;
 use upsell_models::prompt::{
-    CatalogueLine, Facts, JudgeContext, PreviousAttempt, PromptError, render,
+    CatalogueLine, Facts, JudgeContext, PreviousAttempt, PromptError, PromptVars,
 };
 use upsell_models::seed::{BRAND_GUIDELINES, JUDGE_ID};
 
@@ -185,6 +185,23 @@ pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, String> {
     })
 }
 
+/// The catalogue as the judge prompt lists it (the built-in catalogue does not change while
+/// the process runs).
+fn catalogue_lines() -> &'static [CatalogueLine] {
+    static LINES: OnceLock<Vec<CatalogueLine>> = OnceLock::new();
+    LINES.get_or_init(|| {
+        Catalogue::builtin()
+            .offerings()
+            .iter()
+            .map(|o| CatalogueLine {
+                name: o.name.clone(),
+                price: o.price_text(),
+                price_unit: o.price_unit.clone(),
+            })
+            .collect()
+    })
+}
+
 fn violations_verdict(violations: &[Violation]) -> JudgeVerdict {
     let mut reasons: Vec<String> = violations.iter().map(|v| v.code.clone()).collect();
     reasons.dedup();
@@ -233,23 +250,17 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             season: facts.season,
             offer: facts.offer.clone(),
             brand_guidelines: BRAND_GUIDELINES.to_owned(),
-            catalogue: catalogue
-                .offerings()
-                .iter()
-                .map(|o| CatalogueLine {
-                    name: o.name.clone(),
-                    price: o.price_text(),
-                    price_unit: o.price_unit.clone(),
-                })
-                .collect(),
+            catalogue: catalogue_lines().to_vec(),
             approval_threshold: threshold,
         };
+        // One conversion of the context for both templates.
+        let vars = PromptVars::new(&ctx)?;
         let request = ConverseRequest {
             model_id: spec.model_id.clone(),
-            system: render("system", &spec.prompt.system, &ctx)?,
+            system: vars.render("system", &spec.prompt.system)?,
             messages: vec![ChatMessage {
                 role: ChatRole::User,
-                text: render("user", &spec.prompt.user, &ctx)?,
+                text: vars.render("user", &spec.prompt.user)?,
             }],
             inference: spec.config.clone(),
         };

@@ -73,11 +73,11 @@ pub fn run(args: Args, _ctx: &super::Context) -> anyhow::Result<()> {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
                 match parse_str(&text, ParseOptions::default()) {
-                    Ok(_) => println!("{}: valid", f.display()),
+                    Ok(_) => outln!("{}: valid", f.display()),
                     Err(e) => {
                         bad = true;
                         for p in &e.problems {
-                            println!(
+                            outln!(
                                 "{}: {} at {}: {}",
                                 f.display(),
                                 p.code,
@@ -169,10 +169,10 @@ pub fn run(args: Args, _ctx: &super::Context) -> anyhow::Result<()> {
                     rt.block_on(fut(Arc::new(upsell_asl::RealClock)))
                 }
             };
-            println!("{}", run.outcome.to_json());
+            outln!("{}", run.outcome.to_json());
             if history {
                 for e in sink.events(&run.arn) {
-                    println!("{}", e.to_json());
+                    outln!("{}", e.to_json());
                 }
             }
             Ok(())

@@ -157,7 +157,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             })?;
             if json {
                 for e in &list {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({
                             "executionArn": e.arn, "stateMachine": e.state_machine, "name": e.name,
@@ -169,15 +169,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 return Ok(());
             }
             if list.is_empty() {
-                println!("no executions");
+                outln!("no executions");
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<50} {:<10} {:<24} {:<12} STATE MACHINE",
                 "NAME", "STATUS", "STARTED", "OUTCOME"
             );
             for e in &list {
-                println!(
+                outln!(
                     "{:<50} {:<10} {:<24} {:<12} {}",
                     e.name,
                     e.status,
@@ -195,23 +195,23 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             let history = store.history(&e.arn)?;
             if json {
                 let events: Vec<Value> = history.iter().map(HistoryEvent::to_json).collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({"events": events}))?
                 );
                 return Ok(());
             }
-            println!("execution  {}", e.arn);
-            println!("status     {}", e.status);
-            println!("started    {}", e.start_time);
+            outln!("execution  {}", e.arn);
+            outln!("status     {}", e.status);
+            outln!("started    {}", e.start_time);
             if let Some(s) = &e.stop_time {
-                println!("stopped    {s}");
+                outln!("stopped    {s}");
             }
             if let Some(o) = &e.output {
-                println!("output     {}", summarise(o, 200));
+                outln!("output     {}", summarise(o, 200));
             }
             if let Some(err) = &e.error {
-                println!(
+                outln!(
                     "error      {err}: {}",
                     e.cause
                         .as_deref()
@@ -219,8 +219,8 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
             }
-            println!();
-            println!(
+            outln!();
+            outln!(
                 "{:>4}  {:<28} {:<22} {:>9}  DETAILS",
                 "ID", "TYPE", "STEP", "ELAPSED"
             );
@@ -235,7 +235,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 } else {
                     step.as_str()
                 };
-                println!(
+                outln!(
                     "{:>4}  {:<28} {:<22} {:>7}ms  {}",
                     ev.id,
                     ev.event_type,

@@ -116,7 +116,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 }
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&f)?);
+                outln!("{}", serde_json::to_string_pretty(&f)?);
             } else {
                 print_table(&f)?;
             }
@@ -133,9 +133,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
             for f in h {
                 if json {
-                    println!("{}", serde_json::to_string(&f)?);
+                    outln!("{}", serde_json::to_string(&f)?);
                 } else {
-                    println!(
+                    outln!(
                         "{}  services={} ltv_cents={} satisfaction_avg={} region={}",
                         f.last_event_time.to_rfc3339(),
                         f.service_count,
@@ -162,15 +162,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             };
             let hits = rt.block_on(store.similar(&query))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
+                outln!("{}", serde_json::to_string_pretty(&hits)?);
                 return Ok(());
             }
             if hits.is_empty() {
-                println!("no customer matches the filters");
+                outln!("no customer matches the filters");
             }
             for (i, h) in hits.iter().enumerate() {
                 let close: Vec<&str> = h.closest_features.iter().map(|(n, _)| n.as_str()).collect();
-                println!(
+                outln!(
                     "{:>2}. {:<14} distance {:.3}  region {:<9} close on: {}",
                     i + 1,
                     h.customer_id,
@@ -208,7 +208,7 @@ fn ingest(store: &SqliteFeatureStore, path: &PathBuf) -> anyhow::Result<()> {
         }
     }
     let s = store.ingest_events(&events)?;
-    println!(
+    outln!(
         "{} events added ({} already known, {} invalid lines skipped); {} customers updated, {} feature snapshots written",
         s.events_added, s.events_duplicate, rejected, s.customers_updated, s.snapshots_written
     );
@@ -226,7 +226,7 @@ fn print_table(f: &CustomerFeatures) -> anyhow::Result<()> {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        println!("{k:<24} {shown}");
+        outln!("{k:<24} {shown}");
     }
     Ok(())
 }

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use upsell_core::kb::{
-    Embedder, EvalQuery, Filter, HashingEmbedder, KnowledgeBase, MetaValue, MetricsAccumulator,
-    RetrieveRequest, SearchMode,
+    Embedder, EvalQuery, Filter, FusionWeights, HashingEmbedder, KnowledgeBase, MetaValue,
+    MetricsAccumulator, RetrieveRequest, SearchMode,
 };
 use upsell_sqlite::kb::SqliteKnowledgeBase;
-use upsell_sqlite::kb_source::load_documents;
+use upsell_sqlite::kb_source::load_sources;
 
 use super::Context;
 use super::features::runtime;
@@ -52,6 +52,10 @@ enum Sub {
         /// Embedding provider: the one the index was built with (hashing or minilm).
         #[arg(long, default_value = "hashing")]
         provider: String,
+        /// Weight of the vector list in hybrid fusion, the keyword list weighing 1 (default:
+        /// 0.5 for hashing, 6 for semantic models; see docs/knowledge-base.md).
+        #[arg(long, value_name = "W")]
+        vector_weight: Option<f64>,
         #[arg(long)]
         json: bool,
     },
@@ -60,6 +64,14 @@ enum Sub {
         /// Providers to evaluate (default: every provider built into this binary).
         #[arg(long = "provider")]
         providers: Vec<String>,
+        /// Hybrid vector weights to compare, the keyword list weighing 1 (repeatable; default:
+        /// each provider's own default).
+        #[arg(long = "vector-weight", value_name = "W")]
+        vector_weights: Vec<f64>,
+        /// Also report the odd- and even-numbered queries (by line) separately, to tune on one
+        /// half and check on the other.
+        #[arg(long)]
+        split: bool,
         /// One JSON object per row.
         #[arg(long)]
         json: bool,
@@ -106,11 +118,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let rt = runtime()?;
     match args.command {
         Sub::Ingest { provider } => {
-            let docs = load_documents(&args.dir)
+            let docs = load_sources(&args.dir)
                 .with_context(|| format!("reading {}", args.dir.display()))?;
             let index = open_index(ctx, &provider)?;
             let started = std::time::Instant::now();
-            let r = rt.block_on(index.sync(&docs))?;
+            let r = rt.block_on(index.sync_sources(&docs))?;
             println!(
                 "{} documents: {} added, {} updated, {} unchanged, {} deleted; {} chunks embedded, {} in the index ({:.2}s, provider {provider})",
                 docs.len(),
@@ -122,6 +134,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 r.chunks_total,
                 started.elapsed().as_secs_f64()
             );
+            if r.sentences_embedded > 0 {
+                println!(
+                    "semantic chunking: {} sentence windows embedded to place breakpoints",
+                    r.sentences_embedded
+                );
+            }
             Ok(())
         }
         Sub::Query {
@@ -130,9 +148,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             filters,
             mode,
             provider,
+            vector_weight,
             json,
         } => {
-            let index = open_index(ctx, &provider)?;
+            let mut index = open_index(ctx, &provider)?;
+            if let Some(vector) = vector_weight {
+                index.set_fusion_weights(FusionWeights {
+                    keyword: 1.0,
+                    vector,
+                })?;
+            }
             if index.indexed_with()?.is_none() {
                 eprintln!("the index is empty: run `upsell kb ingest` first");
             }
@@ -160,20 +185,45 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Sub::Eval { providers, json } => {
+        Sub::Eval {
+            providers,
+            vector_weights,
+            split,
+            json,
+        } => {
             let defaulted = providers.is_empty();
             let providers = if defaulted {
                 PROVIDERS.iter().map(|s| (*s).to_owned()).collect()
             } else {
                 providers
             };
+            // Refuse bad weights before the (possibly slow) ingestion.
+            for &vector in &vector_weights {
+                FusionWeights {
+                    keyword: 1.0,
+                    vector,
+                }
+                .validate()?;
+            }
             let queries = read_queries(&args.dir.join("eval/queries.jsonl"))?;
-            let docs = load_documents(&args.dir)?;
+            let docs = load_sources(&args.dir)?;
+            // Subsets by 1-based line number among the queries.
+            let subsets: &[Subset] = if split {
+                &[
+                    ("all", |_| true),
+                    ("odd", |i| i % 2 == 1),
+                    ("even", |i| i % 2 == 0),
+                ]
+            } else {
+                &[("all", |_| true)]
+            };
             if !json {
                 println!(
-                    "{:<10} {:<8} {:>8} {:>8} {:>9} {:>6} {:>8} {:>7}",
+                    "{:<10} {:<8} {:>6} {:<6} {:>8} {:>8} {:>9} {:>6} {:>8} {:>7}",
                     "provider",
                     "mode",
+                    "vec_w",
+                    "subset",
                     "recall@1",
                     "recall@5",
                     "recall@10",
@@ -192,11 +242,40 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     }
                     Err(e) => return Err(e),
                 };
-                let index = SqliteKnowledgeBase::in_memory(embedder)?;
-                rt.block_on(index.sync(&docs))?;
-                for mode in SearchMode::ALL {
-                    let mut acc = MetricsAccumulator::default();
-                    for q in &queries {
+                let mut index = SqliteKnowledgeBase::in_memory(embedder)?;
+                let started = std::time::Instant::now();
+                let r = rt.block_on(index.sync_sources(&docs))?;
+                eprintln!(
+                    "{provider}: {} documents, {} chunks, {} sentence windows embedded ({:.1}s)",
+                    docs.len(),
+                    r.chunks_total,
+                    r.sentences_embedded,
+                    started.elapsed().as_secs_f64()
+                );
+                let default_weights = index.fusion_weights();
+                let mut runs: Vec<(SearchMode, Option<FusionWeights>)> =
+                    vec![(SearchMode::Keyword, None), (SearchMode::Vector, None)];
+                if vector_weights.is_empty() {
+                    runs.push((SearchMode::Hybrid, Some(default_weights)));
+                }
+                for &vector in &vector_weights {
+                    runs.push((
+                        SearchMode::Hybrid,
+                        Some(FusionWeights {
+                            keyword: 1.0,
+                            vector,
+                        }),
+                    ));
+                }
+                for (mode, weights) in runs {
+                    if let Some(w) = weights {
+                        index.set_fusion_weights(w)?;
+                    }
+                    let mut accs: Vec<MetricsAccumulator> = subsets
+                        .iter()
+                        .map(|_| MetricsAccumulator::default())
+                        .collect();
+                    for (i, q) in queries.iter().enumerate() {
                         let filter = q.filter.as_ref().and_then(|f| {
                             let all: Vec<Filter> = f
                                 .iter()
@@ -212,30 +291,45 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                             .with_mode(mode);
                         let hits = rt.block_on(index.retrieve(&req))?;
                         let ranked: Vec<String> = hits.into_iter().map(|h| h.doc_id).collect();
-                        acc.add(&ranked, &q.relevant);
-                    }
-                    let m = acc.finish();
-                    if json {
-                        let mut row =
-                            serde_json::json!({"provider": provider, "mode": mode.as_str()});
-                        if let (Some(obj), serde_json::Value::Object(metrics)) =
-                            (row.as_object_mut(), serde_json::to_value(m)?)
-                        {
-                            obj.extend(metrics);
+                        for ((_, keep), acc) in subsets.iter().zip(&mut accs) {
+                            if keep(i + 1) {
+                                acc.add(&ranked, &q.relevant);
+                            }
                         }
-                        println!("{row}");
-                    } else {
-                        println!(
-                            "{:<10} {:<8} {:>8.3} {:>8.3} {:>9.3} {:>6.3} {:>8.3} {:>7}",
-                            provider,
-                            mode.as_str(),
-                            m.recall_at_1,
-                            m.recall_at_5,
-                            m.recall_at_10,
-                            m.mrr,
-                            m.ndcg_at_10,
-                            m.queries
-                        );
+                    }
+                    for ((subset, _), acc) in subsets.iter().zip(&accs) {
+                        let m = acc.finish();
+                        if json {
+                            let mut row = serde_json::json!({
+                                "provider": provider,
+                                "mode": mode.as_str(),
+                                "subset": subset,
+                                "keyword_weight": weights.map(|w| w.keyword),
+                                "vector_weight": weights.map(|w| w.vector),
+                            });
+                            if let (Some(obj), serde_json::Value::Object(metrics)) =
+                                (row.as_object_mut(), serde_json::to_value(m)?)
+                            {
+                                obj.extend(metrics);
+                            }
+                            println!("{row}");
+                        } else {
+                            // Keyword weight 1 unless a library caller chose otherwise.
+                            let weight = weights.map_or("-".to_owned(), |w| w.vector.to_string());
+                            println!(
+                                "{:<10} {:<8} {:>6} {:<6} {:>8.3} {:>8.3} {:>9.3} {:>6.3} {:>8.3} {:>7}",
+                                provider,
+                                mode.as_str(),
+                                weight,
+                                subset,
+                                m.recall_at_1,
+                                m.recall_at_5,
+                                m.recall_at_10,
+                                m.mrr,
+                                m.ndcg_at_10,
+                                m.queries
+                            );
+                        }
                     }
                 }
             }
@@ -243,6 +337,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         }
     }
 }
+
+/// A named subset of the eval queries: which 1-based query numbers it keeps.
+type Subset = (&'static str, fn(usize) -> bool);
 
 fn read_queries(path: &Path) -> anyhow::Result<Vec<EvalQuery>> {
     let text =

@@ -93,21 +93,21 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }))?;
             if json {
                 for r in &records {
-                    println!("{}", serde_json::to_string(r)?);
+                    outln!("{}", serde_json::to_string(r)?);
                 }
                 return Ok(());
             }
             if records.is_empty() {
-                println!("no messages");
+                outln!("no messages");
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<38} {:<12} {:<9} {:>3} {:>5}  MESSAGE / ERROR",
                 "EVENT ID", "CUSTOMER", "STATUS", "TRY", "SCORE"
             );
             for r in &records {
                 let text = r.message.as_deref().or(r.error.as_deref()).unwrap_or("");
-                println!(
+                outln!(
                     "{:<38} {:<12} {:<9} {:>3} {:>5}  {}",
                     r.event_id,
                     r.customer_id,
@@ -128,31 +128,31 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                 anyhow::bail!("no message record for event {id:?} (see `upsell messages list`)");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
                 return Ok(());
             }
-            println!("event      {}", r.event_id);
-            println!("customer   {}", r.customer_id);
-            println!("status     {}", status(r.status));
+            outln!("event      {}", r.event_id);
+            outln!("customer   {}", r.customer_id);
+            outln!("status     {}", status(r.status));
             if let Some(s) = r.recommended_service {
-                println!("service    {}", s.code());
+                outln!("service    {}", s.code());
             }
-            println!("generator  {}", r.generator);
-            println!("judge      {}", r.judge);
-            println!(
+            outln!("generator  {}", r.generator);
+            outln!("judge      {}", r.judge);
+            outln!(
                 "tokens     {} in / {} out, ${:.5}",
                 r.total_usage.input_tokens, r.total_usage.output_tokens, r.cost_usd
             );
-            println!("latency    {} ms", r.latency_ms);
-            println!("created    {}", r.created_at.to_rfc3339());
+            outln!("latency    {} ms", r.latency_ms);
+            outln!("created    {}", r.created_at.to_rfc3339());
             if let Some(e) = &r.error {
-                println!("error      {e}");
+                outln!("error      {e}");
             }
             if let Some(m) = &r.message {
-                println!("\nmessage:\n{m}");
+                outln!("\nmessage:\n{m}");
             }
             for a in &r.attempts {
-                println!(
+                outln!(
                     "\nattempt {}: score {}, {}{}",
                     a.attempt,
                     a.verdict.score,
@@ -167,9 +167,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                         format!(" ({})", a.verdict.reasons.join(", "))
                     }
                 );
-                println!("  {}", one_line(&a.message, 400));
+                outln!("  {}", one_line(&a.message, 400));
                 if !a.verdict.feedback.is_empty() {
-                    println!("  feedback: {}", one_line(&a.verdict.feedback, 400));
+                    outln!("  feedback: {}", one_line(&a.verdict.feedback, 400));
                 }
             }
             Ok(())

@@ -2,6 +2,15 @@
 
 use std::path::PathBuf;
 
+/// `println!` that returns the write error (`?`) instead of panicking, so that a closed stdout
+/// (`upsell ... | head`) ends the command quietly; see [`is_broken_pipe`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 pub mod asl;
 pub mod executions;
 pub mod features;

@@ -41,16 +41,16 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let records = rt.block_on(store.list_quarantine(after.as_deref(), limit.max(1)))?;
     if json {
         for r in &records {
-            println!("{}", serde_json::to_string(r)?);
+            outln!("{}", serde_json::to_string(r)?);
         }
         return Ok(());
     }
     if records.is_empty() {
-        println!("nothing quarantined");
+        outln!("nothing quarantined");
         return Ok(());
     }
     for r in &records {
-        println!(
+        outln!(
             "{}  {}  {}",
             r.quarantine_id,
             r.reason,
@@ -62,7 +62,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             } else {
                 p.path.as_str()
             };
-            println!("    {at}: {}", p.message);
+            outln!("    {at}: {}", p.message);
         }
     }
     if records.len() == limit {

@@ -132,33 +132,34 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             eprintln!("... and {} more failures", failures.len() - 10);
         }
         if args.json {
-            println!("{}", summary.to_json());
+            outln!("{}", summary.to_json());
         } else {
-            print_summary(&summary, &ctx.home);
+            print_summary(&summary, &ctx.home)?;
         }
         anyhow::Ok(())
     })
 }
 
-fn print_summary(s: &RunSummary, home: &std::path::Path) {
-    println!(
+fn print_summary(s: &RunSummary, home: &std::path::Path) -> std::io::Result<()> {
+    outln!(
         "{} events in {:.2}s ({:.0} events/s)",
         s.events,
         s.elapsed_s,
         s.events_per_s()
     );
-    println!("  published           {:>7}", s.published);
-    println!(
+    outln!("  published           {:>7}", s.published);
+    outln!(
         "  rejected            {:>7}  (judge rejected every attempt: {}; no message on purpose: {})",
         s.rejected + s.skipped,
         s.rejected,
         s.skipped
     );
-    println!("  quarantined         {:>7}", s.quarantined);
-    println!("  failed              {:>7}", s.failed);
-    println!("  duplicates ignored  {:>7}", s.duplicates);
-    println!(
+    outln!("  quarantined         {:>7}", s.quarantined);
+    outln!("  failed              {:>7}", s.failed);
+    outln!("  duplicates ignored  {:>7}", s.duplicates);
+    outln!(
         "records in {}: `upsell messages list`, `upsell quarantine list`, `upsell executions list`",
         home.display()
     );
+    Ok(())
 }

@@ -32,7 +32,7 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
                 schema::REGENERATE_COMMAND
             );
         }
-        println!(
+        outln!(
             "{} schemas in {} are up to date",
             schema::all_schemas().len(),
             args.dir.display()
@@ -51,10 +51,10 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("wrote {}", path.display());
+        outln!("wrote {}", path.display());
         written += 1;
     }
-    println!(
+    outln!(
         "{written} schema(s) written, {} up to date, in {}",
         schema::all_schemas().len() - written,
         args.dir.display()
