@@ -1,6 +1,7 @@
 //! The local application: everything `upsell run` and its companions need, under one home folder.
 //!
-//! [`LocalApp::open`] opens the SQLite stores in `<home>/upsell.db`, loads the seed agents into
+//! [`LocalApp::open`] opens the SQLite stores in `<home>/upsell.db` (execution history in
+//! `<home>/history.db`), loads the seed agents into
 //! the registry on first run, builds the knowledge-base index when it is empty, builds each
 //! worker's `Deps` from the local adapters and reads `sam/template.yaml` (rules, state machines,
 //! functions, tables). Workers are called in-process through [`LocalWorkers`], which deserialises
@@ -42,8 +43,13 @@ use upsell_sqlite::messages::SqliteMessageStore;
 use upsell_sqlite::registry::SqliteAgentRegistry;
 use upsell_sqlite::tables::TableStore;
 
-/// The SQLite file under the home folder that holds every local store.
+/// The SQLite file under the home folder that holds the local stores (not the history).
 pub const DB_FILE: &str = "upsell.db";
+
+/// The execution history and checkpoints, in a file of their own: SQLite has one write lock per
+/// file, and the history writer's group commits would otherwise make every store write wait
+/// (docs/performance.md, "upsell run").
+pub const HISTORY_FILE: &str = "history.db";
 
 /// The database under `home`, or an error telling the user to run `upsell run` first (read-only
 /// commands never create an empty one).
@@ -453,8 +459,10 @@ impl LocalApp {
         let mut notes = Vec::new();
 
         let messages = Arc::new(SqliteMessageStore::open(&db).map_err(port("message store", &db))?);
-        let executions =
-            Arc::new(ExecutionStore::open(&db).map_err(port("execution history", &db))?);
+        let history_db = opts.home.join(HISTORY_FILE);
+        let executions = Arc::new(
+            ExecutionStore::open(&history_db).map_err(port("execution history", &history_db))?,
+        );
         let registry =
             Arc::new(SqliteAgentRegistry::open(&db).map_err(port("agent registry", &db))?);
         let features = Arc::new(SqliteFeatureStore::open(&db).map_err(port("feature store", &db))?);

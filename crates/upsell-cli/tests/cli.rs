@@ -352,7 +352,9 @@ fn closed_stdout_is_not_a_crash() {
     // Enough malformed lines that `quarantine list` prints far more than a pipe buffer holds.
     let mut lines = String::new();
     for i in 0..1000 {
-        lines.push_str(&format!("{{\"id\": \"bad-{i}\", \"not an event\": true}}\n"));
+        lines.push_str(&format!(
+            "{{\"id\": \"bad-{i}\", \"not an event\": true}}\n"
+        ));
     }
     std::fs::write(&events, lines).unwrap();
     let home_arg = home.path().to_str().unwrap();
@@ -383,6 +385,10 @@ fn closed_stdout_is_not_a_crash() {
         let done = child.wait_with_output().unwrap();
         let err = stderr(&done);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert!(done.status.success(), "{args:?} exited {:?}: {err}", done.status);
+        assert!(
+            done.status.success(),
+            "{args:?} exited {:?}: {err}",
+            done.status
+        );
     }
 }

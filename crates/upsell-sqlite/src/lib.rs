@@ -1,9 +1,11 @@
 //! SQLite adapters for the ports of `upsell-core`: the embedded store used on a laptop.
 //!
-//! Everything lives in one SQLite file (by default `.upsell/upsell.db`): the feature store with
-//! its history ([`features`]), the customer-embedding index for similar-customer search, and the
-//! knowledge-base index with FTS5 and vectors ([`kb`], with a retrieval-result cache in
-//! [`kb_cache`]).
+//! Each store takes the path of its SQLite file. The CLI keeps the stores in one file (by default
+//! `.upsell/upsell.db`): the feature store with its history ([`features`]), the
+//! customer-embedding index for similar-customer search, and the knowledge-base index with FTS5
+//! and vectors ([`kb`], with a retrieval-result cache in [`kb_cache`]); the execution history
+//! ([`history`]) goes in a file of its own (`history.db`) so that its group commits never hold
+//! the stores' write lock.
 
 pub mod contacts;
 pub mod features;

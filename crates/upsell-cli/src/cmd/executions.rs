@@ -142,7 +142,7 @@ fn detail_summary(event_type: &str, details: &Value) -> String {
 
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
-    let db = existing_db(&ctx.home)?;
+    let db = existing_db(&ctx.home)?.with_file_name(upsell_cli::app::HISTORY_FILE);
     let store = ExecutionStore::open(&db).with_context(|| format!("opening {}", db.display()))?;
     match args.command {
         Sub::List {
@@ -174,7 +174,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
             outln!(
                 "{:<50} {:<10} {:<24} {:<12} STATE MACHINE",
-                "NAME", "STATUS", "STARTED", "OUTCOME"
+                "NAME",
+                "STATUS",
+                "STARTED",
+                "OUTCOME"
             );
             for e in &list {
                 outln!(
@@ -222,7 +225,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             outln!();
             outln!(
                 "{:>4}  {:<28} {:<22} {:>9}  DETAILS",
-                "ID", "TYPE", "STEP", "ELAPSED"
+                "ID",
+                "TYPE",
+                "STEP",
+                "ELAPSED"
             );
             let mut step = String::new();
             for ev in &history {

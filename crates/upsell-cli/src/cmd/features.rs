@@ -210,7 +210,11 @@ fn ingest(store: &SqliteFeatureStore, path: &PathBuf) -> anyhow::Result<()> {
     let s = store.ingest_events(&events)?;
     outln!(
         "{} events added ({} already known, {} invalid lines skipped); {} customers updated, {} feature snapshots written",
-        s.events_added, s.events_duplicate, rejected, s.customers_updated, s.snapshots_written
+        s.events_added,
+        s.events_duplicate,
+        rejected,
+        s.customers_updated,
+        s.snapshots_written
     );
     Ok(())
 }

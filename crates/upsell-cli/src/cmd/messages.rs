@@ -103,7 +103,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
             outln!(
                 "{:<38} {:<12} {:<9} {:>3} {:>5}  MESSAGE / ERROR",
-                "EVENT ID", "CUSTOMER", "STATUS", "TRY", "SCORE"
+                "EVENT ID",
+                "CUSTOMER",
+                "STATUS",
+                "TRY",
+                "SCORE"
             );
             for r in &records {
                 let text = r.message.as_deref().or(r.error.as_deref()).unwrap_or("");
@@ -141,7 +145,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             outln!("judge      {}", r.judge);
             outln!(
                 "tokens     {} in / {} out, ${:.5}",
-                r.total_usage.input_tokens, r.total_usage.output_tokens, r.cost_usd
+                r.total_usage.input_tokens,
+                r.total_usage.output_tokens,
+                r.cost_usd
             );
             outln!("latency    {} ms", r.latency_ms);
             outln!("created    {}", r.created_at.to_rfc3339());
