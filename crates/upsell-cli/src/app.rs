@@ -39,8 +39,9 @@ use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_cache::CachedKnowledgeBase;
 use upsell_sqlite::kb_source::load_documents;
-use upsell_sqlite::messages::SqliteMessageStore;
-use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::messages::{MESSAGES_TABLE, SqliteMessageStore};
+use upsell_sqlite::open_shared;
+use upsell_sqlite::registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
 use upsell_sqlite::tables::TableStore;
 
 /// The SQLite file under the home folder that holds the local stores (not the history).
@@ -458,16 +459,26 @@ impl LocalApp {
         let db = opts.home.join(DB_FILE);
         let mut notes = Vec::new();
 
-        let messages = Arc::new(SqliteMessageStore::open(&db).map_err(port("message store", &db))?);
+        // One connection for the stores in upsell.db: with one per store, every write would
+        // make SQLite drop the other connections' page caches.
+        let conn = open_shared(&db).map_err(port("the stores", &db))?;
+        let tables = Arc::new(TableStore::shared(conn.clone()).map_err(port("tables", &db))?);
+        let messages = Arc::new(
+            SqliteMessageStore::new(tables.clone(), MESSAGES_TABLE)
+                .map_err(port("message store", &db))?,
+        );
         let history_db = opts.home.join(HISTORY_FILE);
         let executions = Arc::new(
             ExecutionStore::open(&history_db).map_err(port("execution history", &history_db))?,
         );
-        let registry =
-            Arc::new(SqliteAgentRegistry::open(&db).map_err(port("agent registry", &db))?);
-        let features = Arc::new(SqliteFeatureStore::open(&db).map_err(port("feature store", &db))?);
-        let contacts = Arc::new(SqliteContactStore::open(&db).map_err(port("contact store", &db))?);
-        let tables = Arc::new(TableStore::open(&db).map_err(port("tables", &db))?);
+        let registry = Arc::new(SqliteAgentRegistry::new(
+            tables.clone(),
+            AGENT_REGISTRY_TABLE,
+        ));
+        let features =
+            Arc::new(SqliteFeatureStore::shared(conn.clone()).map_err(port("feature store", &db))?);
+        let contacts =
+            Arc::new(SqliteContactStore::shared(conn).map_err(port("contact store", &db))?);
         let kb = Arc::new(
             SqliteKnowledgeBase::open(&db, Arc::new(HashingEmbedder::default()))
                 .map_err(port("knowledge base", &db))?,

@@ -2,14 +2,14 @@
 //! profile event wins), for the enrich worker.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
 use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 
-use crate::{db_err, open_connection};
+use crate::{SharedConnection, db_err, open_connection};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS contacts (
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS contacts (
 
 /// SQLite contact store.
 pub struct SqliteContactStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
 }
 
 impl std::fmt::Debug for SqliteContactStore {
@@ -42,11 +42,17 @@ impl SqliteContactStore {
         Self::from_connection(Connection::open_in_memory().map_err(db_err)?)
     }
 
+    /// The store on a connection other stores of this process share (creates its table).
+    pub fn shared(conn: SharedConnection) -> Result<Self, PortError> {
+        conn.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .execute_batch(SCHEMA)
+            .map_err(db_err)?;
+        Ok(SqliteContactStore { conn })
+    }
+
     fn from_connection(conn: Connection) -> Result<Self, PortError> {
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(SqliteContactStore {
-            conn: Mutex::new(conn),
-        })
+        Self::shared(Arc::new(Mutex::new(conn)))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

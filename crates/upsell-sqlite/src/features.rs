@@ -17,7 +17,7 @@ use upsell_core::features::{
 use upsell_core::ports::PortError;
 
 use crate::vectors::{VectorMatrix, blob_to_f32, f32_to_blob};
-use crate::{db_err, open_connection};
+use crate::{SharedConnection, db_err, open_connection};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS feature_history (
@@ -66,7 +66,7 @@ struct Cache {
 
 /// SQLite feature store and customer index.
 pub struct SqliteFeatureStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
     generation: Mutex<u64>,
     cache: Mutex<Option<Arc<Cache>>>,
 }
@@ -86,13 +86,22 @@ impl SqliteFeatureStore {
         Self::from_connection(Connection::open_in_memory().map_err(db_err)?)
     }
 
-    fn from_connection(conn: Connection) -> Result<Self, PortError> {
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
+    /// The store on a connection other stores of this process share (creates its tables). Only
+    /// this store writes its tables there, so its cache stays valid across the others' writes.
+    pub fn shared(conn: SharedConnection) -> Result<Self, PortError> {
+        conn.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .execute_batch(SCHEMA)
+            .map_err(db_err)?;
         Ok(SqliteFeatureStore {
-            conn: Mutex::new(conn),
+            conn,
             generation: Mutex::new(0),
             cache: Mutex::new(None),
         })
+    }
+
+    fn from_connection(conn: Connection) -> Result<Self, PortError> {
+        Self::shared(Arc::new(Mutex::new(conn)))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {

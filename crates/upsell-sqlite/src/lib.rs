@@ -6,6 +6,10 @@
 //! and vectors ([`kb`], with a retrieval-result cache in [`kb_cache`]); the execution history
 //! ([`history`]) goes in a file of its own (`history.db`) so that its group commits never hold
 //! the stores' write lock.
+//!
+//! Stores in the same file should share one [`SharedConnection`] (each has a `shared`
+//! constructor): a commit on one connection makes SQLite drop every other connection's page
+//! cache, so separate connections per store re-read their pages after every write.
 
 pub mod contacts;
 pub mod features;
@@ -19,10 +23,19 @@ pub mod tables;
 pub mod vectors;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
 use upsell_core::ports::PortError;
+
+/// One connection used by several stores of the same process (see the module docs).
+pub type SharedConnection = Arc<Mutex<Connection>>;
+
+/// Opens the SQLite file at `path` like [`open_connection`], for stores to share.
+pub fn open_shared(path: &Path) -> Result<SharedConnection, PortError> {
+    Ok(Arc::new(Mutex::new(open_connection(path)?)))
+}
 
 /// Maps a SQLite error to a port error: busy/locked is transient, constraint is a conflict.
 pub fn db_err(e: rusqlite::Error) -> PortError {

@@ -13,14 +13,14 @@
 //! ([`TableStore::ensure_index`], [`TableStore::query_index`]), like DynamoDB GSIs.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use upsell_core::ports::PortError;
 
-use crate::{db_err, open_connection};
+use crate::{SharedConnection, db_err, open_connection};
 
 /// One key attribute's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +195,7 @@ impl Transaction<'_> {
 
 /// DynamoDB-like tables in SQLite.
 pub struct TableStore {
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
 }
 
 impl std::fmt::Debug for TableStore {
@@ -225,11 +225,17 @@ impl TableStore {
         Self::with_connection(Connection::open_in_memory().map_err(db_err)?)
     }
 
+    /// The store on a connection other stores of this process share (creates its table).
+    pub fn shared(conn: SharedConnection) -> Result<Self, PortError> {
+        conn.lock()
+            .map_err(|_| PortError::Other("table store lock poisoned".into()))?
+            .execute_batch(SCHEMA)
+            .map_err(db_err)?;
+        Ok(TableStore { conn })
+    }
+
     fn with_connection(conn: Connection) -> Result<Self, PortError> {
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        Ok(TableStore {
-            conn: Mutex::new(conn),
-        })
+        Self::shared(Arc::new(Mutex::new(conn)))
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, PortError> {
