@@ -344,6 +344,63 @@ fn kb_eval_splits_queries_and_compares_fusion_weights() {
     assert!(stderr(&bad).contains("non-negative"), "{}", stderr(&bad));
 }
 
+/// `--rerank` compares re-ranking depths on one index (0 = off; the JSON rows carry `rerank`),
+/// and `--misses` lists the queries whose top 5 misses a relevant document.
+#[test]
+fn kb_eval_compares_reranking_and_lists_misses() {
+    let dir = knowledge_base_dir();
+    let out = upsell(&[
+        "kb",
+        "--dir",
+        &dir,
+        "eval",
+        "--provider",
+        "hashing",
+        "--json",
+        "--rerank",
+        "0",
+        "--rerank",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // keyword, vector and hybrid, without and with re-ranking.
+    let depths: Vec<Value> = rows.iter().map(|r| r["rerank"].clone()).collect();
+    assert_eq!(
+        depths,
+        [
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            json!(20),
+            json!(20),
+            json!(20)
+        ]
+    );
+    assert_ne!(rows[2]["recall@5"], rows[5]["recall@5"], "{rows:#?}");
+
+    let out = upsell(&[
+        "kb",
+        "--dir",
+        &dir,
+        "eval",
+        "--provider",
+        "hashing",
+        "--misses",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("misses of hashing hybrid"), "{text}");
+    assert!(text.contains("missed past-messages/pm-"), "{text}");
+    assert!(
+        text.contains(" * "),
+        "relevant documents are starred: {text}"
+    );
+}
+
 /// A reader that stops early (`upsell ... | head -1`) ends the command quietly, with no panic.
 #[test]
 fn closed_stdout_is_not_a_crash() {

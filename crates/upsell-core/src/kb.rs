@@ -1013,6 +1013,103 @@ impl FusionWeights {
     }
 }
 
+/// Second-stage re-ranking of the first stage's best candidates (Bedrock `Retrieve`'s
+/// `vectorSearchConfiguration.rerankingConfiguration`, which sends the top results to a
+/// reranking model). Locally the model is the index's own embedder, used sentence by sentence:
+/// each candidate's text is split into sentences ([`rerank_passages`]), and a candidate scores
+/// [`sentence_rerank_score`] of the query's cosine similarities to its sentences. A whole-chunk
+/// vector averages the one sentence that says what a document is about with its boilerplate;
+/// a sentence vector does not. The numbers were chosen on the odd-numbered eval queries
+/// (docs/knowledge-base.md has the measurements).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerankSettings {
+    /// How many first-stage results (parents, with hierarchical chunking) are re-ranked; the
+    /// best `k` of them are returned. Bedrock's `numberOfRerankedResults` is the `k` returned.
+    pub candidates: usize,
+}
+
+impl RerankSettings {
+    /// Candidates re-ranked by default.
+    pub const DEFAULT_CANDIDATES: usize = 20;
+
+    /// The default for an embedding provider: on for sentence models, off for `hashing`
+    /// (its bag-of-words vectors gain little from sentence scoring and the index would store a
+    /// vector per sentence).
+    pub fn for_provider(provider: &str) -> Option<RerankSettings> {
+        match provider {
+            "hashing" => None,
+            _ => Some(RerankSettings {
+                candidates: Self::DEFAULT_CANDIDATES,
+            }),
+        }
+    }
+
+    /// Rejects settings no backend could serve (Bedrock re-ranks at most 1,000 results).
+    pub fn validate(&self) -> Result<(), PortError> {
+        if self.candidates == 0 || self.candidates > 1000 {
+            return Err(PortError::Invalid(format!(
+                "re-ranking candidates must be between 1 and 1000, got {}",
+                self.candidates
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Weight of a candidate's second-best sentence in [`sentence_rerank_score`].
+pub const RERANK_SECOND_SENTENCE_WEIGHT: f32 = 0.25;
+
+/// Longest passage [`rerank_passages`] returns, in words (a longer sentence is cut).
+pub const RERANK_MAX_PASSAGE_WORDS: usize = 64;
+
+/// The passages a candidate is re-ranked by: its sentences. A sentence ends at a word ending
+/// in `.`, `!` or `?` (closing quotes or brackets allowed); a markdown heading marker (`#`,
+/// `##`, ...) starts a new passage, so a heading stays with the sentence after it. Works on
+/// text whose line breaks were lost (hierarchical parents are windows of words). Passages are
+/// at most [`RERANK_MAX_PASSAGE_WORDS`] words.
+pub fn rerank_passages(text: &str) -> Vec<String> {
+    let mut out: Vec<Vec<&str>> = vec![Vec::new()];
+    for word in text.split_whitespace() {
+        let current = out.last().map_or(0, Vec::len);
+        let heading = word.chars().all(|c| c == '#');
+        if current > 0 && (heading || current >= RERANK_MAX_PASSAGE_WORDS) {
+            out.push(Vec::new());
+        }
+        if let Some(last) = out.last_mut() {
+            last.push(word);
+        }
+        let end = word.trim_end_matches(['"', '\'', ')', ']', '\u{201d}', '\u{2019}']);
+        if end.ends_with(['.', '!', '?']) {
+            out.push(Vec::new());
+        }
+    }
+    out.into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| p.join(" "))
+        .collect()
+}
+
+/// A candidate's re-ranking score from the query's similarities to its passages: the best
+/// plus [`RERANK_SECOND_SENTENCE_WEIGHT`] times the second best (a soft maximum: a document
+/// that matches in two places, e.g. the customer note and the message's hook, beats one
+/// that matches once). `f32::NEG_INFINITY` for no passages.
+pub fn sentence_rerank_score(similarities: &[f32]) -> f32 {
+    let (mut best, mut second) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &s in similarities {
+        if s > best {
+            second = best;
+            best = s;
+        } else if s > second {
+            second = s;
+        }
+    }
+    if second.is_finite() {
+        best + RERANK_SECOND_SENTENCE_WEIGHT * second
+    } else {
+        best
+    }
+}
+
 /// One labelled retrieval query from `knowledge-base/eval/queries.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalQuery {
@@ -1106,6 +1203,47 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn rerank_passages_split_sentences_and_headings() {
+        let text = "# Past upsell: Pool (west) ## Customer context Customer for 5 years. \
+                    Account notes: bought a house with a pool. ## Message Hi Tom, thanks! \
+                    Price $8,333.30 a visit? \"Yes.\" done";
+        assert_eq!(
+            rerank_passages(text),
+            vec![
+                "# Past upsell: Pool (west)",
+                "## Customer context Customer for 5 years.",
+                "Account notes: bought a house with a pool.",
+                "## Message Hi Tom, thanks!",
+                "Price $8,333.30 a visit?",
+                "\"Yes.\"",
+                "done",
+            ]
+        );
+        assert!(rerank_passages("  ").is_empty());
+        let long = vec!["word"; RERANK_MAX_PASSAGE_WORDS * 2 + 1].join(" ");
+        let cut = rerank_passages(&long);
+        assert_eq!(cut.len(), 3);
+        assert!(
+            cut.iter()
+                .all(|p| p.split(' ').count() <= RERANK_MAX_PASSAGE_WORDS)
+        );
+    }
+
+    #[test]
+    fn sentence_rerank_score_is_best_plus_a_share_of_second() {
+        assert_eq!(sentence_rerank_score(&[]), f32::NEG_INFINITY);
+        assert_eq!(sentence_rerank_score(&[0.5]), 0.5);
+        let s = sentence_rerank_score(&[0.2, 0.8, 0.4, 0.1]);
+        assert!((s - (0.8 + RERANK_SECOND_SENTENCE_WEIGHT * 0.4)).abs() < 1e-6);
+        assert!(RerankSettings { candidates: 0 }.validate().is_err());
+        assert!(RerankSettings::for_provider("hashing").is_none());
+        assert_eq!(
+            RerankSettings::for_provider("minilm"),
+            Some(RerankSettings { candidates: 20 })
+        );
     }
 
     #[test]

@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use upsell_core::events::{Region, Service};
 use upsell_core::features::{CustomerEmbedding, EMBEDDING_VERSION, SimilarQuery, embedding_len};
 use upsell_core::kb::{
-    Chunk, ChunkingSettings, Document, EvalQuery, HashingEmbedder, MetaValue, RetrieveRequest,
-    SearchMode, chunk_document,
+    Chunk, ChunkingSettings, Document, EvalQuery, HashingEmbedder, MetaValue, RerankSettings,
+    RetrieveRequest, SearchMode, chunk_document,
 };
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
@@ -262,6 +262,61 @@ fn kb(c: &mut Criterion) {
     }
     drop(index);
     vec0(c, &dir.path().join("kb.db"), &vectors);
+    rerank(c, &rt, &embedder, &queries, &vectors);
+}
+
+/// The cost of the second stage (re-ranking the best 20 by their stored sentence vectors): it
+/// reads and scores the passages of 20 units whatever the index size, so it is measured on the
+/// real knowledge base (storing a vector per sentence of 100,000 synthetic chunks would take
+/// gigabytes), hybrid with and without re-ranking on the same index.
+fn rerank(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    embedder: &Arc<HashingEmbedder>,
+    queries: &[String],
+    vectors: &[Vec<f32>],
+) {
+    let docs = load_documents(&kb_dir()).unwrap();
+    let settings = RerankSettings {
+        candidates: RerankSettings::DEFAULT_CANDIDATES,
+    };
+    let mut index = SqliteKnowledgeBase::in_memory(embedder.clone())
+        .unwrap()
+        .with_rerank(Some(settings))
+        .unwrap();
+    let report = rt.block_on(index.sync(&docs)).unwrap();
+    eprintln!(
+        "re-ranking index: {} chunks, {} passages",
+        report.chunks_total, report.passages_embedded
+    );
+    for on in [false, true] {
+        index.set_rerank(on.then_some(settings)).unwrap();
+        let name = format!("kb_hybrid{}_real", if on { "_rerank20" } else { "" });
+        let mut samples = Vec::new();
+        for (q, v) in queries.iter().zip(vectors) {
+            let t = Instant::now();
+            let hits = index
+                .retrieve_with_vector(&RetrieveRequest::new(q, 5), Some(v))
+                .unwrap();
+            samples.push(t.elapsed());
+            assert_eq!(hits.len(), 5);
+        }
+        let (p50, p99) = percentiles(samples);
+        eprintln!(
+            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
+        let mut i = 0;
+        c.bench_function(&name, |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                index
+                    .retrieve_with_vector(&RetrieveRequest::new(&queries[i], 5), Some(&vectors[i]))
+                    .unwrap()
+            })
+        });
+    }
 }
 
 /// Registers sqlite-vec for every connection opened afterwards.

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::kb::{
-    Chunk, Embedder, EmbedderInfo, Filter, FusionWeights, KnowledgeBase, Metadata, RetrieveRequest,
-    RetrievedChunk, SearchMode, best_per_group, content_words, fts5_query,
-    weighted_reciprocal_rank_fusion,
+    Chunk, Embedder, EmbedderInfo, Filter, FusionWeights, KnowledgeBase, Metadata, RerankSettings,
+    RetrieveRequest, RetrievedChunk, SearchMode, best_per_group, content_words, dot, fts5_query,
+    rerank_passages, sentence_rerank_score, weighted_reciprocal_rank_fusion,
 };
 use upsell_core::ports::PortError;
 
@@ -44,6 +44,14 @@ CREATE TABLE IF NOT EXISTS kb_parents (
     text      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS kb_parents_doc ON kb_parents(doc_id);
+CREATE TABLE IF NOT EXISTS kb_passages (
+    unit_id   TEXT NOT NULL,
+    position  INTEGER NOT NULL,
+    doc_id    TEXT NOT NULL REFERENCES kb_docs(doc_id) ON DELETE CASCADE,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (unit_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kb_passages_doc ON kb_passages(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS kb_fts USING fts5(
     text, content='kb_chunks', content_rowid='id',
     tokenize='porter unicode61 remove_diacritics 2'
@@ -111,6 +119,9 @@ pub struct IngestReport {
     /// Sentence windows embedded to place semantic-chunking breakpoints (0 for other
     /// strategies).
     pub sentences_embedded: usize,
+    /// Passages (sentences of each retrievable unit) embedded for re-ranking (0 without
+    /// re-ranking).
+    pub passages_embedded: usize,
 }
 
 /// Per-connection helpers for keyword search: the FTS5 index's vocabulary with document
@@ -144,6 +155,8 @@ struct Cache {
     groups: Vec<u32>,
     /// Most rows sharing one group (1 without hierarchical chunking).
     max_group_size: usize,
+    /// Whether the index holds passage vectors for re-ranking (`kb_meta` key `passages`).
+    has_passages: bool,
 }
 
 /// One bit per cached row.
@@ -251,6 +264,8 @@ pub struct SqliteKnowledgeBase {
     embedder: Arc<dyn Embedder>,
     /// Weights of the keyword and vector lists in hybrid fusion.
     fusion: FusionWeights,
+    /// Second-stage re-ranking; also decides whether ingestion embeds passages.
+    rerank: Option<RerankSettings>,
     generation: Mutex<u64>,
     cache: Mutex<Option<Arc<Cache>>>,
 }
@@ -260,6 +275,7 @@ impl std::fmt::Debug for SqliteKnowledgeBase {
         f.debug_struct("SqliteKnowledgeBase")
             .field("embedder", &self.embedder.info())
             .field("fusion", &self.fusion)
+            .field("rerank", &self.rerank)
             .finish_non_exhaustive()
     }
 }
@@ -269,6 +285,10 @@ impl std::fmt::Debug for SqliteKnowledgeBase {
 fn candidates_for(k: usize) -> usize {
     (k * 4).max(50)
 }
+
+/// The `kb_meta` value `passages` takes when the index holds re-ranking passages
+/// ([`rerank_passages`] of every unit); bump it when that split changes.
+const PASSAGES_VERSION: &str = "sentences-v1";
 
 /// Texts per call to the embedder during ingestion.
 const EMBED_BATCH: usize = 256;
@@ -326,9 +346,11 @@ impl SqliteKnowledgeBase {
         }
         conn.execute_batch(TEMP_SCHEMA).map_err(db_err)?;
         let fusion = FusionWeights::for_provider(&embedder.info().provider);
+        let rerank = RerankSettings::for_provider(&embedder.info().provider);
         Ok(SqliteKnowledgeBase {
             conn: Mutex::new(conn),
             fusion,
+            rerank,
             embedder,
             generation: Mutex::new(0),
             cache: Mutex::new(None),
@@ -352,6 +374,48 @@ impl SqliteKnowledgeBase {
     /// The weights hybrid fusion uses.
     pub fn fusion_weights(&self) -> FusionWeights {
         self.fusion
+    }
+
+    /// Sets second-stage re-ranking (default: [`RerankSettings::for_provider`] of the
+    /// embedder; `None` turns it off).
+    pub fn with_rerank(mut self, rerank: Option<RerankSettings>) -> Result<Self, PortError> {
+        self.set_rerank(rerank)?;
+        Ok(self)
+    }
+
+    /// Changes second-stage re-ranking. With re-ranking on, ingestion also embeds every
+    /// retrievable unit's sentences ([`rerank_passages`]); an index synced with it off has no
+    /// passage vectors, and its queries skip re-ranking until the next sync with it on (which
+    /// re-embeds everything, as changing the embedder does).
+    pub fn set_rerank(&mut self, rerank: Option<RerankSettings>) -> Result<(), PortError> {
+        if let Some(r) = &rerank {
+            r.validate()?;
+        }
+        self.rerank = rerank;
+        Ok(())
+    }
+
+    /// The re-ranking settings, if re-ranking is on.
+    pub fn rerank(&self) -> Option<RerankSettings> {
+        self.rerank
+    }
+
+    /// Whether the index holds re-ranking passages (it was last synced with re-ranking on).
+    pub fn has_passages(&self) -> Result<bool, PortError> {
+        Self::stored_passages(&self.conn())
+    }
+
+    /// Whether the index holds passage vectors (it was last synced with re-ranking on).
+    fn stored_passages(conn: &Connection) -> Result<bool, PortError> {
+        Ok(conn
+            .query_row(
+                "SELECT value FROM kb_meta WHERE key = 'passages'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .is_some_and(|v| v == PASSAGES_VERSION))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -443,7 +507,10 @@ impl SqliteKnowledgeBase {
 
     async fn sync_refs(&self, documents: &[DocRef<'_>]) -> Result<IngestReport, PortError> {
         let info = self.embedder.info();
-        let same_embedder = self.indexed_with()?.as_ref() == Some(&info);
+        let want_passages = self.rerank.is_some();
+        // Turning passages on or off re-embeds everything, like changing the embedder.
+        let same_embedder = self.indexed_with()?.as_ref() == Some(&info)
+            && Self::stored_passages(&self.conn())? == want_passages;
         let existing: HashMap<String, String> = if same_embedder {
             let conn = self.conn();
             let mut stmt = conn
@@ -544,11 +611,51 @@ impl SqliteKnowledgeBase {
             .map(|d| vectors.by_ref().take(d.chunks.len()).collect())
             .collect();
 
+        // Re-ranking passages: the sentences of every unit a search returns (a parent, or a
+        // chunk without one), embedded in batches that span documents.
+        let units: Vec<Vec<(&str, Vec<String>)>> = to_write
+            .iter()
+            .map(|d| {
+                if !want_passages {
+                    return Vec::new();
+                }
+                let mut seen = BTreeSet::new();
+                d.chunks
+                    .iter()
+                    .map(|c| match &c.parent {
+                        Some(p) => (p.chunk_id.as_str(), p.text.as_str()),
+                        None => (c.chunk_id.as_str(), c.text.as_str()),
+                    })
+                    .filter(|(id, _)| seen.insert(*id))
+                    .map(|(id, text)| (id, rerank_passages(text)))
+                    .collect()
+            })
+            .collect();
+        let passage_texts: Vec<String> = units
+            .iter()
+            .flatten()
+            .flat_map(|(_, p)| p.iter().cloned())
+            .collect();
+        let passage_vectors = self.embed_all(&passage_texts).await?;
+        report.passages_embedded = passage_texts.len();
+        let mut passage_vectors = passage_vectors.into_iter();
+
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(db_err)?;
         if !same_embedder {
             tx.execute_batch("DELETE FROM kb_chunks; DELETE FROM kb_docs;")
                 .map_err(db_err)?;
+            if want_passages {
+                tx.execute(
+                    "INSERT INTO kb_meta(key, value) VALUES ('passages', ?1)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [PASSAGES_VERSION],
+                )
+                .map_err(db_err)?;
+            } else {
+                tx.execute("DELETE FROM kb_meta WHERE key = 'passages'", [])
+                    .map_err(db_err)?;
+            }
             let json = serde_json::to_string(&info).map_err(|e| PortError::Other(e.to_string()))?;
             tx.execute(
                 "INSERT INTO kb_meta(key, value) VALUES ('embedder', ?1)
@@ -577,17 +684,37 @@ impl SqliteKnowledgeBase {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(db_err)?;
+            let mut ins_passage = tx
+                .prepare(
+                    "INSERT INTO kb_passages(unit_id, position, doc_id, embedding)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )
+                .map_err(db_err)?;
             let mut ins_parent = tx
                 .prepare(
                     "INSERT INTO kb_parents(parent_id, doc_id, text) VALUES (?1, ?2, ?3)
                      ON CONFLICT(parent_id) DO NOTHING",
                 )
                 .map_err(db_err)?;
-            for (doc, vectors) in to_write.iter().zip(&embedded) {
+            for ((doc, vectors), units) in to_write.iter().zip(&embedded).zip(&units) {
                 del.execute([&doc.doc_id]).map_err(db_err)?;
                 ins_doc
                     .execute(params![doc.doc_id, doc.source, doc.content_hash])
                     .map_err(db_err)?;
+                for (unit, passages) in units {
+                    for (position, vector) in
+                        passage_vectors.by_ref().take(passages.len()).enumerate()
+                    {
+                        ins_passage
+                            .execute(params![
+                                unit,
+                                position as i64,
+                                doc.doc_id,
+                                f32_to_blob(&vector)
+                            ])
+                            .map_err(db_err)?;
+                    }
+                }
                 for (chunk, vector) in doc.chunks.iter().zip(vectors) {
                     let meta = serde_json::to_string(&chunk.metadata)
                         .map_err(|e| PortError::Other(e.to_string()))?;
@@ -684,6 +811,7 @@ impl SqliteKnowledgeBase {
             vectors.push(&v);
         }
         let index_of = rowids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let has_passages = Self::stored_passages(conn)?;
         let mut doc_freq = HashMap::new();
         let mut stmt = conn
             .prepare("SELECT term, doc FROM temp.kb_fts_vocab")
@@ -703,6 +831,7 @@ impl SqliteKnowledgeBase {
             doc_freq,
             groups,
             max_group_size: group_sizes.into_iter().max().unwrap_or(1),
+            has_passages,
         });
         *slot = Some(Arc::clone(&cache));
         Ok(cache)
@@ -872,7 +1001,13 @@ impl SqliteKnowledgeBase {
         }
         let allowed = request.filter.as_ref().map(|f| cache.columns.allowed(f));
         let filter = allowed.as_ref();
-        let k = request.k;
+        // With re-ranking, the first stage returns its best `candidates` and the second stage
+        // keeps the best `k` of them.
+        let rerank = self.rerank.filter(|_| cache.has_passages).zip(query_vector);
+        let k = match rerank {
+            Some((r, _)) => request.k.max(r.candidates),
+            None => request.k,
+        };
         // Results are deduplicated by parent (hierarchical chunking; otherwise every chunk is
         // its own parent): each list keeps the best child of a parent, i.e. the parent scores
         // the max of its children. Asking a retriever for `n * max_group_size` rows yields at
@@ -932,7 +1067,46 @@ impl SqliteKnowledgeBase {
                 .collect()
             }
         };
-        Self::load_chunks(&conn, &scored)
+        let mut chunks = Self::load_chunks(&conn, &scored)?;
+        if let Some((_, q)) = rerank {
+            Self::rerank_chunks(&conn, q, &mut chunks)?;
+            chunks.truncate(request.k);
+        }
+        Ok(chunks)
+    }
+
+    /// The second stage: scores each chunk by [`sentence_rerank_score`] of the query's
+    /// similarities to its stored passages and sorts best first (ties keep the first stage's
+    /// order). A chunk without passages scores last.
+    fn rerank_chunks(
+        conn: &Connection,
+        query: &[f32],
+        chunks: &mut Vec<RetrievedChunk>,
+    ) -> Result<(), PortError> {
+        let mut stmt = conn
+            .prepare_cached("SELECT embedding FROM kb_passages WHERE unit_id = ?1")
+            .map_err(db_err)?;
+        let mut sims = Vec::new();
+        let mut scored = Vec::with_capacity(chunks.len());
+        for chunk in chunks.drain(..) {
+            sims.clear();
+            let mut rows = stmt.query([&chunk.chunk_id]).map_err(db_err)?;
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let blob = row
+                    .get_ref(0)
+                    .map_err(db_err)?
+                    .as_blob()
+                    .map_err(|e| PortError::Other(format!("corrupt passage vector: {e}")))?;
+                sims.push(dot(query, &blob_to_f32(blob)));
+            }
+            scored.push((sentence_rerank_score(&sims), chunk));
+        }
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        chunks.extend(scored.into_iter().map(|(score, mut chunk)| {
+            chunk.score = f64::from(score);
+            chunk
+        }));
+        Ok(())
     }
 
     /// The parent a row is deduplicated by (its cached group, or the row itself if the cache
@@ -962,7 +1136,7 @@ impl KnowledgeBase for SqliteKnowledgeBase {
     async fn retrieve(&self, request: &RetrieveRequest) -> Result<Vec<RetrievedChunk>, PortError> {
         request.validate()?;
         self.check_embedder()?;
-        let vector = if request.mode == SearchMode::Keyword {
+        let vector = if request.mode == SearchMode::Keyword && self.rerank.is_none() {
             None
         } else {
             self.embedder

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use upsell_core::kb::{
     Chunk, ChunkingSettings, ChunkingStrategy, Document, Filter, FusionWeights, HashingEmbedder,
-    HierarchicalSettings, KnowledgeBase, MetaValue, Metadata, RetrieveRequest, SearchMode,
-    SemanticSettings, chunk_document, weighted_reciprocal_rank_fusion,
+    HierarchicalSettings, KnowledgeBase, MetaValue, Metadata, RerankSettings, RetrieveRequest,
+    SearchMode, SemanticSettings, chunk_document, rerank_passages, sentence_rerank_score,
+    weighted_reciprocal_rank_fusion,
 };
 use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
 use upsell_sqlite::kb_source::load_documents;
@@ -1002,4 +1003,171 @@ async fn semantic_chunking_embeds_sentences_of_new_and_changed_documents_only() 
         .unwrap();
     assert_eq!((r.documents_updated, r.documents_unchanged), (1, 1));
     assert_eq!(r.sentences_embedded, 3);
+}
+
+/// Documents of several sentences: "dogs" says what the query asks in one sentence among
+/// unrelated ones, so its whole-chunk vector is diluted while one of its sentences is not.
+fn rerank_corpus() -> Vec<IndexDocument> {
+    vec![
+        doc(
+            "dogs",
+            "Customer for five years. Gutters cleaned every autumn. Snow removal in winter. \
+             Pays by card. Prefers email. Account notes: the new puppy digs holes in the lawn. \
+             Windows washed in spring. Deck stained last year. Two cars in the driveway.",
+            &[("doc_type", "past_message")],
+        ),
+        doc(
+            "lawn",
+            "New lawn seed. Holes in the lawn filled. A puppy-safe lawn feed.",
+            &[("doc_type", "past_message")],
+        ),
+        doc(
+            "pool",
+            "Pool opening. The pool cover comes off and the pump restarts.",
+            &[("doc_type", "catalogue")],
+        ),
+        doc(
+            "puppy",
+            "Puppy training classes. Dogs and puppies welcome.",
+            &[("doc_type", "catalogue")],
+        ),
+    ]
+}
+
+/// With re-ranking on, results are the first stage's best `candidates`, ordered by the best
+/// sentence similarity plus a quarter of the second best, and carry that score.
+#[tokio::test]
+async fn reranking_orders_candidates_by_their_best_sentences() {
+    let embedder = Arc::new(HashingEmbedder::new(256));
+    let query = "new puppy digs holes in the lawn";
+    let plain = SqliteKnowledgeBase::in_memory(embedder.clone()).unwrap();
+    assert_eq!(plain.rerank(), None, "hashing re-ranks only when asked");
+    let report = plain.sync(&rerank_corpus()).await.unwrap();
+    assert_eq!(report.passages_embedded, 0);
+    let kb = SqliteKnowledgeBase::in_memory(embedder.clone())
+        .unwrap()
+        .with_rerank(Some(RerankSettings { candidates: 3 }))
+        .unwrap();
+    let report = kb.sync(&rerank_corpus()).await.unwrap();
+    let passages: usize = rerank_corpus()
+        .iter()
+        .map(|d| rerank_passages(&d.chunks[0].text).len())
+        .sum();
+    assert_eq!(report.passages_embedded, passages);
+    for mode in SearchMode::ALL {
+        let first = plain
+            .retrieve(&RetrieveRequest::new(query, 3).with_mode(mode))
+            .await
+            .unwrap();
+        for k in [1, 2, 3, 4] {
+            let hits = kb
+                .retrieve(&RetrieveRequest::new(query, k).with_mode(mode))
+                .await
+                .unwrap();
+            // The candidates are the first stage's top max(k, 3).
+            let pool = plain
+                .retrieve(&RetrieveRequest::new(query, k.max(3)).with_mode(mode))
+                .await
+                .unwrap();
+            assert_eq!(hits.len(), k.min(pool.len()), "{mode:?} k={k}");
+            let expected = |text: &str| {
+                let q = embedder.embed_one(query);
+                let sims: Vec<f32> = rerank_passages(text)
+                    .iter()
+                    .map(|p| upsell_core::kb::dot(&q, &embedder.embed_one(p)))
+                    .collect();
+                f64::from(sentence_rerank_score(&sims))
+            };
+            let mut want: Vec<(String, f64)> = pool
+                .iter()
+                .map(|h| (h.chunk_id.clone(), expected(&h.text)))
+                .collect();
+            want.sort_by(|a, b| b.1.total_cmp(&a.1));
+            want.truncate(k);
+            let got: Vec<(String, f64)> =
+                hits.iter().map(|h| (h.chunk_id.clone(), h.score)).collect();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.0, w.0, "{mode:?} k={k}: {got:?} vs {want:?}");
+                assert!(
+                    (g.1 - w.1).abs() < 1e-5,
+                    "{mode:?} k={k}: {got:?} vs {want:?}"
+                );
+            }
+        }
+        if mode == SearchMode::Vector {
+            // The diluted document is not the first stage's best, but its sentence is.
+            assert_ne!(first[0].doc_id, "dogs", "{first:?}");
+        }
+        let top = kb
+            .retrieve(&RetrieveRequest::new(query, 1).with_mode(mode))
+            .await
+            .unwrap();
+        if mode != SearchMode::Keyword || first.iter().any(|h| h.doc_id == "dogs") {
+            assert_eq!(top[0].doc_id, "dogs", "{mode:?}");
+        }
+    }
+}
+
+/// Passages exist only while re-ranking is on: switching it re-embeds everything, an index
+/// without passages answers unre-ranked, and deleting a document deletes its passages.
+#[tokio::test]
+async fn rerank_passages_follow_the_setting_and_the_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kb.db");
+    let embedder = Arc::new(HashingEmbedder::new(64));
+    let count = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM kb_passages", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+    };
+    let on = Some(RerankSettings { candidates: 4 });
+    let plain = SqliteKnowledgeBase::open(&path, embedder.clone()).unwrap();
+    plain.sync(&rerank_corpus()).await.unwrap();
+    assert_eq!(count(), 0);
+    let request = RetrieveRequest::new("new puppy digs holes", 2).with_mode(SearchMode::Vector);
+    let unranked = plain.retrieve(&request).await.unwrap();
+    // Re-ranking asked for on an index without passages: the first stage's answer.
+    let asked = SqliteKnowledgeBase::open(&path, embedder.clone())
+        .unwrap()
+        .with_rerank(on)
+        .unwrap();
+    assert_eq!(asked.retrieve(&request).await.unwrap(), unranked);
+    assert!(!asked.has_passages().unwrap());
+    // Syncing with re-ranking on re-embeds every document, even unchanged ones.
+    let report = asked.sync(&rerank_corpus()).await.unwrap();
+    assert_eq!(report.documents_added, 4);
+    assert_eq!(report.documents_unchanged, 0);
+    let all = count();
+    assert!(all >= 8, "{all} passages");
+    assert!(asked.has_passages().unwrap());
+    let reranked = asked.retrieve(&request).await.unwrap();
+    assert_eq!(reranked[0].doc_id, "dogs");
+    assert_ne!(reranked, unranked);
+    // Unchanged documents are kept, a deleted one takes its passages with it.
+    let mut docs = rerank_corpus();
+    let dogs = docs.remove(0);
+    let report = asked.sync(&docs).await.unwrap();
+    assert_eq!(
+        (report.documents_unchanged, report.documents_deleted),
+        (3, 1)
+    );
+    assert_eq!(report.passages_embedded, 0);
+    assert_eq!(
+        count() as usize,
+        all as usize - rerank_passages(&dogs.chunks[0].text).len()
+    );
+    // Turning re-ranking off again drops the passages.
+    let report = plain.sync(&docs).await.unwrap();
+    assert_eq!(report.documents_added, 3);
+    assert_eq!(count(), 0);
+    assert!(
+        SqliteKnowledgeBase::in_memory(embedder)
+            .unwrap()
+            .with_rerank(Some(RerankSettings { candidates: 0 }))
+            .is_err()
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use upsell_core::kb::{
     Embedder, EvalQuery, Filter, FusionWeights, HashingEmbedder, KnowledgeBase, MetaValue,
-    MetricsAccumulator, RetrieveRequest, SearchMode,
+    MetricsAccumulator, RerankSettings, RetrieveRequest, RetrievedChunk, SearchMode,
 };
 use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_source::load_sources;
@@ -38,6 +38,10 @@ enum Sub {
         /// Embedding provider: hashing (built in) or minilm (built with `--features minilm`).
         #[arg(long, default_value = "hashing")]
         provider: String,
+        /// Re-rank this many first-stage results (0: off, and no passage vectors are stored;
+        /// default: 20 for minilm, off for hashing).
+        #[arg(long, value_name = "N")]
+        rerank: Option<usize>,
     },
     /// Retrieve the best chunks for a text.
     Query {
@@ -56,6 +60,10 @@ enum Sub {
         /// 0.5 for hashing, 6 for semantic models; see docs/knowledge-base.md).
         #[arg(long, value_name = "W")]
         vector_weight: Option<f64>,
+        /// Re-rank this many first-stage results by sentence similarity (0: off; default: 20 for
+        /// minilm, off for hashing; needs an index ingested with re-ranking on).
+        #[arg(long, value_name = "N")]
+        rerank: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -68,6 +76,10 @@ enum Sub {
         /// each provider's own default).
         #[arg(long = "vector-weight", value_name = "W")]
         vector_weights: Vec<f64>,
+        /// Re-ranking depths to compare, 0 meaning off (repeatable; default: each provider's own
+        /// default, 20 for minilm and off for hashing).
+        #[arg(long = "rerank", value_name = "N")]
+        reranks: Vec<usize>,
         /// Also report the odd- and even-numbered queries (by line) separately, to tune on one
         /// half and check on the other.
         #[arg(long)]
@@ -75,6 +87,10 @@ enum Sub {
         /// One JSON object per row.
         #[arg(long)]
         json: bool,
+        /// After each row, list the queries whose top 5 misses a relevant document, with their
+        /// top 10 (score, `*` marking relevant documents) and where the missed ones ranked.
+        #[arg(long)]
+        misses: bool,
     },
 }
 
@@ -107,20 +123,33 @@ fn embedder(provider: &str) -> anyhow::Result<Arc<dyn Embedder>> {
     }
 }
 
-fn open_index(ctx: &Context, provider: &str) -> anyhow::Result<SqliteKnowledgeBase> {
+fn open_index(
+    ctx: &Context,
+    provider: &str,
+    rerank: Option<usize>,
+) -> anyhow::Result<SqliteKnowledgeBase> {
     let path = ctx.home.join("upsell.db");
-    SqliteKnowledgeBase::open(&path, embedder(provider)?)
-        .with_context(|| format!("opening {}", path.display()))
+    let mut index = SqliteKnowledgeBase::open(&path, embedder(provider)?)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if let Some(n) = rerank {
+        index.set_rerank(rerank_setting(n))?;
+    }
+    Ok(index)
+}
+
+/// `--rerank N`: 0 turns re-ranking off.
+fn rerank_setting(candidates: usize) -> Option<RerankSettings> {
+    (candidates > 0).then_some(RerankSettings { candidates })
 }
 
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let rt = runtime()?;
     match args.command {
-        Sub::Ingest { provider } => {
+        Sub::Ingest { provider, rerank } => {
             let docs = load_sources(&args.dir)
                 .with_context(|| format!("reading {}", args.dir.display()))?;
-            let index = open_index(ctx, &provider)?;
+            let index = open_index(ctx, &provider, rerank)?;
             let started = std::time::Instant::now();
             let r = rt.block_on(index.sync_sources(&docs))?;
             println!(
@@ -140,6 +169,12 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     r.sentences_embedded
                 );
             }
+            if r.passages_embedded > 0 {
+                println!(
+                    "re-ranking: {} passages (sentences) embedded",
+                    r.passages_embedded
+                );
+            }
             Ok(())
         }
         Sub::Query {
@@ -149,9 +184,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             mode,
             provider,
             vector_weight,
+            rerank,
             json,
         } => {
-            let mut index = open_index(ctx, &provider)?;
+            let mut index = open_index(ctx, &provider, rerank)?;
             if let Some(vector) = vector_weight {
                 index.set_fusion_weights(FusionWeights {
                     keyword: 1.0,
@@ -160,6 +196,15 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             }
             if index.indexed_with()?.is_none() {
                 eprintln!("the index is empty: run `upsell kb ingest` first");
+            } else if let Some(r) = index.rerank()
+                && !index.has_passages()?
+            {
+                eprintln!(
+                    "not re-ranked: the index was ingested without re-ranking passages (run \
+                     `upsell kb ingest --provider {provider} --rerank {}` to add them, or pass \
+                     --rerank 0)",
+                    r.candidates
+                );
             }
             let request = RetrieveRequest::new(text, k)
                 .with_filter(Filter::from_pairs(&filters)?)
@@ -188,8 +233,10 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Sub::Eval {
             providers,
             vector_weights,
+            reranks,
             split,
             json,
+            misses,
         } => {
             let defaulted = providers.is_empty();
             let providers = if defaulted {
@@ -219,10 +266,11 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             };
             if !json {
                 println!(
-                    "{:<10} {:<8} {:>6} {:<6} {:>8} {:>8} {:>9} {:>6} {:>8} {:>7}",
+                    "{:<10} {:<8} {:>6} {:>6} {:<6} {:>8} {:>8} {:>9} {:>6} {:>8} {:>7}",
                     "provider",
                     "mode",
                     "vec_w",
+                    "rerank",
                     "subset",
                     "recall@1",
                     "recall@5",
@@ -243,13 +291,27 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                     Err(e) => return Err(e),
                 };
                 let mut index = SqliteKnowledgeBase::in_memory(embedder)?;
+                // Passages are stored when any compared depth re-ranks.
+                let rerank_runs: Vec<Option<RerankSettings>> = if reranks.is_empty() {
+                    vec![index.rerank()]
+                } else {
+                    reranks.iter().map(|&n| rerank_setting(n)).collect()
+                };
+                index.set_rerank(
+                    rerank_runs
+                        .iter()
+                        .flatten()
+                        .max_by_key(|r| r.candidates)
+                        .copied(),
+                )?;
                 let started = std::time::Instant::now();
                 let r = rt.block_on(index.sync_sources(&docs))?;
                 eprintln!(
-                    "{provider}: {} documents, {} chunks, {} sentence windows embedded ({:.1}s)",
+                    "{provider}: {} documents, {} chunks, {} sentence windows and {} passages embedded ({:.1}s)",
                     docs.len(),
                     r.chunks_total,
                     r.sentences_embedded,
+                    r.passages_embedded,
                     started.elapsed().as_secs_f64()
                 );
                 let default_weights = index.fusion_weights();
@@ -267,14 +329,22 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                         }),
                     ));
                 }
-                for (mode, weights) in runs {
+                let runs: Vec<(SearchMode, Option<FusionWeights>, Option<RerankSettings>)> =
+                    rerank_runs
+                        .iter()
+                        .flat_map(|&r| runs.iter().map(move |&(m, w)| (m, w, r)))
+                        .collect();
+                for (mode, weights, rerank) in runs {
                     if let Some(w) = weights {
                         index.set_fusion_weights(w)?;
                     }
+                    index.set_rerank(rerank)?;
+                    let rerank_n = rerank.map(|r| r.candidates);
                     let mut accs: Vec<MetricsAccumulator> = subsets
                         .iter()
                         .map(|_| MetricsAccumulator::default())
                         .collect();
+                    let mut missed = Vec::new();
                     for (i, q) in queries.iter().enumerate() {
                         let filter = q.filter.as_ref().and_then(|f| {
                             let all: Vec<Filter> = f
@@ -290,6 +360,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                             .with_filter(filter)
                             .with_mode(mode);
                         let hits = rt.block_on(index.retrieve(&req))?;
+                        if misses && let Some(report) = miss_report(i + 1, q, &hits) {
+                            missed.push(report);
+                        }
                         let ranked: Vec<String> = hits.into_iter().map(|h| h.doc_id).collect();
                         for ((_, keep), acc) in subsets.iter().zip(&mut accs) {
                             if keep(i + 1) {
@@ -306,6 +379,7 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                                 "subset": subset,
                                 "keyword_weight": weights.map(|w| w.keyword),
                                 "vector_weight": weights.map(|w| w.vector),
+                                "rerank": rerank_n,
                             });
                             if let (Some(obj), serde_json::Value::Object(metrics)) =
                                 (row.as_object_mut(), serde_json::to_value(m)?)
@@ -316,11 +390,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                         } else {
                             // Keyword weight 1 unless a library caller chose otherwise.
                             let weight = weights.map_or("-".to_owned(), |w| w.vector.to_string());
+                            let rr = rerank_n.map_or("-".to_owned(), |n| n.to_string());
                             println!(
-                                "{:<10} {:<8} {:>6} {:<6} {:>8.3} {:>8.3} {:>9.3} {:>6.3} {:>8.3} {:>7}",
+                                "{:<10} {:<8} {:>6} {:>6} {:<6} {:>8.3} {:>8.3} {:>9.3} {:>6.3} {:>8.3} {:>7}",
                                 provider,
                                 mode.as_str(),
                                 weight,
+                                rr,
                                 subset,
                                 m.recall_at_1,
                                 m.recall_at_5,
@@ -331,11 +407,65 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                             );
                         }
                     }
+                    if misses {
+                        let weight = weights.map_or("-".to_owned(), |w| w.vector.to_string());
+                        println!(
+                            "misses of {provider} {} (vec_w {weight}, rerank {}): {} of {} queries",
+                            mode.as_str(),
+                            rerank_n.map_or("-".to_owned(), |n| n.to_string()),
+                            missed.len(),
+                            queries.len()
+                        );
+                        for report in &missed {
+                            print!("{report}");
+                        }
+                    }
                 }
             }
             Ok(())
         }
     }
+}
+
+/// For `kb eval --misses`: the query's top 10 documents (`*` = relevant) and the ranks of the
+/// relevant ones missing from its top 5, or `None` when the top 5 holds them all.
+fn miss_report(line: usize, q: &EvalQuery, hits: &[RetrievedChunk]) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut ranked: Vec<(&str, f64)> = Vec::new();
+    for h in hits {
+        if !ranked.iter().any(|(d, _)| *d == h.doc_id) {
+            ranked.push((&h.doc_id, h.score));
+        }
+    }
+    let rank_of = |doc: &str| ranked.iter().position(|(d, _)| *d == doc);
+    let missing: Vec<&String> = q
+        .relevant
+        .iter()
+        .filter(|r| rank_of(r).is_none_or(|i| i >= 5))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut out = format!("  {line} {}: {}\n", q.id, q.query);
+    for (i, (doc, score)) in ranked.iter().take(10).enumerate() {
+        let mark = if q.relevant.iter().any(|r| r == doc) {
+            '*'
+        } else {
+            ' '
+        };
+        let _ = writeln!(out, "    {mark} {:>2}. {doc} ({score:.4})", i + 1);
+    }
+    for doc in missing {
+        match rank_of(doc) {
+            Some(i) => {
+                let _ = writeln!(out, "    missed {doc}: rank {}", i + 1);
+            }
+            None => {
+                let _ = writeln!(out, "    missed {doc}: not in the top {}", ranked.len());
+            }
+        }
+    }
+    Some(out)
 }
 
 /// A named subset of the eval queries: which 1-based query numbers it keeps.
