@@ -1,6 +1,6 @@
 //! One place that builds the SDK configuration and clients, once per Lambda container, and hands
 //! out the adapters. Resource names come from environment variables that sam/template.yaml sets
-//! (see [`env`]); an endpoint override points every client at moto or a canned-response server.
+//! (see [`env`](mod@env)); an endpoint override points every client at moto or a canned-response server.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use thiserror::Error;
+use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
@@ -15,7 +16,7 @@ use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
 use crate::dynamo::registry::DynamoAgentRegistry;
 use crate::eventbridge::EventBridgePublisher;
-use crate::kb::{BedrockKnowledgeBase, TitanEmbedder};
+use crate::kb::{BedrockKnowledgeBase, MAX_RETRIEVE_RESULTS, TitanEmbedder};
 use crate::metrics::EmfMetrics;
 
 /// Names of the environment variables the adapters read (set by sam/template.yaml).
@@ -33,6 +34,14 @@ pub mod env {
     /// `true` when the knowledge base's vector store supports HYBRID search (OpenSearch
     /// Serverless); S3 Vectors does not.
     pub const KB_HYBRID_SEARCH: &str = "UPSELL_KB_HYBRID_SEARCH";
+    /// Foundation-model ARN of the Bedrock re-ranker applied to `Retrieve` results
+    /// (`arn:aws:bedrock:REGION::foundation-model/amazon.rerank-v1:0`); unset or empty: no
+    /// re-ranking.
+    pub const KB_RERANK_MODEL_ARN: &str = "UPSELL_KB_RERANK_MODEL_ARN";
+    /// First-stage results handed to the re-ranker, 1 to 100 (default
+    /// [`upsell_core::kb::RerankSettings::DEFAULT_CANDIDATES`]); no effect without
+    /// [`KB_RERANK_MODEL_ARN`].
+    pub const KB_RERANK_CANDIDATES: &str = "UPSELL_KB_RERANK_CANDIDATES";
     /// Embedding model id (default [`super::DEFAULT_EMBEDDING_MODEL_ID`]).
     pub const EMBEDDING_MODEL_ID: &str = "UPSELL_EMBEDDING_MODEL_ID";
     /// Embedding dimensions: 256, 512 or 1024 (default 1024).
@@ -85,6 +94,8 @@ struct Settings {
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
     kb_hybrid_search: bool,
+    kb_rerank_model_arn: Option<String>,
+    kb_rerank_candidates: Option<usize>,
     embedding_model_id: Option<String>,
     embedding_dimensions: Option<usize>,
     metrics_namespace: Option<String>,
@@ -102,21 +113,24 @@ pub struct AwsContextBuilder {
     attempt_timeout: Option<Duration>,
 }
 
-fn var(name: &'static str) -> Option<String> {
-    std::env::var(name)
-        .ok()
+/// Looks up one variable's raw value.
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn var(get: Lookup<'_>, name: &'static str) -> Option<String> {
+    get(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
 fn parse_var<T: std::str::FromStr>(
+    get: Lookup<'_>,
     name: &'static str,
     check: impl Fn(&T) -> Result<(), String>,
 ) -> Result<Option<T>, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
-    let Some(raw) = var(name) else {
+    let Some(raw) = var(get, name) else {
         return Ok(None);
     };
     let value = raw.parse::<T>().map_err(|e| ConfigError::InvalidEnv {
@@ -132,6 +146,16 @@ where
     Ok(Some(value))
 }
 
+fn check_rerank_candidates(n: &usize) -> Result<(), String> {
+    if (1..=MAX_RETRIEVE_RESULTS).contains(n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be between 1 and {MAX_RETRIEVE_RESULTS} (Retrieve returns at most {MAX_RETRIEVE_RESULTS} results)"
+        ))
+    }
+}
+
 fn check_dimensions(d: &usize) -> Result<(), String> {
     if matches!(d, 256 | 512 | 1024) {
         Ok(())
@@ -141,34 +165,47 @@ fn check_dimensions(d: &usize) -> Result<(), String> {
 }
 
 impl AwsContextBuilder {
-    /// Reads every setting from the environment (see [`env`]). Unset resource names stay unset:
+    /// Reads every setting from the environment (see [`env`](mod@env)). Unset resource names stay unset:
     /// only the adapters that need them fail, naming the variable.
     pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_env`] with the variables taken from `lookup` instead of the process
+    /// environment (tests, tools).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get: Lookup<'_> = &lookup;
         Ok(AwsContextBuilder {
             settings: Settings {
-                messages_table: var(env::MESSAGES_TABLE),
-                agent_registry_table: var(env::AGENT_REGISTRY_TABLE),
-                feature_store_table: var(env::FEATURE_STORE_TABLE),
-                event_bus_name: var(env::EVENT_BUS_NAME),
-                knowledge_base_id: var(env::KNOWLEDGE_BASE_ID),
-                kb_hybrid_search: parse_var(env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
+                messages_table: var(get, env::MESSAGES_TABLE),
+                agent_registry_table: var(get, env::AGENT_REGISTRY_TABLE),
+                feature_store_table: var(get, env::FEATURE_STORE_TABLE),
+                event_bus_name: var(get, env::EVENT_BUS_NAME),
+                knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
+                kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
                     .unwrap_or(false),
-                embedding_model_id: var(env::EMBEDDING_MODEL_ID),
-                embedding_dimensions: parse_var(env::EMBEDDING_DIMENSIONS, check_dimensions)?,
-                metrics_namespace: var(env::METRICS_NAMESPACE),
-                stage: var(env::STAGE),
+                kb_rerank_model_arn: var(get, env::KB_RERANK_MODEL_ARN),
+                kb_rerank_candidates: parse_var(
+                    get,
+                    env::KB_RERANK_CANDIDATES,
+                    check_rerank_candidates,
+                )?,
+                embedding_model_id: var(get, env::EMBEDDING_MODEL_ID),
+                embedding_dimensions: parse_var(get, env::EMBEDDING_DIMENSIONS, check_dimensions)?,
+                metrics_namespace: var(get, env::METRICS_NAMESPACE),
+                stage: var(get, env::STAGE),
             },
-            endpoint_url: var(env::ENDPOINT_URL),
+            endpoint_url: var(get, env::ENDPOINT_URL),
             region: None,
             test_credentials: false,
-            max_attempts: parse_var(env::MAX_ATTEMPTS, |n: &u32| {
+            max_attempts: parse_var(get, env::MAX_ATTEMPTS, |n: &u32| {
                 if (1..=10).contains(n) {
                     Ok(())
                 } else {
                     Err("must be between 1 and 10".into())
                 }
             })?,
-            attempt_timeout: parse_var(env::ATTEMPT_TIMEOUT_MS, |n: &u64| {
+            attempt_timeout: parse_var(get, env::ATTEMPT_TIMEOUT_MS, |n: &u64| {
                 if *n > 0 {
                     Ok(())
                 } else {
@@ -236,6 +273,15 @@ impl AwsContextBuilder {
     /// Knowledge Base id.
     pub fn knowledge_base_id(mut self, id: impl Into<String>) -> Self {
         self.settings.knowledge_base_id = Some(id.into());
+        self
+    }
+
+    /// Re-ranks `Retrieve` results with the Bedrock re-ranking model `model_arn`, over
+    /// `candidates` first-stage results (`None`:
+    /// [`upsell_core::kb::RerankSettings::DEFAULT_CANDIDATES`]).
+    pub fn kb_reranking(mut self, model_arn: impl Into<String>, candidates: Option<usize>) -> Self {
+        self.settings.kb_rerank_model_arn = Some(model_arn.into());
+        self.settings.kb_rerank_candidates = candidates;
         self
     }
 
@@ -372,11 +418,21 @@ impl AwsContext {
         BedrockModelProvider::new(self.bedrock.clone())
     }
 
-    /// The Knowledge Base retriever on `UPSELL_KNOWLEDGE_BASE_ID`.
+    /// The Knowledge Base retriever on `UPSELL_KNOWLEDGE_BASE_ID`, re-ranked when
+    /// `UPSELL_KB_RERANK_MODEL_ARN` is set (over `UPSELL_KB_RERANK_CANDIDATES` results).
     pub fn knowledge_base(&self) -> Result<BedrockKnowledgeBase, ConfigError> {
         let id = Self::need(&self.settings.knowledge_base_id, env::KNOWLEDGE_BASE_ID)?;
+        let rerank = self.settings.kb_rerank_model_arn.clone().map(|arn| {
+            (
+                arn,
+                self.settings
+                    .kb_rerank_candidates
+                    .unwrap_or(RerankSettings::DEFAULT_CANDIDATES),
+            )
+        });
         Ok(BedrockKnowledgeBase::new(self.bedrock_agent.clone(), id)
-            .with_hybrid_search(self.settings.kb_hybrid_search))
+            .with_hybrid_search(self.settings.kb_hybrid_search)
+            .with_reranking(rerank))
     }
 
     /// The Titan embedder (`UPSELL_EMBEDDING_MODEL_ID`, `UPSELL_EMBEDDING_DIMENSIONS`).

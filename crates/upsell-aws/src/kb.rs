@@ -5,6 +5,10 @@
 //! `k` is `numberOfResults`. Document ids follow the local index: the S3 key relative to the
 //! bucket without its extension (`s3://bucket/past-messages/pm-0001.md` -> `past-messages/pm-0001`),
 //! because the bucket mirrors the repository's knowledge-base/ folder.
+//!
+//! With [`BedrockKnowledgeBase::with_reranking`], `Retrieve` asks for `max(k, candidates)` results
+//! and has a Bedrock re-ranking model (`amazon.rerank-v1:0`, `cohere.rerank-v3-5:0`) keep the best
+//! `k`: the AWS side of the local sentence re-ranking (`upsell_core::kb::RerankSettings`).
 
 use std::collections::HashMap;
 
@@ -12,7 +16,9 @@ use async_trait::async_trait;
 use aws_sdk_bedrockagentruntime::types::{
     FilterAttribute, KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration,
     KnowledgeBaseRetrievalResult, KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
-    SearchType,
+    SearchType, VectorSearchBedrockRerankingConfiguration,
+    VectorSearchBedrockRerankingModelConfiguration, VectorSearchRerankingConfiguration,
+    VectorSearchRerankingConfigurationType,
 };
 use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_smithy_types::{Document, Number};
@@ -30,12 +36,25 @@ pub const CHUNK_ID_KEY: &str = "x-amz-bedrock-kb-chunk-id";
 /// Prefix of the metadata keys Bedrock adds itself (dropped from [`RetrievedChunk::metadata`]).
 pub const BEDROCK_METADATA_PREFIX: &str = "x-amz-bedrock-kb-";
 
+/// Most results one `Retrieve` call returns (`numberOfResults` is 1 to 100).
+pub const MAX_RETRIEVE_RESULTS: usize = 100;
+
+/// Re-ranking of the first stage's results by a Bedrock re-ranking model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reranking {
+    /// Foundation-model ARN of the re-ranker.
+    model_arn: String,
+    /// First-stage results handed to the re-ranker (at least `k`).
+    candidates: usize,
+}
+
 /// Retrieval over a Bedrock Knowledge Base.
 #[derive(Debug, Clone)]
 pub struct BedrockKnowledgeBase {
     client: aws_sdk_bedrockagentruntime::Client,
     knowledge_base_id: String,
     hybrid_supported: bool,
+    rerank: Option<Reranking>,
 }
 
 impl BedrockKnowledgeBase {
@@ -48,7 +67,31 @@ impl BedrockKnowledgeBase {
             client,
             knowledge_base_id: knowledge_base_id.into(),
             hybrid_supported: false,
+            rerank: None,
         }
+    }
+
+    /// Re-ranks the best `candidates` first-stage results with the Bedrock re-ranking model
+    /// `model_arn` (`arn:aws:bedrock:REGION::foundation-model/amazon.rerank-v1:0`) and returns
+    /// the best `k` of them: `numberOfResults` becomes `max(k, candidates)` (at most
+    /// [`MAX_RETRIEVE_RESULTS`]) and `numberOfRerankedResults` is `k`. `None` (or an empty ARN)
+    /// turns it off. The function's role needs `bedrock:Rerank` and `bedrock:InvokeModel` on the
+    /// model.
+    pub fn with_reranking(mut self, rerank: Option<(String, usize)>) -> Self {
+        self.rerank = rerank
+            .filter(|(model_arn, _)| !model_arn.trim().is_empty())
+            .map(|(model_arn, candidates)| Reranking {
+                model_arn: model_arn.trim().to_owned(),
+                candidates,
+            });
+        self
+    }
+
+    /// The re-ranking model ARN and candidates, when re-ranking is on.
+    pub fn reranking(&self) -> Option<(&str, usize)> {
+        self.rerank
+            .as_ref()
+            .map(|r| (r.model_arn.as_str(), r.candidates))
     }
 
     /// Whether the vector store supports `HYBRID` search (OpenSearch Serverless with a text
@@ -231,6 +274,37 @@ fn chunk_of(index: usize, result: &KnowledgeBaseRetrievalResult) -> RetrievedChu
     }
 }
 
+fn to_i32(n: usize) -> i32 {
+    i32::try_from(n.min(MAX_RETRIEVE_RESULTS)).unwrap_or(100)
+}
+
+/// `rerankingConfiguration`: the Bedrock model re-ranks the first stage and keeps the best `k`.
+fn reranking_configuration(
+    rerank: &Reranking,
+    k: usize,
+) -> Result<VectorSearchRerankingConfiguration, PortError> {
+    let invalid = |e: aws_smithy_types::error::operation::BuildError| {
+        PortError::Invalid(format!(
+            "bad re-ranking configuration (model {:?}): {e}",
+            rerank.model_arn
+        ))
+    };
+    let model = VectorSearchBedrockRerankingModelConfiguration::builder()
+        .model_arn(&rerank.model_arn)
+        .build()
+        .map_err(invalid)?;
+    VectorSearchRerankingConfiguration::builder()
+        .r#type(VectorSearchRerankingConfigurationType::BedrockRerankingModel)
+        .bedrock_reranking_configuration(
+            VectorSearchBedrockRerankingConfiguration::builder()
+                .model_configuration(model)
+                .number_of_reranked_results(to_i32(k))
+                .build(),
+        )
+        .build()
+        .map_err(invalid)
+}
+
 #[async_trait]
 impl KnowledgeBase for BedrockKnowledgeBase {
     async fn retrieve(&self, request: &RetrieveRequest) -> Result<Vec<RetrievedChunk>, PortError> {
@@ -244,10 +318,18 @@ impl KnowledgeBase for BedrockKnowledgeBase {
             .map(to_retrieval_filter)
             .transpose()?
             .flatten();
+        let (results, reranking) = match &self.rerank {
+            None => (request.k, None),
+            Some(rerank) => (
+                request.k.max(rerank.candidates).min(MAX_RETRIEVE_RESULTS),
+                Some(reranking_configuration(rerank, request.k)?),
+            ),
+        };
         let search = KnowledgeBaseVectorSearchConfiguration::builder()
-            .number_of_results(i32::try_from(request.k).unwrap_or(100))
+            .number_of_results(to_i32(results))
             .set_filter(filter)
             .set_override_search_type(self.search_type(request.mode)?)
+            .set_reranking_configuration(reranking)
             .build();
         let out = self
             .client

@@ -8,9 +8,14 @@ use std::time::Duration;
 
 use common::{Canned, CannedServer, builder};
 use serde_json::json;
-use upsell_aws::{AwsContext, BedrockKnowledgeBase, BedrockModelProvider, TitanEmbedder};
+use upsell_aws::{
+    AwsContext, AwsContextBuilder, BedrockKnowledgeBase, BedrockModelProvider, ConfigError,
+    TitanEmbedder,
+};
 use upsell_core::agent::InferenceConfig;
-use upsell_core::kb::{Embedder, Filter, KnowledgeBase, MetaValue, RetrieveRequest, SearchMode};
+use upsell_core::kb::{
+    Embedder, Filter, KnowledgeBase, MetaValue, RerankSettings, RetrieveRequest, SearchMode,
+};
 use upsell_core::message::StopReason;
 use upsell_core::ports::{
     ChatMessage, ChatRole, ConverseRequest, ModelError, ModelProvider, PortError,
@@ -386,6 +391,164 @@ async fn retrieve_hybrid_when_the_store_supports_it() {
         body["retrievalConfiguration"]["vectorSearchConfiguration"]["overrideSearchType"],
         "HYBRID"
     );
+}
+
+const RERANK_ARN: &str = "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0";
+
+#[tokio::test]
+async fn retrieve_with_reranking_asks_for_the_candidates_and_has_bedrock_keep_k() {
+    let server = CannedServer::start(vec![retrieve_ok()]);
+    let kb = builder(&server.url)
+        .knowledge_base_id("KB12345678")
+        .kb_reranking(RERANK_ARN, Some(20))
+        .build()
+        .await
+        .knowledge_base()
+        .unwrap();
+    assert_eq!(kb.reranking(), Some((RERANK_ARN, 20)));
+    let request = RetrieveRequest::new("new puppy, lawn getting messy", 3)
+        .with_filter(Filter::from_pairs(&["doc_type=past_message"]).unwrap())
+        .with_mode(SearchMode::Vector);
+    let chunks = kb.retrieve(&request).await.unwrap();
+    assert_eq!(chunks.len(), 2);
+
+    let body = server.requests()[0].json();
+    let search = &body["retrievalConfiguration"]["vectorSearchConfiguration"];
+    // The first stage returns max(k, candidates); the re-ranker keeps k of them.
+    assert_eq!(search["numberOfResults"], 20);
+    assert_eq!(
+        search["rerankingConfiguration"],
+        json!({
+            "type": "BEDROCK_RERANKING_MODEL",
+            "bedrockRerankingConfiguration": {
+                "modelConfiguration": {"modelArn": RERANK_ARN},
+                "numberOfRerankedResults": 3
+            }
+        })
+    );
+    // The filter and the search type are unchanged by re-ranking.
+    assert_eq!(search["overrideSearchType"], "SEMANTIC");
+    assert!(search["filter"].get("orAll").is_some(), "{search}");
+
+    // k above the candidates: k results, all re-ranked; never more than Retrieve's 100.
+    kb.retrieve(&RetrieveRequest::new("gutters", 30))
+        .await
+        .unwrap();
+    let kb_wide = BedrockKnowledgeBase::new(context(&server).await.bedrock_agent().clone(), "KB1")
+        .with_reranking(Some((RERANK_ARN.to_owned(), 500)));
+    // Bedrock answers with more than k: the adapter still returns k.
+    let one = kb_wide
+        .retrieve(&RetrieveRequest::new("gutters", 1))
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].doc_id, "past-messages/pm-0042");
+    let sent = server.requests();
+    assert_eq!(sent.len(), 3);
+    let wide = sent[1].json();
+    let search = &wide["retrievalConfiguration"]["vectorSearchConfiguration"];
+    assert_eq!(search["numberOfResults"], 30);
+    assert_eq!(
+        search["rerankingConfiguration"]["bedrockRerankingConfiguration"]["numberOfRerankedResults"],
+        30
+    );
+    let capped = sent[2].json();
+    let search = &capped["retrievalConfiguration"]["vectorSearchConfiguration"];
+    assert_eq!(search["numberOfResults"], 100);
+    assert_eq!(
+        search["rerankingConfiguration"]["bedrockRerankingConfiguration"]["numberOfRerankedResults"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn retrieve_without_reranking_sends_no_reranking_configuration() {
+    let server = CannedServer::start(vec![retrieve_ok()]);
+    let kb = context(&server).await.knowledge_base().unwrap();
+    assert_eq!(kb.reranking(), None);
+    // An empty model ARN is off too (the template passes '' when re-ranking is turned off).
+    let kb_empty = kb.clone().with_reranking(Some((" ".to_owned(), 20)));
+    assert_eq!(kb_empty.reranking(), None);
+    for kb in [kb, kb_empty] {
+        let chunks = kb
+            .retrieve(&RetrieveRequest::new("gutters", 1))
+            .await
+            .unwrap();
+        assert_eq!(chunks.len(), 1);
+    }
+    for sent in server.requests() {
+        let body = sent.json();
+        let search = &body["retrievalConfiguration"]["vectorSearchConfiguration"];
+        assert!(search.get("rerankingConfiguration").is_none(), "{search}");
+        assert_eq!(search["numberOfResults"], 1);
+    }
+}
+
+#[tokio::test]
+async fn reranking_settings_come_from_the_environment() {
+    let server = CannedServer::start(vec![retrieve_ok()]);
+    let kb_of = |vars: Vec<(&'static str, &'static str)>| {
+        let url = server.url.clone();
+        async move {
+            let mut vars = vars;
+            vars.push(("UPSELL_KNOWLEDGE_BASE_ID", "KB12345678"));
+            AwsContextBuilder::from_vars(|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .unwrap()
+            .endpoint_url(url)
+            .region("us-east-1")
+            .test_credentials()
+            .max_attempts(1)
+            .build()
+            .await
+            .knowledge_base()
+            .unwrap()
+        }
+    };
+    let kb = kb_of(vec![("UPSELL_KB_RERANK_MODEL_ARN", RERANK_ARN)]).await;
+    assert_eq!(
+        kb.reranking(),
+        Some((RERANK_ARN, RerankSettings::DEFAULT_CANDIDATES))
+    );
+    let kb = kb_of(vec![
+        ("UPSELL_KB_RERANK_MODEL_ARN", RERANK_ARN),
+        ("UPSELL_KB_RERANK_CANDIDATES", " 50 "),
+    ])
+    .await;
+    assert_eq!(kb.reranking(), Some((RERANK_ARN, 50)));
+    kb.retrieve(&RetrieveRequest::new("gutters", 5))
+        .await
+        .unwrap();
+    let body = server.requests()[0].json();
+    assert_eq!(
+        body["retrievalConfiguration"]["vectorSearchConfiguration"]["numberOfResults"],
+        50
+    );
+    // Unset or empty ARN: off, whatever the candidates say.
+    assert_eq!(kb_of(vec![]).await.reranking(), None);
+    let off = kb_of(vec![
+        ("UPSELL_KB_RERANK_MODEL_ARN", ""),
+        ("UPSELL_KB_RERANK_CANDIDATES", "30"),
+    ])
+    .await;
+    assert_eq!(off.reranking(), None);
+
+    for bad in ["twenty", "0", "101", "-5"] {
+        let err = AwsContextBuilder::from_vars(|name| {
+            (name == "UPSELL_KB_RERANK_CANDIDATES").then(|| bad.to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidEnv { name, .. } if *name == "UPSELL_KB_RERANK_CANDIDATES"),
+            "{bad}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("UPSELL_KB_RERANK_CANDIDATES"), "{text}");
+        assert!(text.contains(bad), "{text}");
+    }
 }
 
 #[tokio::test]

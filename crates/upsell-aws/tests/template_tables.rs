@@ -153,3 +153,46 @@ fn workers_and_state_machine_keep_their_logical_ids() {
     assert!(rule["Properties"].get("DeadLetterConfig").is_some());
     assert!(rule["Properties"].get("RetryPolicy").is_some());
 }
+
+#[test]
+fn kb_retrieve_gets_the_reranking_model_and_its_permissions() {
+    let t = template();
+    let param = &t["Parameters"]["KbRerankModelId"];
+    assert_eq!(text(&param["Default"]), "amazon.rerank-v1:0");
+    let allowed: BTreeSet<&str> = param["AllowedValues"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(
+        allowed,
+        ["", "amazon.rerank-v1:0", "cohere.rerank-v3-5:0"].into()
+    );
+    let f = &resource(&t, "KbRetrieveFunction")["Properties"];
+    let arn = &f["Environment"]["Variables"][env::KB_RERANK_MODEL_ARN];
+    assert!(
+        !arn.is_null(),
+        "KbRetrieveFunction sets no {}",
+        env::KB_RERANK_MODEL_ARN
+    );
+    // `!If [UseKbRerank, ARN, '']` as serde_norway reads a tagged value.
+    let shown = format!("{arn:?}");
+    assert!(shown.contains("UseKbRerank"), "{shown}");
+    assert!(
+        shown.contains("foundation-model/${KbRerankModelId}"),
+        "{shown}"
+    );
+    let policies = format!("{:?}", f["Policies"]);
+    for needle in ["bedrock:Retrieve", "bedrock:Rerank", "bedrock:InvokeModel"] {
+        assert!(
+            policies.contains(needle),
+            "kb-retrieve's role lacks {needle}"
+        );
+    }
+    let kb_role = format!(
+        "{:?}",
+        resource(&t, "KnowledgeBaseRole")["Properties"]["Policies"]
+    );
+    assert!(kb_role.contains("bedrock:Rerank"), "{kb_role}");
+}
