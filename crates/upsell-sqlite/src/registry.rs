@@ -12,8 +12,9 @@
 //! `register`, `set_status` and `seed` rewrite the routing item in the same transaction as the
 //! version item, so the two never disagree.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -88,6 +89,14 @@ impl Routing {
 pub struct SqliteAgentRegistry {
     tables: Arc<TableStore>,
     table: String,
+    cache: Option<Mutex<VersionCache>>,
+}
+
+/// Parsed versions per agent, valid for one [`TableStore::table_version`] of the table.
+#[derive(Debug, Default)]
+struct VersionCache {
+    version: Option<i64>,
+    agents: HashMap<String, Arc<Vec<AgentSpec>>>,
 }
 
 impl std::fmt::Debug for SqliteAgentRegistry {
@@ -142,11 +151,49 @@ struct Stored {
 impl SqliteAgentRegistry {
     /// The registry on `table` of `tables` (locally the table's name is its SAM logical id,
     /// [`AGENT_REGISTRY_TABLE`]).
+    ///
+    /// Reads (`get`, `list_versions`) are cached per agent until the table changes, which a
+    /// trigger counts ([`TableStore::track_versions`]) whoever writes it; a table name that
+    /// cannot be tracked is read uncached.
     pub fn new(tables: Arc<TableStore>, table: impl Into<String>) -> Self {
+        let table = table.into();
+        let cached = tables.track_versions(&table).is_ok();
         SqliteAgentRegistry {
             tables,
-            table: table.into(),
+            table,
+            cache: cached.then(|| Mutex::new(VersionCache::default())),
         }
+    }
+
+    /// The versions of `agent_id` in version order, from the cache while the table is
+    /// unchanged.
+    fn versions(&self, agent_id: &str) -> Result<Arc<Vec<AgentSpec>>, PortError> {
+        let read = || -> Result<Arc<Vec<AgentSpec>>, PortError> {
+            // One SELECT reads one consistent snapshot: no (write) transaction needed.
+            let items = self.tables.query(&self.table, &versions_query(agent_id))?;
+            let versions = self.parse_versions(&items)?;
+            Ok(Arc::new(versions.into_iter().map(|v| v.spec).collect()))
+        };
+        let Some(cache) = &self.cache else {
+            return read();
+        };
+        let version = self.tables.table_version(&self.table)?;
+        {
+            let c = cache.lock().unwrap_or_else(|e| e.into_inner());
+            if c.version == Some(version)
+                && let Some(v) = c.agents.get(agent_id)
+            {
+                return Ok(Arc::clone(v));
+            }
+        }
+        let versions = read()?;
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.version != Some(version) {
+            c.agents.clear();
+            c.version = Some(version);
+        }
+        c.agents.insert(agent_id.to_string(), Arc::clone(&versions));
+        Ok(versions)
     }
 
     /// Opens (and creates) the registry in the SQLite file at `path`, table
@@ -341,18 +388,15 @@ fn check(spec: &AgentSpec) -> Result<(), PortError> {
 #[async_trait]
 impl AgentRegistry for SqliteAgentRegistry {
     async fn get(&self, agent_id: &str, version: &Version) -> Result<AgentSpec, PortError> {
-        let item = self
-            .tables
-            .get(&self.table, &agent_key(agent_id, version_sk(version)))?
-            .ok_or_else(|| not_found(agent_id, version))?;
-        Ok(self.parse_version(&item)?.spec)
+        self.versions(agent_id)?
+            .iter()
+            .find(|s| &s.version == version)
+            .cloned()
+            .ok_or_else(|| not_found(agent_id, version))
     }
 
     async fn list_versions(&self, agent_id: &str) -> Result<Vec<AgentSpec>, PortError> {
-        // One SELECT reads one consistent snapshot: no (write) transaction needed.
-        let items = self.tables.query(&self.table, &versions_query(agent_id))?;
-        let versions = self.parse_versions(&items)?;
-        Ok(versions.into_iter().map(|v| v.spec).collect())
+        Ok(self.versions(agent_id)?.as_ref().clone())
     }
 
     async fn list_all(&self) -> Result<Vec<AgentSpec>, PortError> {
@@ -679,5 +723,68 @@ mod tests {
             spec("2.0.0", AgentStatus::Production, 50),
         ];
         assert_eq!(Routing::of(&tie).production_version, Some(v("2.0.0")));
+    }
+
+    #[tokio::test]
+    async fn cached_reads_see_writes_from_other_registries_connections_and_raw_puts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upsell.db");
+        let shared = Arc::new(TableStore::open(&path).unwrap());
+        let a = SqliteAgentRegistry::new(shared.clone(), AGENT_REGISTRY_TABLE);
+        let b = SqliteAgentRegistry::new(shared.clone(), AGENT_REGISTRY_TABLE);
+        let other_process = SqliteAgentRegistry::open(&path).unwrap();
+        let status = |specs: Vec<AgentSpec>| specs.iter().map(|s| s.status).collect::<Vec<_>>();
+
+        a.register(&spec("1.0.0", AgentStatus::Draft, 0))
+            .await
+            .unwrap();
+        assert_eq!(
+            status(a.list_versions("upsell-generator").await.unwrap()),
+            [AgentStatus::Draft]
+        );
+
+        // Another registry on the same connection.
+        b.set_status("upsell-generator", &v("1.0.0"), AgentStatus::Evaluating, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            a.get("upsell-generator", &v("1.0.0")).await.unwrap().status,
+            AgentStatus::Evaluating
+        );
+
+        // Another connection (another process).
+        other_process
+            .register(&spec("2.0.0", AgentStatus::Draft, 0))
+            .await
+            .unwrap();
+        assert_eq!(a.list_versions("upsell-generator").await.unwrap().len(), 2);
+
+        // A raw table write, as the workflow's dynamodb:putItem would make it.
+        let mut raw =
+            SqliteAgentRegistry::version_item(&spec("3.0.0", AgentStatus::Draft, 0), 1).unwrap();
+        raw["status"] = json!({"S": "draft"});
+        shared
+            .put(
+                AGENT_REGISTRY_TABLE,
+                &agent_key("upsell-generator", version_sk(&v("3.0.0"))),
+                &raw,
+            )
+            .unwrap();
+        assert!(a.get("upsell-generator", &v("3.0.0")).await.is_ok());
+        assert!(matches!(
+            a.get("upsell-generator", &v("9.0.0")).await,
+            Err(PortError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn only_plain_table_names_are_tracked() {
+        let t = TableStore::in_memory().unwrap();
+        assert!(t.track_versions("Agents_v2-prod.x").is_ok());
+        let err = t
+            .track_versions("x'; DROP TABLE ddb_items; --")
+            .unwrap_err();
+        assert!(err.to_string().contains("can be tracked"), "{err}");
+        assert_eq!(t.table_version("Agents_v2-prod.x").unwrap(), 0);
     }
 }

@@ -345,6 +345,55 @@ impl TableStore {
         Ok(out)
     }
 
+    /// Makes SQLite count every write to `table`, by any connection or process and through
+    /// any path (a trigger per statement kind), so that [`TableStore::table_version`] tells a
+    /// reader whether what it cached from the table is still current.
+    pub fn track_versions(&self, table: &str) -> Result<(), PortError> {
+        if table.is_empty()
+            || !table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(PortError::Invalid(format!(
+                "table name {table:?}: only letters, digits, '_', '-' and '.' can be tracked"
+            )));
+        }
+        let name: String = table
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        // The row exists before any trigger runs: a trigger's own INSERT OR IGNORE would take
+        // the conflict policy of the statement that fired it.
+        let bump =
+            format!("UPDATE ddb_table_versions SET version = version + 1 WHERE tbl = '{table}';");
+        let conn = self.lock()?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS ddb_table_versions (
+                 tbl     TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL
+             );
+             INSERT OR IGNORE INTO ddb_table_versions (tbl, version) VALUES ('{table}', 0);
+             CREATE TRIGGER IF NOT EXISTS ddb_v_ins_{name} AFTER INSERT ON ddb_items
+                 WHEN new.tbl = '{table}' BEGIN {bump} END;
+             CREATE TRIGGER IF NOT EXISTS ddb_v_upd_{name} AFTER UPDATE ON ddb_items
+                 WHEN new.tbl = '{table}' OR old.tbl = '{table}' BEGIN {bump} END;
+             CREATE TRIGGER IF NOT EXISTS ddb_v_del_{name} AFTER DELETE ON ddb_items
+                 WHEN old.tbl = '{table}' BEGIN {bump} END;"
+        ))
+        .map_err(db_err)
+    }
+
+    /// How many writes `table` has seen since [`TableStore::track_versions`] (0 before any).
+    pub fn table_version(&self, table: &str) -> Result<i64, PortError> {
+        let conn = self.lock()?;
+        conn.prepare_cached("SELECT version FROM ddb_table_versions WHERE tbl = ?1")
+            .map_err(db_err)?
+            .query_row([table], |r| r.get(0))
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(db_err)
+    }
+
     /// Creates (once per file) the secondary index on the string attributes `pk_attr` and
     /// `sk_attr` that [`TableStore::query_index`] reads; without it those queries still work,
     /// by scanning the table.
