@@ -41,8 +41,11 @@
 //! At the full level a payload equal to one stored earlier in the same execution (a state's
 //! input is the previous state's output; Pass and Choice states pass theirs on) is stored as a
 //! reference to the event that holds the text, `{"$ref": {"event": 12, "field": "output"}}`,
-//! and [`ExecutionStore::history`] puts the text back, so readers see every payload whole. On
-//! the sample workflow this halves the file and the writer's work.
+//! and one that differs from a recent payload in one stretch (a state's output is its input
+//! with the result added) as an edit of it, `{"$edit": {"event", "field", "keepStart",
+//! "keepEnd", "text"}}`. [`ExecutionStore::history`] puts the text back byte for byte, so
+//! readers see every payload whole. On the sample workflow the payloads take a fifth of the
+//! space they took inline.
 //!
 //! Tables: `sfn_executions` (one row per execution: status, input, output or error),
 //! `sfn_history` (events as `GetExecutionHistory` shows them) and `sfn_checkpoints`.
@@ -952,6 +955,53 @@ const SEEN_PER_EXECUTION: usize = 8;
 /// Running executions whose payloads are remembered; beyond this the memory starts afresh.
 const SEEN_EXECUTIONS: usize = 4096;
 
+/// Remembered payloads tried as the base of an edit (newest first).
+const DELTA_CANDIDATES: usize = 3;
+
+/// How a payload is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadForm {
+    /// The text itself.
+    Inline,
+    /// `{"$ref": {"event", "field"}}`: equal to that earlier payload.
+    Same(u64, &'static str),
+    /// `{"$edit": {"event", "field", "keepStart", "keepEnd", "text"}}`: that earlier payload
+    /// with everything between its first `keep_start` and last `keep_end` bytes replaced by
+    /// `text`.
+    Edit {
+        base: (u64, &'static str),
+        keep_start: usize,
+        keep_end: usize,
+    },
+}
+
+/// The lengths of the longest common prefix and suffix of `a` and `b` (in bytes, on character
+/// boundaries of both, not overlapping in either).
+fn common_affixes(a: &str, b: &str) -> (usize, usize) {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let limit = x.len().min(y.len());
+    let mut start = x
+        .iter()
+        .zip(y)
+        .take_while(|(p, q)| p == q)
+        .count()
+        .min(limit);
+    while !(a.is_char_boundary(start) && b.is_char_boundary(start)) {
+        start -= 1;
+    }
+    let mut end = x
+        .iter()
+        .rev()
+        .zip(y.iter().rev())
+        .take(limit - start)
+        .take_while(|(p, q)| p == q)
+        .count();
+    while !(a.is_char_boundary(x.len() - end) && b.is_char_boundary(y.len() - end)) {
+        end -= 1;
+    }
+    (start, end)
+}
+
 /// A payload stored inline: which event holds it, in which field.
 #[derive(Debug)]
 struct SeenPayload {
@@ -976,17 +1026,11 @@ impl SeenPayloads {
         self.by_execution.clear();
     }
 
-    /// The earlier event and field holding `text`, or `None` after remembering it as held by
-    /// `event`'s `field`.
-    fn find_or_remember(
-        &mut self,
-        arn: &str,
-        text: &str,
-        event: u64,
-        field: &'static str,
-    ) -> Option<(u64, &'static str)> {
+    /// How to store `text`, `event`'s `field`: as a reference to an equal payload stored
+    /// earlier, as an edit of a similar one, or inline; remembers it for the events after.
+    fn classify(&mut self, arn: &str, text: &str, event: u64, field: &'static str) -> PayloadForm {
         if text.len() < MIN_SHARED_PAYLOAD {
-            return None;
+            return PayloadForm::Inline;
         }
         if !self.by_execution.contains_key(arn) && self.by_execution.len() >= SEEN_EXECUTIONS {
             self.by_execution.clear();
@@ -994,8 +1038,24 @@ impl SeenPayloads {
         let seen = self.by_execution.entry(arn.to_string()).or_default();
         if let Some(p) = seen.iter().find(|p| p.text == text) {
             // Within one event the text stays inline: readers resolve from earlier events.
-            return (p.event != event).then_some((p.event, p.field));
+            return if p.event == event {
+                PayloadForm::Inline
+            } else {
+                PayloadForm::Same(p.event, p.field)
+            };
         }
+        // The newest payloads of earlier events are the likeliest bases: a state's output is
+        // its input with the result added.
+        let best = seen
+            .iter()
+            .rev()
+            .filter(|p| p.event != event)
+            .take(DELTA_CANDIDATES)
+            .map(|p| {
+                let (keep_start, keep_end) = common_affixes(&p.text, text);
+                (p.event, p.field, keep_start, keep_end)
+            })
+            .max_by_key(|&(_, _, start, end)| start + end);
         if seen.len() >= SEEN_PER_EXECUTION {
             seen.remove(0);
         }
@@ -1004,7 +1064,18 @@ impl SeenPayloads {
             event,
             field,
         });
-        None
+        match best {
+            Some((event, field, keep_start, keep_end))
+                if (keep_start + keep_end) * 2 > text.len() =>
+            {
+                PayloadForm::Edit {
+                    base: (event, field),
+                    keep_start,
+                    keep_end,
+                }
+            }
+            _ => PayloadForm::Inline,
+        }
     }
 
     fn forget(&mut self, arn: &str) {
@@ -1013,10 +1084,10 @@ impl SeenPayloads {
 }
 
 /// The details of a full-level event as stored: payloads seen earlier in the execution become
-/// references.
+/// references or edits ([`PayloadForm`]).
 struct StoredDetails<'a> {
     details: &'a Map<String, Value>,
-    refs: [Option<(u64, &'static str)>; 3],
+    forms: [PayloadForm; 3],
 }
 
 impl serde::Serialize for StoredDetails<'_> {
@@ -1024,16 +1095,33 @@ impl serde::Serialize for StoredDetails<'_> {
         use serde::ser::SerializeMap;
         let mut map = ser.serialize_map(Some(self.details.len()))?;
         for (k, v) in self.details {
-            let reference = TEXT_PAYLOADS
+            let form = TEXT_PAYLOADS
                 .iter()
                 .position(|f| f == k)
-                .and_then(|i| self.refs[i]);
-            match reference {
-                Some((event, field)) => map.serialize_entry(
+                .map_or(PayloadForm::Inline, |i| self.forms[i]);
+            match (form, v) {
+                (PayloadForm::Same(event, field), _) => map.serialize_entry(
                     k,
                     &serde_json::json!({ "$ref": { "event": event, "field": field } }),
                 )?,
-                None => map.serialize_entry(k, v)?,
+                (
+                    PayloadForm::Edit {
+                        base: (event, field),
+                        keep_start,
+                        keep_end,
+                    },
+                    Value::String(text),
+                ) => map.serialize_entry(
+                    k,
+                    &serde_json::json!({ "$edit": {
+                        "event": event,
+                        "field": field,
+                        "keepStart": keep_start,
+                        "keepEnd": keep_end,
+                        "text": &text[keep_start..text.len() - keep_end],
+                    } }),
+                )?,
+                _ => map.serialize_entry(k, v)?,
             }
         }
         map.end()
@@ -1050,21 +1138,21 @@ fn stored_details(
     let (HistoryLevel::Full, Value::Object(m)) = (level, details) else {
         return details_json(details, level);
     };
-    let mut refs = [None; 3];
+    let mut forms = [PayloadForm::Inline; 3];
     for (i, field) in TEXT_PAYLOADS.iter().enumerate() {
         if let Some(Value::String(text)) = m.get(*field) {
-            refs[i] = seen.find_or_remember(&e.execution_arn, text, e.id, field);
+            forms[i] = seen.classify(&e.execution_arn, text, e.id, field);
         }
     }
-    if refs.iter().all(Option::is_none) {
+    if forms.iter().all(|f| *f == PayloadForm::Inline) {
         return json_text(details);
     }
-    serde_json::to_string(&StoredDetails { details: m, refs })
+    serde_json::to_string(&StoredDetails { details: m, forms })
         .unwrap_or_else(|_| json_text(details))
 }
 
-/// Puts back the payloads that [`SeenPayloads`] stored as references, from the events read
-/// before (`out`, in id order, with `index` from id to position).
+/// Puts back the payloads that [`SeenPayloads`] stored as references or edits, from the
+/// events read before (`out`, in id order, with `index` from id to position).
 fn resolve_payload_refs(
     details: &mut Value,
     out: &[HistoryEvent],
@@ -1077,23 +1165,45 @@ fn resolve_payload_refs(
         let Some(Value::Object(r)) = m.get(field) else {
             continue;
         };
-        let Some(target) = r.get("$ref") else {
-            continue;
+        let (edit, target) = match (r.get("$ref"), r.get("$edit")) {
+            (Some(t), None) => (false, t),
+            (None, Some(t)) => (true, t),
+            _ => continue,
         };
+        let bad =
+            |what: &str| PortError::Other(format!("history payload {field} {target}: {what}"));
         let event = target.get("event").and_then(Value::as_u64);
         let from = target.get("field").and_then(Value::as_str);
-        let text = event
+        let base = event
             .zip(from)
             .and_then(|(id, f)| {
                 let (_, d) = out.get(*index.get(&id)?)?.details.as_ref()?;
                 d.get(f)?.as_str()
             })
-            .ok_or_else(|| {
-                PortError::Other(format!(
-                    "history payload reference {target} points at no stored payload"
-                ))
-            })?
-            .to_string();
+            .ok_or_else(|| bad("points at no stored payload"))?;
+        let text = if edit {
+            let number = |k: &str| {
+                target
+                    .get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok())
+                    .ok_or_else(|| bad(&format!("no {k}")))
+            };
+            let (start, end) = (number("keepStart")?, number("keepEnd")?);
+            let middle = target
+                .get("text")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("no text"))?;
+            let tail = base.len().checked_sub(end).filter(|t| *t >= start);
+            match tail {
+                Some(tail) if base.is_char_boundary(start) && base.is_char_boundary(tail) => {
+                    [&base[..start], middle, &base[tail..]].concat()
+                }
+                _ => return Err(bad("does not fit the payload it edits")),
+            }
+        } else {
+            base.to_string()
+        };
         m.insert(field.to_string(), Value::String(text));
     }
     Ok(())
@@ -1717,6 +1827,14 @@ mod tests {
             )
             .unwrap();
         assert!(refs >= 6, "{refs} references");
+        let edits: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sfn_history WHERE arn = ?1 AND details LIKE '%\"$edit\"%'",
+                [&run.arn],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(edits >= 1, "the state that adds $.r is stored as an edit");
         assert!(copies <= 3, "the document is stored {copies} times");
     }
 
@@ -1748,31 +1866,118 @@ mod tests {
 
     #[test]
     fn equal_payloads_within_one_event_stay_inline() {
+        use PayloadForm::{Inline, Same};
         let mut seen = SeenPayloads::default();
         let text = "y".repeat(MIN_SHARED_PAYLOAD);
-        assert_eq!(seen.find_or_remember("a", &text, 3, "input"), None);
-        assert_eq!(seen.find_or_remember("a", &text, 3, "output"), None);
+        assert_eq!(seen.classify("a", &text, 3, "input"), Inline);
+        assert_eq!(seen.classify("a", &text, 3, "output"), Inline);
+        assert_eq!(seen.classify("a", &text, 4, "input"), Same(3, "input"));
         assert_eq!(
-            seen.find_or_remember("a", &text, 4, "input"),
-            Some((3, "input"))
-        );
-        assert_eq!(
-            seen.find_or_remember("b", &text, 4, "input"),
-            None,
+            seen.classify("b", &text, 4, "input"),
+            Inline,
             "per execution"
         );
         let short = "z".repeat(MIN_SHARED_PAYLOAD - 1);
-        assert_eq!(seen.find_or_remember("a", &short, 5, "input"), None);
+        assert_eq!(seen.classify("a", &short, 5, "input"), Inline);
         assert_eq!(
-            seen.find_or_remember("a", &short, 6, "input"),
-            None,
+            seen.classify("a", &short, 6, "input"),
+            Inline,
             "short stays inline"
         );
         seen.forget("a");
         assert_eq!(
-            seen.find_or_remember("a", &text, 7, "input"),
-            None,
+            seen.classify("a", &text, 7, "input"),
+            Inline,
             "forgotten at the end"
         );
+    }
+
+    #[test]
+    fn a_similar_payload_is_an_edit_that_reads_back_exactly() {
+        let mut seen = SeenPayloads::default();
+        let base = format!(
+            "{{\"a\":\"{}\",\"z\":\"é{}\"}}",
+            "x".repeat(300),
+            "y".repeat(300)
+        );
+        let next = base.replace("\"z\"", "\"r\":\"ü new ü\",\"z\"");
+        let unrelated = "q".repeat(MIN_SHARED_PAYLOAD * 2);
+        assert_eq!(seen.classify("a", &base, 2, "output"), PayloadForm::Inline);
+        let form = seen.classify("a", &next, 3, "output");
+        let PayloadForm::Edit {
+            base: (2, "output"),
+            keep_start,
+            keep_end,
+        } = form
+        else {
+            panic!("{form:?}");
+        };
+        assert!(
+            keep_start + keep_end > next.len() - 20,
+            "{keep_start} + {keep_end}"
+        );
+        assert_eq!(
+            seen.classify("a", &unrelated, 4, "output"),
+            PayloadForm::Inline
+        );
+
+        // Stored and read back through the details as written.
+        let mk = |id: u64, text: &str| HistoryEvent {
+            execution_arn: "a".into(),
+            id,
+            previous_event_id: id - 1,
+            timestamp: Utc::now(),
+            event_type: "PassStateExited".into(),
+            details: Some(("d".into(), serde_json::json!({"name": "S", "output": text}))),
+        };
+        let (e2, e3) = (mk(2, &base), mk(3, &next));
+        let mut fresh = SeenPayloads::default();
+        let stored2 = stored_details(
+            &e2,
+            &e2.details.as_ref().unwrap().1,
+            HistoryLevel::Full,
+            &mut fresh,
+        );
+        let stored3 = stored_details(
+            &e3,
+            &e3.details.as_ref().unwrap().1,
+            HistoryLevel::Full,
+            &mut fresh,
+        );
+        assert!(
+            stored3.contains("$edit") && stored3.len() < 200,
+            "{stored3}"
+        );
+        let mut out = vec![e2.clone()];
+        out[0].details = Some(("d".into(), serde_json::from_str(&stored2).unwrap()));
+        let index = HashMap::from([(2, 0)]);
+        let mut d3: Value = serde_json::from_str(&stored3).unwrap();
+        resolve_payload_refs(&mut d3, &out, &index).unwrap();
+        assert_eq!(d3["output"], Value::String(next.clone()));
+
+        // An edit that does not fit its base is an error, not a wrong payload.
+        let mut broken: Value = serde_json::from_str(&stored3).unwrap();
+        broken["output"]["$edit"]["keepEnd"] = serde_json::json!(base.len());
+        let err = resolve_payload_refs(&mut broken, &out, &index).unwrap_err();
+        assert!(err.to_string().contains("does not fit"), "{err}");
+    }
+
+    #[test]
+    fn common_affixes_stay_on_character_boundaries_and_never_overlap() {
+        assert_eq!(common_affixes("abc", "abc"), (3, 0));
+        assert_eq!(common_affixes("abXc", "abYc"), (2, 1));
+        assert_eq!(common_affixes("aa", "aaa"), (2, 0));
+        assert_eq!(
+            common_affixes("aéb", "aèb"),
+            (1, 1),
+            "é and è share their first byte"
+        );
+        assert_eq!(common_affixes("", "x"), (0, 0));
+        assert_eq!(
+            common_affixes("xyx", "xyxyx"),
+            (3, 0),
+            "within the shorter one"
+        );
+        assert_eq!(common_affixes("abcxyz", "abcQxyz"), (3, 3));
     }
 }
