@@ -28,6 +28,17 @@ pub struct Checkpoint {
 pub trait CheckpointStore: Send + Sync {
     /// Saves (replaces) the execution's checkpoint.
     fn save(&self, checkpoint: &Checkpoint) -> Result<(), String>;
+    /// Like [`CheckpointStore::save`], with the checkpoint input's JSON text when the engine
+    /// already has it (it serialised the same document for the history), so that a store that
+    /// keeps text need not serialise it again. The default ignores the text.
+    fn save_with_input_json(
+        &self,
+        checkpoint: &Checkpoint,
+        input_json: Option<&str>,
+    ) -> Result<(), String> {
+        let _ = input_json;
+        self.save(checkpoint)
+    }
     /// Loads the latest checkpoint.
     fn load(&self, execution_arn: &str) -> Result<Option<Checkpoint>, String>;
     /// Removes it once the execution finished.

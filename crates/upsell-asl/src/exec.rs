@@ -479,6 +479,7 @@ impl Engine {
                                 ex,
                                 &sm.states[n].name,
                                 &mut input,
+                                input_json.as_deref(),
                                 frame,
                             )?;
                         }
@@ -498,6 +499,7 @@ impl Engine {
         ex: &Exec,
         next_state: &str,
         input: &mut Value,
+        input_json: Option<&str>,
         frame: &mut Frame,
     ) -> Result<(), Failure> {
         let mut execution_input = lock(&ex.input);
@@ -510,7 +512,7 @@ impl Engine {
             last_event_id: frame.prev,
             start_time: ex.start_time.clone(),
         };
-        let saved = store.save(&cp);
+        let saved = store.save_with_input_json(&cp, input_json);
         *input = std::mem::take(&mut cp.input);
         frame.vars = std::mem::take(&mut cp.variables);
         *execution_input = std::mem::take(&mut cp.execution_input);

@@ -870,10 +870,11 @@ struct StoredCheckpoint {
 }
 
 impl StoredCheckpoint {
-    fn new(c: &Checkpoint) -> Self {
+    /// `input_json`, when given, is the JSON text of `c.input`.
+    fn new(c: &Checkpoint, input_json: Option<&str>) -> Self {
         StoredCheckpoint {
             next_state: c.next_state.clone(),
-            input: json_text(&c.input),
+            input: input_json.map_or_else(|| json_text(&c.input), str::to_string),
             variables: serde_json::to_string(&c.variables).unwrap_or_else(|_| "{}".into()),
             execution_input: json_text(&c.execution_input),
             last_event_id: i64::try_from(c.last_event_id).unwrap_or(i64::MAX),
@@ -1373,8 +1374,16 @@ impl HistorySink for ExecutionStore {
 
 impl CheckpointStore for ExecutionStore {
     fn save(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+        self.save_with_input_json(checkpoint, None)
+    }
+
+    fn save_with_input_json(
+        &self,
+        checkpoint: &Checkpoint,
+        input_json: Option<&str>,
+    ) -> Result<(), String> {
         let events = self.take_pending(&checkpoint.execution_arn);
-        let stored = StoredCheckpoint::new(checkpoint);
+        let stored = StoredCheckpoint::new(checkpoint, input_json);
         self.submit(
             events,
             CheckpointWrite::Save(checkpoint.execution_arn.clone(), stored),
