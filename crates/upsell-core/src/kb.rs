@@ -1044,11 +1044,15 @@ impl RerankSettings {
         }
     }
 
-    /// Rejects settings no backend could serve (Bedrock re-ranks at most 1,000 results).
+    /// Most candidates: Bedrock's `Retrieve` returns at most 100 results to re-rank.
+    pub const MAX_CANDIDATES: usize = 100;
+
+    /// Rejects settings no backend could serve.
     pub fn validate(&self) -> Result<(), PortError> {
-        if self.candidates == 0 || self.candidates > 1000 {
+        if self.candidates == 0 || self.candidates > Self::MAX_CANDIDATES {
             return Err(PortError::Invalid(format!(
-                "re-ranking candidates must be between 1 and 1000, got {}",
+                "re-ranking candidates must be between 1 and {}, got {}",
+                Self::MAX_CANDIDATES,
                 self.candidates
             )));
         }
@@ -1239,6 +1243,8 @@ mod tests {
         let s = sentence_rerank_score(&[0.2, 0.8, 0.4, 0.1]);
         assert!((s - (0.8 + RERANK_SECOND_SENTENCE_WEIGHT * 0.4)).abs() < 1e-6);
         assert!(RerankSettings { candidates: 0 }.validate().is_err());
+        assert!(RerankSettings { candidates: 100 }.validate().is_ok());
+        assert!(RerankSettings { candidates: 101 }.validate().is_err());
         assert!(RerankSettings::for_provider("hashing").is_none());
         assert_eq!(
             RerankSettings::for_provider("minilm"),

@@ -53,10 +53,17 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+/// Prints the p50 and p99 of `samples` as `name: p50 .. ms, p99 .. ms (N queries, k=K)`, then
+/// `extra`.
+fn report_latency(name: &str, mut samples: Vec<Duration>, k: usize, extra: &str) {
     samples.sort();
     let at = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
-    (at(0.50), at(0.99))
+    eprintln!(
+        "{name}: p50 {:.2} ms, p99 {:.2} ms ({} queries, k={k}){extra}",
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        samples.len()
+    );
 }
 
 /// The repository's knowledge-base/ folder (override with `UPSELL_KB_DIR`).
@@ -244,12 +251,7 @@ fn kb(c: &mut Criterion) {
             .zip(cpu_time())
             .map(|(a, b)| format!(", CPU {:.2} ms/query", (b - a).as_secs_f64() * 1e3 / 200.0))
             .unwrap_or_default();
-        let (p50, p99) = percentiles(samples);
-        eprintln!(
-            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5){cpu}",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        report_latency(&name, samples, 5, &cpu);
         let mut i = 0;
         c.bench_function(&name, |b| {
             b.iter(|| {
@@ -301,12 +303,7 @@ fn rerank(
             samples.push(t.elapsed());
             assert_eq!(hits.len(), 5);
         }
-        let (p50, p99) = percentiles(samples);
-        eprintln!(
-            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5)",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        report_latency(&name, samples, 5, "");
         let mut i = 0;
         c.bench_function(&name, |b| {
             b.iter(|| {
@@ -378,12 +375,7 @@ fn vec0(c: &mut Criterion, kb_db: &Path, vectors: &[Vec<f32>]) {
         assert_eq!(run(v).len(), 5);
         samples.push(t.elapsed());
     }
-    let (p50, p99) = percentiles(samples);
-    eprintln!(
-        "kb_vector_vec0_100k: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=5)",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3
-    );
+    report_latency("kb_vector_vec0_100k", samples, 5, "");
     let mut i = 0;
     c.bench_function("kb_vector_vec0_100k", |b| {
         b.iter(|| {
@@ -446,12 +438,7 @@ fn similar(c: &mut Criterion) {
             samples.push(t.elapsed());
             assert_eq!(hits.len(), 10);
         }
-        let (p50, p99) = percentiles(samples);
-        eprintln!(
-            "{name}: p50 {:.2} ms, p99 {:.2} ms (200 queries, k=10)",
-            p50.as_secs_f64() * 1e3,
-            p99.as_secs_f64() * 1e3
-        );
+        report_latency(&name, samples, 10, "");
         let mut i = 0;
         c.bench_function(&name, |b| {
             b.iter(|| {
