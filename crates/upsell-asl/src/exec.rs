@@ -312,6 +312,7 @@ impl Engine {
             .nth(1)
             .unwrap_or("StateMachine")
             .to_string();
+        self.history.resumed(execution_arn, cp.last_event_id);
         let ex = self.new_exec(
             &name,
             &sm_name,

@@ -61,6 +61,12 @@ pub trait HistorySink: Send + Sync {
     }
     /// Records one event.
     fn record(&self, event: HistoryEvent);
+    /// The execution resumes from a checkpoint taken after event `last_event_id`: the events
+    /// after it that the stopped run recorded are void, and the resumed run records its own
+    /// under the same ids. The default keeps them (a sink that never resumes).
+    fn resumed(&self, execution_arn: &str, last_event_id: u64) {
+        let _ = (execution_arn, last_event_id);
+    }
 }
 
 /// Discards events.
@@ -107,5 +113,11 @@ impl MemorySink {
 impl HistorySink for MemorySink {
     fn record(&self, event: HistoryEvent) {
         self.events.lock().expect("history lock").push(event);
+    }
+    fn resumed(&self, execution_arn: &str, last_event_id: u64) {
+        self.events
+            .lock()
+            .expect("history lock")
+            .retain(|e| e.execution_arn != execution_arn || e.id <= last_event_id);
     }
 }

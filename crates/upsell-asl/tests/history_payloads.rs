@@ -278,11 +278,16 @@ async fn checkpoints_hold_the_next_input_variables_and_execution_input() {
     assert!(saved[1].variables.is_empty());
     assert_eq!(saved[2].variables.get("seen"), Some(&json!(1)));
 
-    // Resuming from any checkpoint finishes with the same output.
+    // Resuming from any checkpoint finishes with the same output, and the history holds the
+    // stopped run's events up to the checkpoint, then the resumed run's: none twice.
     for c in &saved {
         let store = Arc::new(Recorder::default());
         store.inner.save(c).unwrap();
-        let resumed = engine(Arc::new(MemorySink::new()), store)
+        let sink = Arc::new(MemorySink::new());
+        for e in &events {
+            sink.record(e.clone());
+        }
+        let resumed = engine(sink.clone(), store)
             .resume(&sm, &run.arn)
             .await
             .expect("resume")
@@ -291,6 +296,18 @@ async fn checkpoints_hold_the_next_input_variables_and_execution_input() {
             resumed.outcome, run.outcome,
             "resumed before {}",
             c.next_state
+        );
+        let after = sink.events(&run.arn);
+        let ids: Vec<u64> = after.iter().map(|e| e.id).collect();
+        assert_eq!(
+            ids,
+            (1..=ids.len() as u64).collect::<Vec<_>>(),
+            "resumed before {}",
+            c.next_state
+        );
+        assert_eq!(
+            after[..c.last_event_id as usize],
+            events[..c.last_event_id as usize]
         );
     }
 }
