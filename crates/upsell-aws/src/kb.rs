@@ -24,8 +24,8 @@ use aws_sdk_bedrockruntime::primitives::Blob;
 use aws_smithy_types::{Document, Number};
 use serde::Deserialize;
 use upsell_core::kb::{
-    Embedder, EmbedderInfo, Filter, KnowledgeBase, MetaValue, Metadata, RetrieveRequest,
-    RetrievedChunk, SearchMode,
+    Embedder, EmbedderInfo, Filter, KnowledgeBase, MetaValue, Metadata, RerankSettings,
+    RetrieveRequest, RetrievedChunk, SearchMode,
 };
 use upsell_core::ports::PortError;
 
@@ -36,8 +36,9 @@ pub const CHUNK_ID_KEY: &str = "x-amz-bedrock-kb-chunk-id";
 /// Prefix of the metadata keys Bedrock adds itself (dropped from [`RetrievedChunk::metadata`]).
 pub const BEDROCK_METADATA_PREFIX: &str = "x-amz-bedrock-kb-";
 
-/// Most results one `Retrieve` call returns (`numberOfResults` is 1 to 100).
-pub const MAX_RETRIEVE_RESULTS: usize = 100;
+/// Most results one `Retrieve` call returns (`numberOfResults` is 1 to 100): the limit that
+/// core's [`RerankSettings::MAX_CANDIDATES`] is set to.
+pub const MAX_RETRIEVE_RESULTS: usize = RerankSettings::MAX_CANDIDATES;
 
 /// Re-ranking of the first stage's results by a Bedrock re-ranking model.
 #[derive(Debug, Clone, PartialEq, Eq)]

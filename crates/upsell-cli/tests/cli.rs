@@ -287,16 +287,17 @@ fn knowledge_base_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../knowledge-base").to_owned()
 }
 
+/// `upsell kb --dir <knowledge-base/> eval --provider hashing` with `flags` after it.
+fn kb_eval_hashing(flags: &[&str]) -> Output {
+    let dir = knowledge_base_dir();
+    let mut args = vec!["kb", "--dir", &dir, "eval", "--provider", "hashing"];
+    args.extend_from_slice(flags);
+    upsell(&args)
+}
+
 #[test]
 fn kb_eval_splits_queries_and_compares_fusion_weights() {
-    let dir = knowledge_base_dir();
-    let out = upsell(&[
-        "kb",
-        "--dir",
-        &dir,
-        "eval",
-        "--provider",
-        "hashing",
+    let out = kb_eval_hashing(&[
         "--split",
         "--json",
         "--vector-weight",
@@ -331,15 +332,7 @@ fn kb_eval_splits_queries_and_compares_fusion_weights() {
     assert_eq!(weights, [Value::Null, Value::Null, json!(1.0), json!(3.0)]);
     assert_eq!(rows[6]["mode"], "hybrid");
 
-    let bad = upsell(&[
-        "kb",
-        "--dir",
-        &dir,
-        "eval",
-        "--provider",
-        "hashing",
-        "--vector-weight=-1",
-    ]);
+    let bad = kb_eval_hashing(&["--vector-weight=-1"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("non-negative"), "{}", stderr(&bad));
 }
@@ -348,20 +341,7 @@ fn kb_eval_splits_queries_and_compares_fusion_weights() {
 /// and `--misses` lists the queries whose top 5 misses a relevant document.
 #[test]
 fn kb_eval_compares_reranking_and_lists_misses() {
-    let dir = knowledge_base_dir();
-    let out = upsell(&[
-        "kb",
-        "--dir",
-        &dir,
-        "eval",
-        "--provider",
-        "hashing",
-        "--json",
-        "--rerank",
-        "0",
-        "--rerank",
-        "20",
-    ]);
+    let out = kb_eval_hashing(&["--json", "--rerank", "0", "--rerank", "20"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: Vec<Value> = stdout(&out)
         .lines()
@@ -382,15 +362,7 @@ fn kb_eval_compares_reranking_and_lists_misses() {
     );
     assert_ne!(rows[2]["recall@5"], rows[5]["recall@5"], "{rows:#?}");
 
-    let out = upsell(&[
-        "kb",
-        "--dir",
-        &dir,
-        "eval",
-        "--provider",
-        "hashing",
-        "--misses",
-    ]);
+    let out = kb_eval_hashing(&["--misses"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("misses of hashing hybrid"), "{text}");

@@ -149,6 +149,16 @@ pub struct CatalogueLine {
     pub price_unit: String,
 }
 
+impl From<&crate::catalogue::Offering> for CatalogueLine {
+    fn from(o: &crate::catalogue::Offering) -> Self {
+        CatalogueLine {
+            name: o.name.clone(),
+            price: o.price_text(),
+            price_unit: o.price_unit.clone(),
+        }
+    }
+}
+
 /// Everything the judge's templates receive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -445,11 +455,7 @@ mod tests {
             catalogue: Catalogue::builtin()
                 .offerings()
                 .iter()
-                .map(|o| CatalogueLine {
-                    name: o.name.clone(),
-                    price: o.price_text(),
-                    price_unit: o.price_unit.clone(),
-                })
+                .map(CatalogueLine::from)
                 .collect(),
             approval_threshold: 7,
         }

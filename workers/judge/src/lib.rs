@@ -193,11 +193,7 @@ fn catalogue_lines() -> &'static [CatalogueLine] {
         Catalogue::builtin()
             .offerings()
             .iter()
-            .map(|o| CatalogueLine {
-                name: o.name.clone(),
-                price: o.price_text(),
-                price_unit: o.price_unit.clone(),
-            })
+            .map(CatalogueLine::from)
             .collect()
     })
 }
