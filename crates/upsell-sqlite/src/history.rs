@@ -1641,7 +1641,12 @@ impl HistorySink for ExecutionStore {
         }
         let from = last_event_id.saturating_add(1);
         // A failed hand-over means an earlier commit failed: `flush` reports it.
-        let _ = self.hand_over(|b| b.cuts.push((execution_arn.to_string(), from)));
+        let _ = self.hand_over(|b| {
+            // Void events still waiting in this batch go now; committed ones by the cut.
+            b.events
+                .retain(|e| e.execution_arn != execution_arn || e.id < from);
+            b.cuts.push((execution_arn.to_string(), from));
+        });
     }
 }
 
@@ -2389,6 +2394,14 @@ mod tests {
                 }
                 if action == 0 {
                     store.flush().unwrap();
+                }
+                // Now and then the execution resumes from an earlier checkpoint: what it
+                // recorded after that is void and its ids are recorded again.
+                if action == 9 {
+                    store.submit(std::mem::take(&mut unit), CheckpointWrite::None).unwrap();
+                    let keep = base * recorded[exec].len() / 4;
+                    store.resumed(arn, keep as u64);
+                    recorded[exec].truncate(keep);
                 }
             }
             store.submit(unit, CheckpointWrite::None).unwrap();
