@@ -624,7 +624,11 @@ async fn resume_after_a_crash_does_not_rerun_a_succeeded_task() {
     );
     assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
     let ids: Vec<u64> = events.iter().map(|e| e.id).collect();
-    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>(), "each id once");
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "each id once"
+    );
 
     // The event submitted again is a duplicate.
     let again = rt.submit(&line, "in.jsonl:1").await.unwrap();
