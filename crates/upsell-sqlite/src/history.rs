@@ -1375,28 +1375,23 @@ fn resolve_payload_refs(
 }
 
 /// The writer's state across commits: the payloads it remembers ([`SeenPayloads`]) and the
-/// compressor of history blocks.
+/// compressor of history blocks (made at the first block).
+#[derive(Default)]
 struct Encoder {
     seen: SeenPayloads,
     compressor: Option<zstd::bulk::Compressor<'static>>,
 }
 
-impl Default for Encoder {
-    fn default() -> Self {
-        Encoder {
-            seen: SeenPayloads::default(),
-            compressor: zstd::bulk::Compressor::new(BLOCK_COMPRESSION_LEVEL).ok(),
-        }
-    }
-}
-
 impl Encoder {
     fn compress(&mut self, raw: &[u8]) -> Result<Vec<u8>, PortError> {
         let failed = |e: std::io::Error| PortError::Other(format!("cannot compress history: {e}"));
-        match &mut self.compressor {
-            Some(c) => c.compress(raw).map_err(failed),
-            None => zstd::bulk::compress(raw, BLOCK_COMPRESSION_LEVEL).map_err(failed),
-        }
+        let compressor = match &mut self.compressor {
+            Some(c) => c,
+            None => self
+                .compressor
+                .insert(zstd::bulk::Compressor::new(BLOCK_COMPRESSION_LEVEL).map_err(failed)?),
+        };
+        compressor.compress(raw).map_err(failed)
     }
 }
 
@@ -1404,11 +1399,10 @@ impl Encoder {
 /// to 1 GB/s.
 const BLOCK_COMPRESSION_LEVEL: i32 = 1;
 
-/// One execution's events within a block: where its lines start and end, and its first and
-/// last event id.
-struct Segment {
-    start: usize,
-    end: usize,
+/// One execution's events within a block: their lines, and the first and last event id.
+struct Segment<'a> {
+    arn: &'a str,
+    lines: Vec<u8>,
     first_id: u64,
     last_id: u64,
 }
@@ -1457,41 +1451,37 @@ fn write_events(
         return Ok(());
     }
     // Each execution's lines are kept together, in the order the executions first appear.
-    let mut lines: Vec<(&str, Vec<u8>, u64, u64)> = Vec::new();
+    let mut segments: Vec<Segment<'_>> = Vec::new();
     let mut slot: HashMap<&str, usize> = HashMap::new();
     for e in events {
         let i = *slot.entry(e.execution_arn.as_str()).or_insert_with(|| {
-            lines.push((e.execution_arn.as_str(), Vec::new(), e.id, e.id));
-            lines.len() - 1
+            segments.push(Segment {
+                arn: &e.execution_arn,
+                lines: Vec::new(),
+                first_id: e.id,
+                last_id: e.id,
+            });
+            segments.len() - 1
         });
-        let (_, buf, first, last) = &mut lines[i];
-        write_event_line(buf, e, level, &mut encoder.seen)?;
-        *first = (*first).min(e.id);
-        *last = (*last).max(e.id);
+        let seg = &mut segments[i];
+        write_event_line(&mut seg.lines, e, level, &mut encoder.seen)?;
+        seg.first_id = seg.first_id.min(e.id);
+        seg.last_id = seg.last_id.max(e.id);
         if is_terminal(&e.event_type) {
             encoder.seen.forget(&e.execution_arn);
         }
         update_execution_row(tx, e)?;
     }
-    let mut raw = Vec::with_capacity(lines.iter().map(|(_, b, _, _)| b.len()).sum());
-    let mut segments = Vec::with_capacity(lines.len());
-    for (arn, buf, first_id, last_id) in &lines {
-        let start = raw.len();
-        raw.extend_from_slice(buf);
-        segments.push((
-            *arn,
-            Segment {
-                start,
-                end: raw.len(),
-                first_id: *first_id,
-                last_id: *last_id,
-            },
-        ));
-    }
+    let raw = segments
+        .iter()
+        .map(|s| s.lines.as_slice())
+        .collect::<Vec<_>>()
+        .concat();
     let data = encoder.compress(&raw)?;
+    let int = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     tx.prepare_cached("INSERT INTO sfn_history_blocks (size, data) VALUES (?1, ?2)")
         .map_err(db_err)?
-        .execute(params![i64::try_from(raw.len()).unwrap_or(i64::MAX), data])
+        .execute(params![int(raw.len()), data])
         .map_err(db_err)?;
     let block = tx.last_insert_rowid();
     let mut insert = tx
@@ -1500,18 +1490,19 @@ fn write_events(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(db_err)?;
-    let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    for (arn, seg) in segments {
+    let mut start = 0;
+    for seg in &segments {
         insert
             .execute(params![
-                arn,
+                seg.arn,
                 block,
-                int(seg.start as u64),
-                int((seg.end - seg.start) as u64),
-                int(seg.first_id),
-                int(seg.last_id),
+                int(start),
+                int(seg.lines.len()),
+                i64::try_from(seg.first_id).unwrap_or(i64::MAX),
+                i64::try_from(seg.last_id).unwrap_or(i64::MAX),
             ])
             .map_err(db_err)?;
+        start += seg.lines.len();
     }
     Ok(())
 }

@@ -786,5 +786,15 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("can be tracked"), "{err}");
         assert_eq!(t.table_version("Agents_v2-prod.x").unwrap(), 0);
+        // Names that differ only in punctuation are counted apart.
+        t.track_versions("a-b").unwrap();
+        t.track_versions("a_b").unwrap();
+        let key = ItemKey {
+            pk: KeyValue::S("k".into()),
+            sk: None,
+        };
+        t.put("a_b", &key, &json!({"pk": {"S": "k"}})).unwrap();
+        assert_eq!(t.table_version("a_b").unwrap(), 1);
+        assert_eq!(t.table_version("a-b").unwrap(), 0);
     }
 }

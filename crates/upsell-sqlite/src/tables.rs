@@ -358,10 +358,8 @@ impl TableStore {
                 "table name {table:?}: only letters, digits, '_', '-' and '.' can be tracked"
             )));
         }
-        let name: String = table
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
+        // Hex keeps trigger names apart for names that differ only in punctuation.
+        let name: String = table.bytes().map(|b| format!("{b:02x}")).collect();
         // The row exists before any trigger runs: a trigger's own INSERT OR IGNORE would take
         // the conflict policy of the statement that fired it.
         let bump =
