@@ -11,4 +11,5 @@ pub mod message;
 pub mod ports;
 pub mod sample;
 pub mod schema;
+pub mod telemetry;
 pub mod validate;
