@@ -19,6 +19,7 @@ use upsell_core::ports::{
     ConverseRequest, ConverseResponse, MessageQuery, MessageStore, ModelError, ModelProvider,
 };
 use upsell_core::sample::{LineKind, SampleConfig, generate};
+use upsell_core::telemetry::MetricLog;
 use upsell_models::offline::OfflineModel;
 use upsell_models::prompt::{GENERATION_CONTEXT_TAG, JUDGE_CONTEXT_TAG};
 
@@ -409,6 +410,38 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
             .contains("ModelThrottled"),
         "{dead:?}"
     );
+
+    // Every state recorded its latency, and the errors the ASL retried are counted by name.
+    let metrics = rt.block_on(app.metrics.metrics_since(None)).unwrap();
+    let has = |name: &str, dims: &[(&str, &str)]| {
+        metrics.iter().any(|m| {
+            m.name == name
+                && dims
+                    .iter()
+                    .all(|(k, v)| m.dimensions.iter().any(|(dk, dv)| dk == k && dv == v))
+        })
+    };
+    for state in [
+        "SchemaCheck",
+        "Enrich",
+        "KbRetrieve",
+        "Generate",
+        "Judge",
+        "Publish",
+    ] {
+        assert!(
+            has("StateLatency", &[("State", state)]),
+            "no latency of {state}"
+        );
+    }
+    assert!(has(
+        "WorkerErrors",
+        &[("State", "Generate"), ("ErrorType", "ModelThrottled")]
+    ));
+    assert!(has(
+        "WorkerErrors",
+        &[("State", "Judge"), ("ErrorType", "ModelOutputInvalid")]
+    ));
 
     // Rerun into the same home: nothing new is published or recorded.
     let second = run_lines(&rt, &app, &text);

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
-use upsell_core::ports::{MetricDatum, MetricUnit, Metrics};
+use upsell_core::ports::{MetricDatum, Metrics};
 
 /// EMF allows at most 30 dimensions in a dimension set.
 pub const MAX_DIMENSIONS: usize = 30;
@@ -97,21 +97,11 @@ impl EmfMetrics {
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
                     "Dimensions": [dims],
-                    "Metrics": [{"Name": datum.name, "Unit": unit_name(datum.unit)}],
+                    "Metrics": [{"Name": datum.name, "Unit": datum.unit.as_str()}],
                 }],
             }),
         );
         Ok(Value::Object(root))
-    }
-}
-
-/// The CloudWatch unit name.
-pub fn unit_name(unit: MetricUnit) -> &'static str {
-    match unit {
-        MetricUnit::Count => "Count",
-        MetricUnit::Milliseconds => "Milliseconds",
-        MetricUnit::Percent => "Percent",
-        MetricUnit::None => "None",
     }
 }
 

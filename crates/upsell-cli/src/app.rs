@@ -1,7 +1,7 @@
 //! The local application: everything `upsell run` and its companions need, under one home folder.
 //!
 //! [`LocalApp::open`] opens the SQLite stores in `<home>/upsell.db` (execution history in
-//! `<home>/history.db`), loads the seed agents into
+//! `<home>/history.db`, the metric log in `<home>/metrics.db`), loads the seed agents into
 //! the registry on first run, builds the knowledge-base index when it is empty, builds each
 //! worker's `Deps` from the local adapters and reads `sam/template.yaml` (rules, state machines,
 //! functions, tables). Workers are called in-process through [`LocalWorkers`], which deserialises
@@ -28,7 +28,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use upsell_asl::{Clock, RealClock};
 use upsell_core::kb::HashingEmbedder;
-use upsell_core::ports::{ModelProvider, PortError};
+use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
+use upsell_core::telemetry::{ERROR_TYPE, STATE, STATE_LATENCY, WORKER_ERRORS};
 use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
@@ -40,12 +41,16 @@ use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_cache::CachedKnowledgeBase;
 use upsell_sqlite::kb_source::load_documents;
 use upsell_sqlite::messages::{MESSAGES_TABLE, SqliteMessageStore};
+use upsell_sqlite::metrics::SqliteMetricLog;
 use upsell_sqlite::open_shared;
 use upsell_sqlite::registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
 use upsell_sqlite::tables::TableStore;
 
 /// The SQLite file under the home folder that holds the local stores (not the history).
 pub const DB_FILE: &str = "upsell.db";
+
+/// The metric log (`upsell_sqlite::metrics`), in a file of its own for the same reason.
+pub const METRICS_FILE: &str = "metrics.db";
 
 /// The execution history and checkpoints, in a file of their own: SQLite has one write lock per
 /// file, and the history writer's group commits would otherwise make every store write wait
@@ -181,6 +186,7 @@ impl AppOptions {
 }
 
 async fn call<I, O, E, F, Fut>(
+    metrics: &dyn Metrics,
     worker: &str,
     payload: Value,
     handle: F,
@@ -199,15 +205,47 @@ where
             "failed to deserialize the incoming data into the {worker} worker's Input: {e}"
         ),
     })?;
-    match handle(input).await {
+    let started = Instant::now();
+    let result = handle(input).await;
+    let state = state_name(worker);
+    metrics.record(
+        MetricDatum::new(
+            STATE_LATENCY.name,
+            started.elapsed().as_secs_f64() * 1000.0,
+            STATE_LATENCY.unit,
+        )
+        .with_dim(STATE, state),
+    );
+    match result {
         Ok(out) => serde_json::to_value(out).map_err(|e| WorkerFailure {
             error_type: "InternalError".to_owned(),
             message: format!("the {worker} worker's Output does not serialise: {e}"),
         }),
-        Err(e) => Err(WorkerFailure {
-            error_type: error_type(&e).to_owned(),
-            message: e.to_string(),
-        }),
+        Err(e) => {
+            let error_type = error_type(&e);
+            metrics.record(
+                MetricDatum::new(WORKER_ERRORS.name, 1.0, WORKER_ERRORS.unit)
+                    .with_dim(STATE, state)
+                    .with_dim(ERROR_TYPE, error_type),
+            );
+            Err(WorkerFailure {
+                error_type: error_type.to_owned(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// The `State` dimension of a worker's metrics: the ASL state it serves.
+fn state_name(worker: &str) -> &'static str {
+    match worker {
+        "schema-check" => "SchemaCheck",
+        "enrich" => "Enrich",
+        "kb-retrieve" => "KbRetrieve",
+        "generate" => "Generate",
+        "judge" => "Judge",
+        "publish" => "Publish",
+        _ => "Unknown",
     }
 }
 
@@ -220,6 +258,7 @@ pub struct LocalWorkers {
     generate: generate::Deps,
     judge: judge::Deps,
     publish: publish::Deps,
+    metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for LocalWorkers {
@@ -246,6 +285,7 @@ impl LocalWorkers {
         match worker {
             "schema-check" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| schema_check::handle(i, &self.schema_check),
@@ -255,6 +295,7 @@ impl LocalWorkers {
             }
             "enrich" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| enrich::handle(i, &self.enrich),
@@ -264,6 +305,7 @@ impl LocalWorkers {
             }
             "kb-retrieve" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| kb_retrieve::handle(i, &self.kb_retrieve),
@@ -273,6 +315,7 @@ impl LocalWorkers {
             }
             "generate" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| generate::handle(i, &self.generate),
@@ -282,6 +325,7 @@ impl LocalWorkers {
             }
             "judge" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| judge::handle(i, &self.judge),
@@ -291,6 +335,7 @@ impl LocalWorkers {
             }
             "publish" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| publish::handle(i, &self.publish),
@@ -434,6 +479,8 @@ pub struct LocalApp {
     pub bus: Arc<LocalEventBus>,
     /// The workers.
     pub workers: Arc<LocalWorkers>,
+    /// The metric log the workers record into.
+    pub metrics: Arc<SqliteMetricLog>,
     lanes: usize,
     /// What happened while opening (seeded agents, KB ingestion), for the user.
     pub notes: Vec<String>,
@@ -509,6 +556,10 @@ impl LocalApp {
             ));
         }
 
+        let metrics_db = opts.home.join(METRICS_FILE);
+        let metrics =
+            Arc::new(SqliteMetricLog::open(&metrics_db).map_err(port("metric log", &metrics_db))?);
+
         let bus = Arc::new(LocalEventBus::new());
         let model = opts.model.clone();
         let workers = Arc::new(LocalWorkers {
@@ -534,6 +585,7 @@ impl LocalApp {
                 messages: messages.clone(),
                 events: bus.clone(),
             },
+            metrics: metrics.clone(),
         });
         let lanes = opts.lanes.max(1);
         let runtime = Runtime::builder(
@@ -567,6 +619,7 @@ impl LocalApp {
             tables,
             bus,
             workers,
+            metrics,
             lanes,
             notes,
         };
@@ -580,6 +633,7 @@ impl LocalApp {
             out.push(Outcome::from(&r?.outcome));
         }
         self.runtime.flush()?;
+        self.metrics.flush().context("writing the metric log")?;
         Ok(out)
     }
 
@@ -647,6 +701,7 @@ impl LocalApp {
         self.runtime
             .flush()
             .context("writing the execution history")?;
+        self.metrics.flush().context("writing the metric log")?;
         summary.elapsed_s = started.elapsed().as_secs_f64();
         results.sort_by_key(|r| r.line);
         Ok((summary, results))

@@ -252,6 +252,31 @@ pub enum MetricUnit {
     None,
 }
 
+impl MetricUnit {
+    /// Every unit.
+    pub const ALL: [MetricUnit; 4] = [
+        MetricUnit::Count,
+        MetricUnit::Milliseconds,
+        MetricUnit::Percent,
+        MetricUnit::None,
+    ];
+
+    /// The CloudWatch unit name (`Count`, `Milliseconds`, `Percent`, `None`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricUnit::Count => "Count",
+            MetricUnit::Milliseconds => "Milliseconds",
+            MetricUnit::Percent => "Percent",
+            MetricUnit::None => "None",
+        }
+    }
+
+    /// The unit of a CloudWatch unit name.
+    pub fn parse(name: &str) -> Option<MetricUnit> {
+        Self::ALL.into_iter().find(|u| u.as_str() == name)
+    }
+}
+
 /// Standard dimension names.
 pub mod dims {
     /// Agent id.

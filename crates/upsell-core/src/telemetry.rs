@@ -144,7 +144,11 @@ mod tests {
     #[test]
     fn names_are_unique_and_found() {
         for (i, m) in CATALOGUE.iter().enumerate() {
-            assert!(CATALOGUE[..i].iter().all(|o| o.name != m.name), "{}", m.name);
+            assert!(
+                CATALOGUE[..i].iter().all(|o| o.name != m.name),
+                "{}",
+                m.name
+            );
             assert_eq!(spec(m.name), Some(m));
         }
         assert_eq!(spec("NoSuchMetric"), None);

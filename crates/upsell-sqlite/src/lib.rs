@@ -5,7 +5,7 @@
 //! customer-embedding index for similar-customer search, and the knowledge-base index with FTS5
 //! and vectors ([`kb`], with a retrieval-result cache in [`kb_cache`]); the execution history
 //! ([`history`]) goes in a file of its own (`history.db`) so that its group commits never hold
-//! the stores' write lock.
+//! the stores' write lock, and so does the metric log ([`metrics`], `metrics.db`).
 //!
 //! Stores in the same file should share one [`SharedConnection`] (each has a `shared`
 //! constructor): a commit on one connection makes SQLite drop every other connection's page
@@ -18,6 +18,7 @@ pub mod kb;
 pub mod kb_cache;
 pub mod kb_source;
 pub mod messages;
+pub mod metrics;
 pub mod registry;
 pub mod tables;
 pub mod vectors;
