@@ -57,6 +57,8 @@ enum Command {
     Executions(cmd::executions::Args),
     /// Quarantined events with their reasons: list.
     Quarantine(cmd::quarantine::Args),
+    /// EventBridge tooling: test-pattern (like `aws events test-event-pattern`).
+    Events(cmd::events::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Messages(args) => cmd::messages::run(args, &ctx),
         Command::Executions(args) => cmd::executions::run(args, &ctx),
         Command::Quarantine(args) => cmd::quarantine::run(args, &ctx),
+        Command::Events(args) => cmd::events::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

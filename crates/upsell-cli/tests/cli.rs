@@ -421,3 +421,54 @@ fn closed_stdout_is_not_a_crash() {
         );
     }
 }
+
+#[test]
+fn events_test_pattern_answers_like_aws_events_test_event_pattern() {
+    let event = good_service("evt-1").to_string();
+    let yes = upsell(&[
+        "events",
+        "test-pattern",
+        "--pattern",
+        r#"{"source":[{"prefix":"com.greenleaf."}],"detail":{"priceCents":[{"numeric":[">",100]}]}}"#,
+        "--event",
+        &event,
+    ]);
+    assert!(yes.status.success(), "{}", stderr(&yes));
+    assert_eq!(stdout(&yes), "true\n");
+    // The pattern from a file (@FILE), not matching: still exit 0.
+    let dir = tempfile::tempdir().unwrap();
+    let pattern_file = dir.path().join("pattern.json");
+    std::fs::write(
+        &pattern_file,
+        r#"{"detail":{"service":[{"anything-but":{"prefix":["pest","lawn"]}}]}}"#,
+    )
+    .unwrap();
+    let no = upsell(&[
+        "events",
+        "test-pattern",
+        "--pattern",
+        &format!("@{}", pattern_file.display()),
+        "--event",
+        &event,
+    ]);
+    assert!(no.status.success(), "{}", stderr(&no));
+    assert_eq!(stdout(&no), "false\n");
+    // An invalid pattern: non-zero exit with EventBridge's reason.
+    let bad = upsell(&[
+        "events",
+        "test-pattern",
+        "--pattern",
+        r#"{"source":[{"wildcard":"com.**"}]}"#,
+        "--event",
+        &event,
+    ]);
+    assert!(!bad.status.success());
+    assert!(stdout(&bad).is_empty());
+    let err = stderr(&bad);
+    assert!(
+        err.contains(
+            "Event pattern is not valid. Reason: Consecutive wildcard characters at pos 5"
+        ),
+        "{err}"
+    );
+}

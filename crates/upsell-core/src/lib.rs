@@ -6,8 +6,10 @@
 pub mod agent;
 pub mod events;
 pub mod features;
+pub mod ingest;
 pub mod kb;
 pub mod message;
+pub mod outbound;
 pub mod ports;
 pub mod sample;
 pub mod schema;

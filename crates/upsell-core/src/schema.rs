@@ -2,7 +2,8 @@
 //! committed, and checked by a test (`tests/schemas_up_to_date.rs`).
 //!
 //! Regenerate with `cargo run -p upsell-cli -- schemas`; check with `upsell schemas --check`.
-//! To publish a new type's schema, add one line to [`all_schemas`].
+//! To publish a new type's schema, add one line to [`all_schemas`]; an event the system emits
+//! goes in [`outbound_event_schemas`] (one line: `outbound::<YourDetail>()`).
 
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
@@ -16,6 +17,7 @@ use crate::events::{
 use crate::message::{
     GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord, QuarantineRecord,
 };
+use crate::outbound::{OUTBOUND_SOURCE, UpsellMessageApproved};
 
 /// The command that regenerates the committed schemas.
 pub const REGENERATE_COMMAND: &str = "cargo run -p upsell-cli -- schemas";
@@ -58,8 +60,41 @@ pub fn envelope_schema() -> Value {
     s
 }
 
+/// The schema of an event the system emits with detail `D`: the envelope as EventBridge
+/// delivers it to consumers, `source` and `detail-type` pinned.
+pub fn outbound_event_schema<D: EventDetail>() -> Value {
+    let mut s = event_schema::<D>();
+    s["description"] = json!(format!(
+        "EventBridge event with detail-type {} that upsell-flow emits (source {OUTBOUND_SOURCE}).",
+        D::DETAIL_TYPE
+    ));
+    s["properties"]["source"] = json!({
+        "description": "Always upsell-flow's own source.",
+        "const": OUTBOUND_SOURCE,
+    });
+    s
+}
+
+fn outbound<D: EventDetail>() -> (String, Value) {
+    (
+        format!("events/out/{}.schema.json", D::DETAIL_TYPE),
+        outbound_event_schema::<D>(),
+    )
+}
+
+/// THE list of events the system emits (`schemas/events/out/`). Add yours here.
+pub fn outbound_event_schemas() -> Vec<(String, Value)> {
+    vec![outbound::<UpsellMessageApproved>()]
+}
+
 /// Every published schema as (path relative to `schemas/`, schema).
 pub fn all_schemas() -> Vec<(String, Value)> {
+    let mut all = inbound_and_internal_schemas();
+    all.extend(outbound_event_schemas());
+    all
+}
+
+fn inbound_and_internal_schemas() -> Vec<(String, Value)> {
     vec![
         ("events/envelope.schema.json".into(), envelope_schema()),
         (

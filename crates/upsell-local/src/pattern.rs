@@ -15,6 +15,20 @@
 //!
 //! String operators only match string values, `numeric` only JSON numbers, and `anything-but`
 //! never matches an absent field.
+//!
+//! Parity details taken from AWS Event Ruler (the matcher behind EventBridge) and checked by the
+//! table in `tests/data/pattern-parity.json`:
+//! - `null` is a value: `[null]` matches it, `exists: true` sees it, and every `anything-but`
+//!   (also with `prefix`, `suffix`, `equals-ignore-case` or `wildcard`) matches it, as it matches
+//!   numbers and booleans: Ruler compares the JSON text, where `5` never equals or starts with a
+//!   quoted string;
+//! - `anything-but` takes a list under `prefix`, `suffix`, `equals-ignore-case` and `wildcard`;
+//! - an exact number may lie outside -5e9..5e9 (account ids), `numeric` ranges and number
+//!   `anything-but` lists may not, and an event number outside that range never matches `numeric`;
+//! - field names are dotted paths: `{"detail.state": [...]}` is `{"detail": {"state": [...]}}`,
+//!   and an event key `"a.b"` is the field `b` under `a`;
+//! - wildcard values whose states can all be live at once on one field are refused as too
+//!   complex, like EventBridge's `Rule is too complex` (an estimate: see [`WILDCARD_COMPLEXITY_LIMIT`]).
 
 use std::net::IpAddr;
 
@@ -23,6 +37,17 @@ use thiserror::Error;
 
 /// Numeric limits EventBridge accepts in patterns (inclusive).
 const NUMERIC_LIMIT: f64 = 5.0e9;
+
+/// The most wildcard states that may be live at once on one field. Event Ruler measures a rule's
+/// complexity as the number of wildcard patterns a worst-case value keeps alive at once, and
+/// EventBridge refuses a rule above its limit with `Rule is too complex`. The limit is not
+/// published; we count, per field, the `*`s of the wildcard values whose literal starts are
+/// compatible (one is a prefix of the other), and refuse more than 7: a publicly reported rule
+/// with three values like `*:stack/NAME/*` (6) was accepted, the same rule with four (8) refused.
+pub const WILDCARD_COMPLEXITY_LIMIT: usize = 7;
+
+/// EventBridge's reason for a rule whose wildcards are too complex.
+const TOO_COMPLEX: &str = "Rule is too complex - try using fewer wildcard characters or fewer repeating character sequences after a wildcard character";
 
 /// A pattern that cannot be used, with the place in the pattern that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -78,8 +103,8 @@ enum Matcher {
 enum AnythingBut {
     /// Strings or numbers (never mixed).
     Values(Vec<Scalar>),
-    Prefix(String),
-    Suffix(String),
+    Prefix(Vec<String>),
+    Suffix(Vec<String>),
     EqualsIgnoreCase(Vec<String>),
     Wildcard(Vec<Wildcard>),
 }
@@ -124,7 +149,66 @@ impl EventPattern {
 
     /// Whether `event` (the whole EventBridge envelope) matches this pattern.
     pub fn matches(&self, event: &Value) -> bool {
-        self.root.matches(Some(event))
+        if has_dotted_key(event) {
+            self.root.matches(Some(&expand_dotted(event)))
+        } else {
+            self.root.matches(Some(event))
+        }
+    }
+}
+
+/// Whether any object key in `value` contains a dot (then the event is expanded first).
+fn has_dotted_key(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains('.') || has_dotted_key(v)),
+        Value::Array(items) => items.iter().any(has_dotted_key),
+        _ => false,
+    }
+}
+
+/// The event with every key `a.b` turned into `b` under `a`, as Event Ruler names fields by
+/// their dotted path. Where `a` is already something else than an object, both values are kept
+/// as an array (a leaf pattern sees the scalar, a nested one the object).
+fn expand_dotted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let v = expand_dotted(v);
+                let mut parts = k.split('.').rev();
+                let last = parts.next().unwrap_or_default();
+                let mut nested = v;
+                let mut key = last.to_string();
+                for head in parts {
+                    nested = Value::Object(Map::from_iter([(key, nested)]));
+                    key = head.to_string();
+                }
+                merge_field(&mut out, key, nested);
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(expand_dotted).collect()),
+        scalar => scalar.clone(),
+    }
+}
+
+fn merge_field(map: &mut Map<String, Value>, key: String, value: Value) {
+    match (map.get_mut(&key), value) {
+        (None, value) => {
+            map.insert(key, value);
+        }
+        (Some(Value::Object(existing)), Value::Object(more)) => {
+            for (k, v) in more {
+                merge_field(existing, k, v);
+            }
+        }
+        (Some(Value::Array(existing)), value) => existing.push(value),
+        (Some(existing), value) => {
+            let first = existing.take();
+            *existing = Value::Array(vec![first, value]);
+        }
     }
 }
 
@@ -172,6 +256,7 @@ fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, P
                     .enumerate()
                     .map(|(i, item)| parse_matcher(item, &format!("{here}[{i}]")))
                     .collect::<Result<Vec<_>, _>>()?;
+                check_wildcard_complexity(&matchers, &here)?;
                 FieldPattern::Leaf(matchers)
             }
             other => {
@@ -184,9 +269,76 @@ fn parse_object(map: &Map<String, Value>, path: &str) -> Result<ObjectPattern, P
                 ));
             }
         };
-        out.fields.push((key.clone(), field));
+        insert_field(&mut out.fields, key, field);
     }
     Ok(out)
+}
+
+/// Adds a field, a dotted name `a.b` as `b` under `a`. Nested patterns under one name merge;
+/// a second match list for the same path replaces the first, as Event Ruler does.
+fn insert_field(fields: &mut Vec<(String, FieldPattern)>, key: &str, field: FieldPattern) {
+    if let Some((head, rest)) = key.split_once('.') {
+        let mut inner = Vec::new();
+        insert_field(&mut inner, rest, field);
+        let nested = FieldPattern::Nested(ObjectPattern {
+            fields: inner,
+            ors: Vec::new(),
+        });
+        return insert_field(fields, head, nested);
+    }
+    let same = fields.iter_mut().find(|(k, f)| {
+        k == key
+            && matches!(
+                (f, &field),
+                (FieldPattern::Nested(_), FieldPattern::Nested(_))
+                    | (FieldPattern::Leaf(_), FieldPattern::Leaf(_))
+            )
+    });
+    match (same, field) {
+        (Some((_, FieldPattern::Nested(existing))), FieldPattern::Nested(more)) => {
+            for (k, f) in more.fields {
+                insert_field(&mut existing.fields, &k, f);
+            }
+            existing.ors.extend(more.ors);
+        }
+        (Some((_, existing)), field) => *existing = field,
+        (None, field) => fields.push((key.to_string(), field)),
+    }
+}
+
+/// Refuses a match list whose wildcard values could keep more than
+/// [`WILDCARD_COMPLEXITY_LIMIT`] wildcard states alive at once.
+fn check_wildcard_complexity(matchers: &[Matcher], path: &str) -> Result<(), PatternError> {
+    let starred: Vec<(&str, usize)> = matchers
+        .iter()
+        .flat_map(|m| match m {
+            Matcher::Wildcard(w) => std::slice::from_ref(w),
+            Matcher::AnythingBut(AnythingBut::Wildcard(list)) => list.as_slice(),
+            _ => &[],
+        })
+        .filter(|w| w.segments.len() > 1)
+        .map(|w| (w.segments[0].as_str(), w.segments.len() - 1))
+        .collect();
+    let complexity = starred
+        .iter()
+        .map(|(start, _)| {
+            starred
+                .iter()
+                .filter(|(other, _)| start.starts_with(other))
+                .map(|(_, stars)| stars)
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    if complexity > WILDCARD_COMPLEXITY_LIMIT {
+        return Err(err(
+            path,
+            format!(
+                "{TOO_COMPLEX} ({complexity} wildcard states could be live at once; at most {WILDCARD_COMPLEXITY_LIMIT})"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_or(value: &Value, path: &str) -> Result<Vec<ObjectPattern>, PatternError> {
@@ -253,7 +405,15 @@ fn parse_matcher(item: &Value, path: &str) -> Result<Matcher, PatternError> {
         Value::Null => Ok(Matcher::Exact(Scalar::Null)),
         Value::Bool(b) => Ok(Matcher::Exact(Scalar::Bool(*b))),
         Value::String(s) => Ok(Matcher::Exact(Scalar::String(s.clone()))),
-        Value::Number(_) => Ok(Matcher::Exact(Scalar::Number(number(item, path)?))),
+        // Any number: an exact value outside the numeric range (an account id) is compared as is.
+        Value::Number(n) => Ok(Matcher::Exact(Scalar::Number(n.as_f64().ok_or_else(
+            || {
+                err(
+                    path,
+                    "Match value must be String, number, true, false, or null",
+                )
+            },
+        )?))),
         Value::Array(_) => Err(err(path, "nested arrays are not allowed in a match list")),
         Value::Object(map) => {
             if map.len() != 1 {
@@ -356,12 +516,21 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
             if items.is_empty() {
                 return Err(err(path, "\"anything-but\" list must not be empty"));
             }
+            if let Some(other) = items.iter().find(|v| !v.is_string() && !v.is_number()) {
+                return Err(err(
+                    path,
+                    format!(
+                        "Inside anything but list, start|null|boolean is not supported: found {}",
+                        describe(other)
+                    ),
+                ));
+            }
             let all_strings = items.iter().all(Value::is_string);
             let all_numbers = items.iter().all(Value::is_number);
             if !all_strings && !all_numbers {
                 return Err(err(
                     path,
-                    "\"anything-but\" list must contain only strings or only numbers",
+                    "Inside anything but list, either all values are number or string, mixed type is not supported: \"anything-but\" list must contain only strings or only numbers",
                 ));
             }
             items
@@ -384,14 +553,8 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
             let (op, inner) = map.iter().next().expect("one key");
             let here = format!("{path}.{op}");
             match op.as_str() {
-                "prefix" => Ok(AnythingBut::Prefix(non_empty(
-                    string(inner, &here)?,
-                    &here,
-                )?)),
-                "suffix" => Ok(AnythingBut::Suffix(non_empty(
-                    string(inner, &here)?,
-                    &here,
-                )?)),
+                "prefix" => Ok(AnythingBut::Prefix(affixes(inner, &here)?)),
+                "suffix" => Ok(AnythingBut::Suffix(affixes(inner, &here)?)),
                 "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(strings(inner, &here)?)),
                 "wildcard" => strings(inner, &here)?
                     .iter()
@@ -416,12 +579,24 @@ fn parse_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternErr
     }
 }
 
-fn non_empty(s: String, path: &str) -> Result<String, PatternError> {
-    if s.is_empty() {
-        Err(err(path, "must not be empty"))
-    } else {
-        Ok(s)
+/// The strings of `anything-but` `prefix` / `suffix`: one or a list, none empty.
+fn affixes(arg: &Value, path: &str) -> Result<Vec<String>, PatternError> {
+    let list = strings(arg, path).map_err(|_| {
+        err(
+            path,
+            format!(
+                "prefix/suffix match pattern must be a string or a non-empty list of strings, found {}",
+                describe(arg)
+            ),
+        )
+    })?;
+    if list.iter().any(String::is_empty) {
+        return Err(err(
+            path,
+            "must not be empty (EventBridge: Null prefix/suffix not allowed)",
+        ));
     }
+    Ok(list)
 }
 
 /// A string or a non-empty list of strings.
@@ -575,18 +750,19 @@ impl Cidr {
 }
 
 impl Wildcard {
+    /// Positions in the errors are Event Ruler's: byte offsets in the quoted value (`"text"`).
     fn parse(text: &str, path: &str) -> Result<Self, PatternError> {
         let mut segments = vec![String::new()];
-        let mut chars = text.chars().peekable();
+        let mut chars = text.char_indices();
         let mut last_was_star = false;
-        while let Some(c) = chars.next() {
+        while let Some((at, c)) = chars.next() {
             match c {
                 '*' => {
                     if last_was_star {
                         return Err(err(
                             path,
                             format!(
-                                "consecutive wildcard characters are not allowed in \"{text}\""
+                                "Consecutive wildcard characters at pos {at}: consecutive wildcard characters are not allowed in \"{text}\""
                             ),
                         ));
                     }
@@ -595,12 +771,13 @@ impl Wildcard {
                     continue;
                 }
                 '\\' => match chars.next() {
-                    Some(e @ ('*' | '\\')) => segments.last_mut().expect("segment").push(e),
+                    Some((_, e @ ('*' | '\\'))) => segments.last_mut().expect("segment").push(e),
                     _ => {
                         return Err(err(
                             path,
                             format!(
-                                "in \"{text}\" a backslash may only escape '*' or another backslash"
+                                "Invalid escape character at pos {}: in \"{text}\" a backslash may only escape '*' or another backslash",
+                                at + 1
                             ),
                         ));
                     }
@@ -715,9 +892,11 @@ impl Matcher {
             }
             Matcher::Wildcard(w) => value.as_str().is_some_and(|s| w.matches(s)),
             Matcher::AnythingBut(but) => but.matches(value),
-            Matcher::Numeric(range) => {
-                value.is_number() && value.as_f64().is_some_and(|n| range.contains(n))
-            }
+            // Event Ruler compares numbers in -5e9..5e9 only; others are plain text to it.
+            Matcher::Numeric(range) => value
+                .as_f64()
+                .filter(|n| value.is_number() && n.abs() <= NUMERIC_LIMIT)
+                .is_some_and(|n| range.contains(n)),
             Matcher::Cidr(cidr) => value.as_str().is_some_and(|s| cidr.contains(s)),
             Matcher::Exists(_) => unreachable!("exists is decided on the whole field"),
         }
@@ -725,17 +904,21 @@ impl Matcher {
 }
 
 impl AnythingBut {
+    /// A number, boolean or null never equals, starts or ends like a string (Event Ruler
+    /// compares JSON text, where strings keep their quotes), so the string forms match it.
     fn matches(&self, value: &Value) -> bool {
+        let Some(s) = value.as_str() else {
+            return match self {
+                AnythingBut::Values(excluded) => !excluded.iter().any(|x| scalar_eq(x, value)),
+                _ => true,
+            };
+        };
         match self {
             AnythingBut::Values(excluded) => !excluded.iter().any(|x| scalar_eq(x, value)),
-            AnythingBut::Prefix(p) => value.as_str().is_some_and(|s| !s.starts_with(p.as_str())),
-            AnythingBut::Suffix(p) => value.as_str().is_some_and(|s| !s.ends_with(p.as_str())),
-            AnythingBut::EqualsIgnoreCase(list) => value
-                .as_str()
-                .is_some_and(|s| !list.iter().any(|x| eq_ignore_case(s, x))),
-            AnythingBut::Wildcard(list) => value
-                .as_str()
-                .is_some_and(|s| !list.iter().any(|w| w.matches(s))),
+            AnythingBut::Prefix(list) => !list.iter().any(|p| s.starts_with(p.as_str())),
+            AnythingBut::Suffix(list) => !list.iter().any(|p| s.ends_with(p.as_str())),
+            AnythingBut::EqualsIgnoreCase(list) => !list.iter().any(|x| eq_ignore_case(s, x)),
+            AnythingBut::Wildcard(list) => !list.iter().any(|w| w.matches(s)),
         }
     }
 }

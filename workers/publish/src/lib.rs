@@ -17,23 +17,25 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use upsell_core::agent::AgentRef;
-use upsell_core::events::{EventEnvelope, RawEvent};
+use upsell_core::events::{EventDetail, RawEvent};
 use upsell_core::message::{
     AttemptRecord, MessageRecord, MessageStatus, QuarantineRecord, TokenUsage,
 };
+use upsell_core::outbound::{OUTBOUND_SOURCE, UpsellMessageApproved, outbound_event};
 use upsell_core::ports::{EventPublisher, MessageStore, PortError, PutOutcome};
 use upsell_core::validate::{Problem, RejectReason};
 use upsell_models::pricing::cost_usd;
 use upsell_models::prompt::Facts;
 use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
 
-/// `detail-type` of the announcement.
-pub const APPROVED_DETAIL_TYPE: &str = "UpsellMessageApproved";
+/// `detail-type` of the announcement (its detail: core's [`UpsellMessageApproved`], whose
+/// schema is `schemas/events/out/UpsellMessageApproved.schema.json`).
+pub const APPROVED_DETAIL_TYPE: &str = <UpsellMessageApproved as EventDetail>::DETAIL_TYPE;
 /// `source` of the announcement (outside the upstream rule's detail-types, so it never
 /// triggers the workflow again).
-pub const APPROVED_SOURCE: &str = "com.greenleaf.upsell-flow";
+pub const APPROVED_SOURCE: &str = OUTBOUND_SOURCE;
 
 /// A Step Functions error as a Catch hands it over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -241,28 +243,23 @@ fn finished_record(
 }
 
 fn announcement(record: &MessageRecord, f: &Finished) -> RawEvent {
-    let last = f.history.last();
-    EventEnvelope {
-        version: Some("0".into()),
-        id: format!("approved-{}", record.event_id),
-        source: APPROVED_SOURCE.into(),
-        detail_type: APPROVED_DETAIL_TYPE.into(),
-        account: None,
-        time: record.created_at,
-        region: None,
-        resources: Vec::new(),
-        detail: json!({
-            "eventId": record.event_id,
-            "customerId": record.customer_id,
-            "message": record.message,
-            "offering": f.facts.offer.offering,
-            "service": f.facts.offer.service,
-            "generator": record.generator,
-            "judge": record.judge,
-            "score": last.map(|a| a.verdict.score),
-            "attempts": f.history.len(),
-        }),
-    }
+    let detail = UpsellMessageApproved {
+        event_id: record.event_id.clone(),
+        customer_id: record.customer_id.clone(),
+        message: record.message.clone(),
+        offering: f.facts.offer.offering.clone(),
+        service: f.facts.offer.service,
+        generator: record.generator.clone(),
+        judge: record.judge.clone(),
+        score: f.history.last().map(|a| a.verdict.score),
+        attempts: u32::try_from(f.history.len()).unwrap_or(u32::MAX),
+    };
+    outbound_event(
+        format!("approved-{}", record.event_id),
+        record.created_at,
+        &detail,
+    )
+    .expect("an UpsellMessageApproved detail (strings, numbers, enums) always serialises")
 }
 
 async fn put(deps: &Deps, record: &MessageRecord, outcome: &str) -> Result<Output, WorkerError> {

@@ -98,6 +98,18 @@ async fn an_approval_is_stored_and_announced_once() {
     assert_eq!(ev.detail_type, "UpsellMessageApproved");
     assert_eq!(ev.detail["eventId"], "evt-1");
     assert_eq!(ev.detail["offering"], "gutter_cleaning");
+    // The announcement honours its committed contract (schemas/events/out/).
+    let schema: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../schemas/events/out/UpsellMessageApproved.schema.json"
+    ))
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let wire = serde_json::to_value(&ev).unwrap();
+    let problems: Vec<String> = validator
+        .iter_errors(&wire)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(problems.is_empty(), "{problems:?}");
     let rec = store.get("evt-1").await.unwrap().unwrap();
     assert_eq!(rec.status, MessageStatus::Approved);
     assert_eq!(rec.total_usage.total(), 2150);

@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 pub mod asl;
+pub mod events;
 pub mod executions;
 pub mod features;
 pub mod kb;
