@@ -1683,6 +1683,7 @@ impl Engine {
         let limit = if conc == 0 { usize::MAX } else { conc };
         let base = frame.clone();
         let mut results: Vec<Value> = vec![Value::Null; n];
+        let mut failed = vec![false; n];
         let mut failures = 0usize;
         let mut first_failure: Option<Failure> = None;
         let mut pending = inputs.into_iter().enumerate();
@@ -1766,6 +1767,7 @@ impl Engine {
                         first_failure = Some(f.clone());
                     }
                     results[i] = json!({"Error": f.error, "Cause": f.cause});
+                    failed[i] = true;
                 }
             }
             if let Some((i, input)) = pending.next() {
@@ -1776,7 +1778,7 @@ impl Engine {
             (String::new(), Value::Null)
         });
         if let (Some(w), Some(sink)) = (&m.result_writer, &self.results) {
-            return crate::items::write_results(sink.as_ref(), w, &ex.arn, &results)
+            return crate::items::write_results(sink.as_ref(), w, &ex.arn, &results, &failed)
                 .map_err(|e| Failure::new(names::RESULT_WRITER, e));
         }
         Ok(Value::Array(results))

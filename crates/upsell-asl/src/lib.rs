@@ -33,7 +33,7 @@ pub use definition::{MachineType, ParseOptions, QueryLanguage, StateMachine, par
 pub use error::{Failure, InvalidDefinition, Problem};
 pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};
 pub use history::{HistoryEvent, HistorySink, MemorySink, NullSink};
-pub use items::{ItemSource, ResultSink};
+pub use items::{ItemSource, ObjectInfo, ResultSink};
 pub use mock::{MockedResponse, StateMocks};
 pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};
 pub use test_state::{

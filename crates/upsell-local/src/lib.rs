@@ -2,10 +2,13 @@
 //! with the ASL engine, calling each worker in-process.
 //!
 //! [`runtime::Runtime`] ties it together; [`template`] reads `sam/template.yaml`, [`pattern`]
-//! matches EventBridge patterns, [`services`] provides the DynamoDB and EventBridge task
-//! integrations, [`expr`] the DynamoDB expression language they use.
+//! matches EventBridge patterns, [`services`] provides the DynamoDB, EventBridge and Step
+//! Functions (`states:startExecution`) task integrations, [`expr`] the DynamoDB expression
+//! language they use, [`item_reader`] S3 buckets as local folders for Distributed Map
+//! `ItemReader`s and `ResultWriter`s.
 
 pub mod expr;
+pub mod item_reader;
 pub mod pattern;
 pub mod runtime;
 pub mod services;

@@ -24,26 +24,30 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use upsell_asl::jsonpath::JsonPath;
 use upsell_asl::{
-    Clock, Engine, Execution, InvalidDefinition, LambdaError, LambdaInvoker, Outcome, ParseOptions,
-    Resources, StartOptions, StateMachine, parse_str,
+    Clock, Engine, Execution, Failure, InvalidDefinition, LambdaError, LambdaInvoker, Outcome,
+    ParseOptions, Resources, StartOptions, StateMachine, parse_str,
 };
 use upsell_core::events::RawEvent;
 use upsell_core::message::QuarantineRecord;
 use upsell_core::ports::{EventPublisher, MessageStore, PortError};
 use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason};
-use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
+use upsell_sqlite::history::{ExecutionStore, ExecutionSummary, HistoryLevel};
 use upsell_sqlite::tables::TableStore;
 
-use crate::services::{DynamoDbTasks, EventsTasks, LocalBus};
+use crate::item_reader::LocalObjects;
+use crate::services::{
+    DynamoDbTasks, EventsTasks, ExecutionDescription, LocalBus, LocalStepFunctions,
+    StartExecutionError, StatesTasks,
+};
 use crate::template::{
     ACCOUNT_ID, DEFAULT_EVENT_BUS, FunctionSpec, LoadOptions, REGION, RuleSpec, SamTemplate,
     TargetInput, TargetKind, TemplateError,
@@ -499,6 +503,7 @@ pub struct RuntimeBuilder {
     max_concurrency: usize,
     clock: Option<Arc<dyn Clock>>,
     history_level: Option<HistoryLevel>,
+    objects: Option<Arc<LocalObjects>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -549,6 +554,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Where Distributed Map `ItemReader`s read and `ResultWriter`s write (S3 buckets as local
+    /// folders; default: none, and such a Map fails with `States.ItemReaderFailed`). Mounts
+    /// added to it later are seen by the runtime.
+    pub fn objects(mut self, objects: impl Into<Arc<LocalObjects>>) -> Self {
+        self.objects = Some(objects.into());
+        self
+    }
+
     /// Loads the template, parses every state machine and checks that every function they
     /// call has a worker.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
@@ -591,6 +604,8 @@ impl RuntimeBuilder {
         Arc::new(DynamoDbTasks::new(self.tables, &template.tables)).register(&mut resources);
         let local_bus: Arc<dyn LocalBus> = bus.clone();
         Arc::new(EventsTasks::new(local_bus, ingest_bus.clone())).register(&mut resources);
+        let sfn = Arc::new(SfnHandle::default());
+        Arc::new(StatesTasks::new(sfn.clone())).register(&mut resources);
         let mut engine = Engine::builder()
             .resources(resources)
             .history(self.history.clone())
@@ -599,7 +614,12 @@ impl RuntimeBuilder {
         if let Some(clock) = self.clock {
             engine = engine.clock(clock);
         }
-        Ok(Runtime {
+        if let Some(objects) = &self.objects {
+            engine = engine
+                .item_source(objects.clone())
+                .result_sink(objects.clone());
+        }
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 template,
                 machines,
@@ -610,8 +630,38 @@ impl RuntimeBuilder {
                 ingest_bus,
                 permits: Semaphore::new(self.max_concurrency),
                 in_flight: Mutex::new(HashSet::new()),
+                done: Notify::new(),
+                objects: self.objects,
             }),
-        })
+        };
+        let _ = sfn.runtime.set(Arc::downgrade(&runtime.inner));
+        Ok(runtime)
+    }
+}
+
+/// The runtime as the `states:startExecution` integration sees it (set once the runtime is
+/// built; weak, since the runtime owns the engine that owns the integration).
+#[derive(Default)]
+struct SfnHandle {
+    runtime: OnceLock<Weak<Inner>>,
+}
+
+#[async_trait::async_trait]
+impl LocalStepFunctions for SfnHandle {
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: Value,
+        wait: bool,
+    ) -> Result<ExecutionDescription, StartExecutionError> {
+        let inner =
+            self.runtime.get().and_then(Weak::upgrade).ok_or_else(|| {
+                StartExecutionError::Internal("the local runtime has stopped".into())
+            })?;
+        Runtime { inner }
+            .start_execution(state_machine_arn, name, input, wait)
+            .await
     }
 }
 
@@ -645,6 +695,9 @@ struct Inner {
     ingest_bus: String,
     permits: Semaphore,
     in_flight: Mutex<HashSet<String>>,
+    /// Notified whenever an execution leaves `in_flight`.
+    done: Notify,
+    objects: Option<Arc<LocalObjects>>,
 }
 
 /// The local runtime. Cheap to clone; `submit` may be called from many tasks at once.
@@ -664,15 +717,16 @@ impl std::fmt::Debug for Runtime {
 
 /// Removes a reserved execution ARN from the in-flight set when dropped.
 struct Reservation<'a> {
-    set: &'a Mutex<HashSet<String>>,
+    inner: &'a Inner,
     arn: String,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
+        if let Ok(mut s) = self.inner.in_flight.lock() {
             s.remove(&self.arn);
         }
+        self.inner.done.notify_waiters();
     }
 }
 
@@ -699,6 +753,7 @@ impl Runtime {
             max_concurrency: 64,
             clock: None,
             history_level: None,
+            objects: None,
         }
     }
 
@@ -731,6 +786,149 @@ impl Runtime {
     /// The execution store.
     pub fn history(&self) -> &Arc<ExecutionStore> {
         &self.inner.history
+    }
+
+    /// The local S3 buckets of Distributed Maps, when configured.
+    pub fn objects(&self) -> Option<&Arc<LocalObjects>> {
+        self.inner.objects.as_ref()
+    }
+
+    /// `StartExecution` of the state machine `state_machine_arn` (a template state machine's
+    /// local ARN) named `name` (a UUID when `None`), as [`LocalStepFunctions`] describes it:
+    /// with `wait`, returns once the execution is closed; otherwise it runs in the background.
+    ///
+    /// An execution with this name that is running (or was interrupted: it resumes from its
+    /// checkpoint) is joined, not started twice; one that is closed is
+    /// `ExecutionAlreadyExists`.
+    pub async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: Value,
+        wait: bool,
+    ) -> Result<ExecutionDescription, StartExecutionError> {
+        let machine = state_machine_arn
+            .strip_prefix(&crate::template::state_machine_arn(""))
+            .filter(|m| self.inner.machines.contains_key(*m))
+            .ok_or_else(|| {
+                StartExecutionError::StateMachineDoesNotExist(state_machine_arn.to_string())
+            })?
+            .to_string();
+        let name = match name {
+            Some(n) if is_valid_execution_name(n) => n.to_string(),
+            Some(n) => return Err(StartExecutionError::InvalidName(n.to_string())),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        if wait {
+            return self.run_named(&machine, &name, input).await;
+        }
+        let arn = execution_arn(&machine, &name);
+        if let Some(found) = self.find_exact(&arn)? {
+            return if found.status == "RUNNING" {
+                Ok(describe(found))
+            } else {
+                Err(StartExecutionError::ExecutionAlreadyExists(arn))
+            };
+        }
+        let rt = self.clone();
+        let started = input.clone();
+        let spawned_name = name.clone();
+        tokio::spawn(async move {
+            // The outcome is in the history; nobody waits for it.
+            let _ = rt.run_named(&machine, &spawned_name, started).await;
+        });
+        Ok(ExecutionDescription {
+            execution_arn: arn,
+            state_machine_arn: state_machine_arn.to_string(),
+            name,
+            status: "RUNNING".into(),
+            start_date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            stop_date: None,
+            input,
+            output: None,
+            error: None,
+            cause: None,
+        })
+    }
+
+    fn find_exact(&self, arn: &str) -> Result<Option<ExecutionSummary>, StartExecutionError> {
+        Ok(self
+            .inner
+            .history
+            .find(arn)
+            .map_err(|e| StartExecutionError::Internal(format!("execution history: {e}")))?
+            .filter(|e| e.arn == arn))
+    }
+
+    /// Runs (or joins, or resumes) the execution `name` of `machine` until it is closed.
+    async fn run_named(
+        &self,
+        machine: &str,
+        name: &str,
+        input: Value,
+    ) -> Result<ExecutionDescription, StartExecutionError> {
+        let arn = execution_arn(machine, name);
+        let internal = |m: String| StartExecutionError::Internal(m);
+        let sm =
+            self.inner.machines.get(machine).ok_or_else(|| {
+                StartExecutionError::StateMachineDoesNotExist(machine.to_string())
+            })?;
+        loop {
+            let Some(_reservation) = self.reserve(&arn) else {
+                // Running in this process: wait for it and report how it ended.
+                self.wait_idle(&arn).await;
+                if let Some(found) = self.find_exact(&arn)?
+                    && found.status != "RUNNING"
+                {
+                    return Ok(describe(found));
+                }
+                continue;
+            };
+            let found = self.find_exact(&arn)?;
+            if found.as_ref().is_some_and(|f| f.status != "RUNNING") {
+                return Err(StartExecutionError::ExecutionAlreadyExists(arn));
+            }
+            let _permit = self
+                .inner
+                .permits
+                .acquire()
+                .await
+                .map_err(|e| internal(e.to_string()))?;
+            if found.is_some() {
+                // Interrupted by a stop of the process: go on from its checkpoint.
+                if self
+                    .inner
+                    .engine
+                    .resume(sm, &arn)
+                    .await
+                    .map_err(internal)?
+                    .is_some()
+                {
+                    return self.described(&arn);
+                }
+            }
+            self.execute_named(sm, machine, name, input).await;
+            return self.described(&arn);
+        }
+    }
+
+    /// Waits until `arn` is not running in this process.
+    async fn wait_idle(&self, arn: &str) {
+        loop {
+            let notified = self.inner.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let busy = self
+                .inner
+                .in_flight
+                .lock()
+                .map(|s| s.contains(arn))
+                .unwrap_or(false);
+            if !busy {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Commits all buffered history and checkpoints (waits for the history writer) and
@@ -894,8 +1092,18 @@ impl Runtime {
                 arn: arn.clone(),
                 message: e.to_string(),
             })?;
-        let run = self
-            .inner
+        let run = self.execute_named(sm, machine, name, input).await;
+        self.finished(machine, run, true)
+    }
+
+    async fn execute_named(
+        &self,
+        sm: &Arc<StateMachine>,
+        machine: &str,
+        name: &str,
+        input: Value,
+    ) -> Execution {
+        self.inner
             .engine
             .execute(
                 sm,
@@ -906,8 +1114,13 @@ impl Runtime {
                     role_arn: None,
                 },
             )
-            .await;
-        self.finished(machine, run, true)
+            .await
+    }
+
+    fn described(&self, arn: &str) -> Result<ExecutionDescription, StartExecutionError> {
+        self.find_exact(arn)?.map(describe).ok_or_else(|| {
+            StartExecutionError::Internal(format!("{arn} ended but is not in the history"))
+        })
     }
 
     fn reserve(&self, arn: &str) -> Option<Reservation<'_>> {
@@ -916,7 +1129,7 @@ impl Runtime {
             return None;
         }
         Some(Reservation {
-            set: &self.inner.in_flight,
+            inner: &self.inner,
             arn: arn.to_string(),
         })
     }
@@ -1062,8 +1275,33 @@ impl Runtime {
             .machines
             .get(&machine)
             .ok_or_else(|| resume_err(format!("no state machine {machine} in the template")))?;
+        let closed = |rt: &Runtime| -> Result<Option<ExecutionOutcome>, RuntimeError> {
+            let found = rt
+                .find_exact(arn)
+                .map_err(|e| resume_err(e.to_string()))?
+                .filter(|e| e.status != "RUNNING");
+            let Some(e) = found else { return Ok(None) };
+            let outcome = match e.status.as_str() {
+                "SUCCEEDED" => Outcome::Succeeded(e.output.unwrap_or(Value::Null)),
+                _ => Outcome::Failed(Failure {
+                    error: e.error.unwrap_or_else(|| e.status.clone()),
+                    cause: e.cause,
+                }),
+            };
+            rt.finished(
+                &machine,
+                Execution {
+                    arn: e.arn,
+                    outcome,
+                },
+                true,
+            )
+            .map(Some)
+        };
         let Some(_reservation) = self.reserve(arn) else {
-            return Err(resume_err("it is already running".into()));
+            // Already resumed in this process (e.g. joined by a parent's startExecution).
+            self.wait_idle(arn).await;
+            return closed(self)?.ok_or_else(|| resume_err("it stopped without closing".into()));
         };
         let _permit = self
             .inner
@@ -1071,14 +1309,31 @@ impl Runtime {
             .acquire()
             .await
             .map_err(|e| resume_err(e.to_string()))?;
-        let run = self
+        match self
             .inner
             .engine
             .resume(sm, arn)
             .await
             .map_err(resume_err)?
-            .ok_or_else(|| resume_err("it has no checkpoint".into()))?;
-        self.finished(&machine, run, true)
+        {
+            Some(run) => self.finished(&machine, run, true),
+            None => closed(self)?.ok_or_else(|| resume_err("it has no checkpoint".into())),
+        }
+    }
+}
+
+fn describe(e: ExecutionSummary) -> ExecutionDescription {
+    ExecutionDescription {
+        state_machine_arn: crate::template::state_machine_arn(&e.state_machine),
+        execution_arn: e.arn,
+        name: e.name,
+        status: e.status,
+        start_date: e.start_time,
+        stop_date: e.stop_time,
+        input: e.input.unwrap_or(Value::Null),
+        output: e.output,
+        error: e.error,
+        cause: e.cause,
     }
 }
 

@@ -763,3 +763,213 @@ impl TaskHandler for EventsTasks {
         Ok(out)
     }
 }
+
+/// What `DescribeExecution` says of one execution (what `.sync` integrations return).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionDescription {
+    /// Execution ARN.
+    pub execution_arn: String,
+    /// State machine ARN.
+    pub state_machine_arn: String,
+    /// Execution name.
+    pub name: String,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED.
+    pub status: String,
+    /// Start time (RFC 3339).
+    pub start_date: String,
+    /// Stop time, once closed.
+    pub stop_date: Option<String>,
+    /// The input.
+    pub input: Value,
+    /// The output (SUCCEEDED).
+    pub output: Option<Value>,
+    /// Error name (FAILED, TIMED_OUT).
+    pub error: Option<String>,
+    /// Cause.
+    pub cause: Option<String>,
+}
+
+impl ExecutionDescription {
+    /// The `DescribeExecution` response; with `json_payloads` (`.sync:2`) `Input` and `Output`
+    /// are JSON values, otherwise (`.sync`) JSON text.
+    pub fn to_json(&self, json_payloads: bool) -> Value {
+        let payload = |v: &Value| {
+            if json_payloads {
+                v.clone()
+            } else {
+                Value::String(v.to_string())
+            }
+        };
+        let mut out = json!({
+            "ExecutionArn": self.execution_arn,
+            "StateMachineArn": self.state_machine_arn,
+            "Name": self.name,
+            "Status": self.status,
+            "StartDate": self.start_date,
+            "Input": payload(&self.input),
+            "InputDetails": {"Included": true},
+            "RedriveCount": 0,
+            "RedriveStatus": "NOT_REDRIVABLE",
+        });
+        if let Some(d) = &self.stop_date {
+            out["StopDate"] = Value::String(d.clone());
+        }
+        if let Some(o) = &self.output {
+            out["Output"] = payload(o);
+            out["OutputDetails"] = json!({"Included": true});
+        }
+        if let Some(e) = &self.error {
+            out["Error"] = Value::String(e.clone());
+        }
+        if let Some(c) = &self.cause {
+            out["Cause"] = Value::String(c.clone());
+        }
+        out
+    }
+}
+
+/// Why `StartExecution` was refused (Step Functions' error codes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartExecutionError {
+    /// A closed execution (or one with another input) has this name.
+    #[error("Execution Already Exists: '{0}'")]
+    ExecutionAlreadyExists(String),
+    /// Not a valid execution name.
+    #[error("Invalid Name: '{0}'")]
+    InvalidName(String),
+    /// No such state machine.
+    #[error("State Machine Does Not Exist: '{0}'")]
+    StateMachineDoesNotExist(String),
+    /// The local runtime failed (store, shutdown).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StartExecutionError {
+    fn code(&self) -> &'static str {
+        match self {
+            StartExecutionError::ExecutionAlreadyExists(_) => "ExecutionAlreadyExists",
+            StartExecutionError::InvalidName(_) => "InvalidName",
+            StartExecutionError::StateMachineDoesNotExist(_) => "StateMachineDoesNotExist",
+            StartExecutionError::Internal(_) => "InternalFailure",
+        }
+    }
+}
+
+/// The local Step Functions as the `states:startExecution` integration sees it.
+#[async_trait::async_trait]
+pub trait LocalStepFunctions: Send + Sync {
+    /// Starts an execution of `state_machine_arn` named `name` (a UUID when `None`). With
+    /// `wait`, returns once it is closed; otherwise once started (status RUNNING).
+    ///
+    /// As in Step Functions, a name that a running execution with the same input has is not an
+    /// error: that execution is returned (and waited for); a name that a closed execution has
+    /// is `ExecutionAlreadyExists`.
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        name: Option<&str>,
+        input: Value,
+        wait: bool,
+    ) -> Result<ExecutionDescription, StartExecutionError>;
+}
+
+/// The `arn:aws:states:::states:startExecution` task handler, with `.sync` and `.sync:2`, and
+/// the SDK form `arn:aws:states:::aws-sdk:sfn:startExecution`.
+///
+/// Errors are named as Step Functions names them: `StepFunctions.<Code>Exception` (optimized)
+/// or `Sfn.<Code>Exception` (SDK). A `.sync` child that does not succeed fails the task with
+/// `States.TaskFailed` and its `DescribeExecution` JSON as Cause.
+pub struct StatesTasks {
+    sfn: Arc<dyn LocalStepFunctions>,
+}
+
+impl std::fmt::Debug for StatesTasks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatesTasks")
+    }
+}
+
+impl StatesTasks {
+    /// A handler over the local Step Functions.
+    pub fn new(sfn: Arc<dyn LocalStepFunctions>) -> Self {
+        StatesTasks { sfn }
+    }
+
+    /// Registers the four resource ARNs it serves.
+    pub fn register(self: Arc<Self>, resources: &mut Resources) {
+        for arn in [
+            "arn:aws:states:::states:startExecution",
+            "arn:aws:states:::states:startExecution.sync",
+            "arn:aws:states:::states:startExecution.sync:2",
+            "arn:aws:states:::aws-sdk:sfn:startExecution",
+        ] {
+            resources.register(arn, self.clone());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskHandler for StatesTasks {
+    async fn invoke(
+        &self,
+        resource: &str,
+        input: Value,
+        _ctx: &TaskContext,
+    ) -> Result<Value, TaskFailure> {
+        let sdk = resource.contains(":aws-sdk:");
+        let request_id = uuid::Uuid::new_v4();
+        let fail = |code: &str, message: String| TaskFailure {
+            error: if sdk {
+                format!("Sfn.{code}Exception")
+            } else {
+                format!("StepFunctions.{code}Exception")
+            },
+            cause: Some(format!(
+                "{message} (Service: {}; Status Code: 400; Error Code: {code}; Request ID: {request_id}; Proxy: null)",
+                if sdk { "Sfn" } else { "AWSStepFunctions" }
+            )),
+        };
+        let machine = input
+            .get("StateMachineArn")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                fail(
+                    "InvalidArn",
+                    "1 validation error detected: Value null at 'stateMachineArn' failed to satisfy constraint: Member must not be null".into(),
+                )
+            })?;
+        let name = input.get("Name").and_then(Value::as_str);
+        let payload = match input.get("Input") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
+                fail(
+                    "InvalidExecutionInput",
+                    format!("Invalid State Machine Execution Input: '{e}'"),
+                )
+            })?,
+            Some(v) => v.clone(),
+        };
+        let wait = resource.ends_with(".sync") || resource.ends_with(".sync:2");
+        let described = self
+            .sfn
+            .start_execution(machine, name, payload, wait)
+            .await
+            .map_err(|e| fail(e.code(), e.to_string()))?;
+        if !wait {
+            return Ok(json!({
+                "ExecutionArn": described.execution_arn,
+                "StartDate": described.start_date,
+            }));
+        }
+        let json_payloads = resource.ends_with(".sync:2");
+        let out = described.to_json(json_payloads);
+        if described.status != "SUCCEEDED" {
+            return Err(TaskFailure {
+                error: "States.TaskFailed".into(),
+                cause: Some(out.to_string()),
+            });
+        }
+        Ok(out)
+    }
+}
