@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use upsell_asl::{VirtualClock, virtual_runtime};
 use upsell_cli::app::{AppOptions, LineResult, LocalApp, Outcome, RunSummary};
+use upsell_core::hash::fnv1a;
 use upsell_core::message::MessageStatus;
 use upsell_core::ports::{
     ConverseRequest, ConverseResponse, MessageQuery, MessageStore, ModelError, ModelProvider,
@@ -25,12 +26,6 @@ use upsell_models::prompt::{GENERATION_CONTEXT_TAG, JUDGE_CONTEXT_TAG};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 fn user_text(r: &ConverseRequest) -> String {
@@ -79,7 +74,7 @@ impl ModelProvider for UnreliableModel {
             self.count("throttled");
             return Err(ModelError::Throttled("rate exceeded (test)".into()));
         }
-        let h = fnv(&text);
+        let h = fnv1a(text.as_bytes());
         let n = {
             let mut seen = self.seen.lock().unwrap();
             let n = seen.entry(h).or_default();
@@ -247,9 +242,10 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
         "a line was reported twice"
     );
     let json = s.to_json();
-    let five: u64 = [
+    let six: u64 = [
         "published",
         "rejected",
+        "skipped",
         "quarantined",
         "failed",
         "duplicates",
@@ -257,7 +253,7 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
     .iter()
     .map(|k| json[k].as_u64().unwrap())
     .sum();
-    assert_eq!(five, json["events"].as_u64().unwrap());
+    assert_eq!(six, json["events"].as_u64().unwrap());
 
     // The misbehaving model was exercised and the ASL's Retry absorbed it.
     assert!(model.calls("throttled") > 0 && model.calls("transient") > 0);

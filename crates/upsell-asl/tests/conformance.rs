@@ -2,7 +2,8 @@
 //! `UPSELL_ASL_CONFORMANCE`, default `<workspace>/../shared/asl-conformance`), prints
 //! passed/failed/skipped per category, and checks the outcome against the committed
 //! `conformance-known-failures.txt` both ways: an unlisted failure fails the test, and so
-//! does a listed case that now passes. `UPSELL_ASL_WRITE_KNOWN_FAILURES=1` rewrites the file.
+//! does a listed case that now passes. A missing suite skips the test, or fails it when
+//! `UPSELL_REQUIRE_CONFORMANCE` is set (CI). `UPSELL_ASL_WRITE_KNOWN_FAILURES=1` rewrites the file.
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -499,6 +500,11 @@ fn run_validate(dir: &Path, meta: &Value) -> Verdict {
 fn conformance() {
     let root = root();
     if !root.join("index.json").exists() {
+        assert!(
+            std::env::var_os("UPSELL_REQUIRE_CONFORMANCE").is_none(),
+            "UPSELL_REQUIRE_CONFORMANCE is set but there is no suite at {} (set UPSELL_ASL_CONFORMANCE)",
+            root.display()
+        );
         println!(
             "conformance: SKIPPED: no suite at {} (set UPSELL_ASL_CONFORMANCE)",
             root.display()

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use upsell_asl::{Clock, RealClock};
+use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
 use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
 use upsell_core::telemetry::{ERROR_TYPE, STATE, STATE_LATENCY, WORKER_ERRORS};
@@ -398,8 +399,8 @@ pub struct LineResult {
     pub detail: Option<String>,
 }
 
-/// The run summary. `skipped` is reported on its own for people and folded into `rejected` in
-/// the JSON summary (a deliberate decision not to send a message).
+/// The run summary, in the words of the stores: each count is the number of events whose record
+/// has that status (`upsell messages list --status rejected` lists exactly `rejected` of them).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
     /// Non-blank input lines.
@@ -443,13 +444,15 @@ impl RunSummary {
         }
     }
 
-    /// The machine-readable summary: exactly `events`, `published`, `rejected`, `quarantined`,
-    /// `failed`, `duplicates`, `elapsed_s`, `events_per_s`; the five counts add up to `events`.
+    /// The machine-readable summary: exactly `events`, `published`, `rejected`, `skipped`,
+    /// `quarantined`, `failed`, `duplicates`, `elapsed_s`, `events_per_s`; the six counts add
+    /// up to `events`.
     pub fn to_json(&self) -> Value {
         json!({
             "events": self.events,
             "published": self.published,
-            "rejected": self.rejected + self.skipped,
+            "rejected": self.rejected,
+            "skipped": self.skipped,
             "quarantined": self.quarantined,
             "failed": self.failed,
             "duplicates": self.duplicates,
@@ -658,7 +661,7 @@ impl LocalApp {
         let lanes = self.lanes.min(lines.len()).max(1);
         let mut per_lane: Vec<Vec<(usize, String)>> = vec![Vec::new(); lanes];
         for (n, l) in lines {
-            let lane = (fnv(&lane_key(&l)) % lanes as u64) as usize;
+            let lane = (fnv1a(lane_key(&l).as_bytes()) % lanes as u64) as usize;
             per_lane[lane].push((n, l));
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -744,12 +747,6 @@ fn lane_key(line: &str) -> String {
         .unwrap_or_else(|| line.to_owned())
 }
 
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,7 +775,7 @@ mod tests {
         ] {
             s.add(&o);
         }
-        s.elapsed_s = 2.0;
+        s.elapsed_s = 1.5;
         let j = s.to_json();
         let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
@@ -787,6 +784,7 @@ mod tests {
                 "events",
                 "published",
                 "rejected",
+                "skipped",
                 "quarantined",
                 "failed",
                 "duplicates",
@@ -797,6 +795,7 @@ mod tests {
         let sum: u64 = [
             "published",
             "rejected",
+            "skipped",
             "quarantined",
             "failed",
             "duplicates",
@@ -805,6 +804,10 @@ mod tests {
         .map(|k| j[k].as_u64().unwrap())
         .sum();
         assert_eq!(sum, j["events"].as_u64().unwrap());
-        assert_eq!(j["events_per_s"], 3.0);
+        assert_eq!(
+            (j["rejected"].as_u64(), j["skipped"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(j["events_per_s"], 4.0);
     }
 }

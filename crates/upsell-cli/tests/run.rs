@@ -42,10 +42,11 @@ fn ok(o: &Output) -> String {
     out
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "events",
     "published",
     "rejected",
+    "skipped",
     "quarantined",
     "failed",
     "duplicates",
@@ -60,8 +61,8 @@ fn summary(o: &Output) -> Value {
     let v: Value = serde_json::from_str(lines[0]).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys, KEYS);
-    let five: u64 = KEYS[1..6].iter().map(|k| v[k].as_u64().unwrap()).sum();
-    assert_eq!(five, v["events"].as_u64().unwrap(), "{v}");
+    let six: u64 = KEYS[1..7].iter().map(|k| v[k].as_u64().unwrap()).sum();
+    assert_eq!(six, v["events"].as_u64().unwrap(), "{v}");
     v
 }
 
@@ -107,6 +108,21 @@ fn run_twice_from_stdin_then_inspect_the_records() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(approved.len() as u64, first["published"].as_u64().unwrap());
+    // The summary's words are the stores': each count is the number of records in that status.
+    for status in ["rejected", "skipped"] {
+        let listed = ok(&upsell(
+            home.path(),
+            &[
+                "messages", "list", "--status", status, "--json", "--limit", "1000",
+            ],
+            None,
+        ));
+        assert_eq!(
+            listed.lines().count() as u64,
+            first[status].as_u64().unwrap(),
+            "{status}: {first}"
+        );
+    }
     let id = approved[0]["eventId"].as_str().unwrap();
     let shown = ok(&upsell(home.path(), &["messages", "show", id], None));
     assert!(shown.contains(id) && shown.contains("approved"), "{shown}");

@@ -781,20 +781,6 @@ pub fn content_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// An FTS5 MATCH expression for arbitrary user text: every word becomes a double-quoted string
-/// (quotes doubled), joined with OR, so operators (`NEAR`, `*`, `AND`, parentheses, `:`, `^`)
-/// in the text are only ever searched as words. `None` when the text has no searchable word.
-pub fn fts5_query(text: &str) -> Option<String> {
-    let mut seen = HashSet::new();
-    let terms: Vec<String> = content_words(text)
-        .into_iter()
-        .filter(|w| seen.insert(w.clone()))
-        .take(64)
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" OR "))
-}
-
 /// A light suffix stripper so that "mowing", "mowed" and "mows" meet in the hashing embedder.
 fn stem(word: &str) -> &str {
     for suffix in ["ings", "ing", "ed", "es", "s"] {
@@ -805,16 +791,6 @@ fn stem(word: &str) -> &str {
         }
     }
     word
-}
-
-/// FNV-1a: stable across Rust versions and platforms, unlike `DefaultHasher`.
-fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ seed;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// Scales a vector to unit length in place (a zero vector stays zero).
@@ -876,7 +852,7 @@ impl HashingEmbedder {
         }
         let mut v = vec![0.0f32; self.dimensions];
         for (term, count) in counts {
-            let h = fnv1a(term.as_bytes(), 0);
+            let h = crate::hash::fnv1a(term.as_bytes());
             let idx = (h % self.dimensions as u64) as usize;
             let sign = if (h >> 63) == 1 { -1.0 } else { 1.0 };
             v[idx] += sign * (1.0 + count.ln());
@@ -1249,23 +1225,6 @@ mod tests {
         assert_eq!(
             RerankSettings::for_provider("minilm"),
             Some(RerankSettings { candidates: 20 })
-        );
-    }
-
-    #[test]
-    fn fts5_query_quotes_every_word_and_drops_operators() {
-        assert_eq!(
-            fts5_query(r#"pool "NEAR" (lawn*) AND col:umn ^x"#).unwrap(),
-            r#""pool" OR "near" OR "lawn" OR "col" OR "umn" OR "x""#
-        );
-        assert_eq!(fts5_query("  !!! ** () \"\" "), None);
-        assert_eq!(fts5_query("the and of"), None);
-        assert_eq!(
-            fts5_query("Gärten über piscine")
-                .unwrap()
-                .matches('"')
-                .count(),
-            6
         );
     }
 

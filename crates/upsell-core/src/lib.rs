@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod events;
 pub mod features;
+pub mod hash;
 pub mod ingest;
 pub mod kb;
 pub mod message;

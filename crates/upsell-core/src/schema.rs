@@ -144,14 +144,13 @@ pub fn render(schema: &Value) -> String {
     s
 }
 
-/// Compares committed schema files under `dir` with the generated ones. Returns the relative
-/// paths that are missing or stale (empty when all are up to date).
-pub fn stale_schemas(dir: &std::path::Path) -> Vec<String> {
+/// Compares committed schema files with the generated ones: `committed(rel)` is the text of the
+/// committed file at the relative path `rel` (`None` when missing; the caller reads the files).
+/// Returns the relative paths that are missing or stale (empty when all are up to date).
+pub fn stale_schemas(committed: impl Fn(&str) -> Option<String>) -> Vec<String> {
     all_schemas()
         .into_iter()
-        .filter(|(rel, schema)| {
-            std::fs::read_to_string(dir.join(rel)).ok().as_deref() != Some(render(schema).as_str())
-        })
+        .filter(|(rel, schema)| committed(rel).as_deref() != Some(render(schema).as_str()))
         .map(|(rel, _)| rel)
         .collect()
 }

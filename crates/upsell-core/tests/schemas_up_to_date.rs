@@ -1,6 +1,6 @@
 //! The committed schemas in `schemas/` must match the ones generated from the Rust types.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use upsell_core::schema::{REGENERATE_COMMAND, all_schemas, stale_schemas};
 
@@ -8,9 +8,13 @@ fn schema_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
 }
 
+fn stale_in(dir: &Path) -> Vec<String> {
+    stale_schemas(|rel| std::fs::read_to_string(dir.join(rel)).ok())
+}
+
 #[test]
 fn committed_schemas_are_up_to_date() {
-    let stale = stale_schemas(&schema_dir());
+    let stale = stale_in(&schema_dir());
     assert!(
         stale.is_empty(),
         "these schemas in schemas/ are missing or stale: {}\nregenerate them with `{REGENERATE_COMMAND}` \
@@ -38,10 +42,10 @@ fn stale_detection_notices_a_changed_file() {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, upsell_core::schema::render(&schema)).unwrap();
     }
-    assert!(stale_schemas(&dir).is_empty());
+    assert!(stale_in(&dir).is_empty());
     std::fs::write(dir.join("agent-spec.schema.json"), "{}\n").unwrap();
     std::fs::remove_file(dir.join("events/SurveySubmitted.schema.json")).unwrap();
-    let mut stale = stale_schemas(&dir);
+    let mut stale = stale_in(&dir);
     stale.sort();
     assert_eq!(
         stale,

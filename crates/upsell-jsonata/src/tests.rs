@@ -612,12 +612,21 @@ fn expressions_are_send_and_sync_and_reusable() {
 /// evaluates without a syntax or type error against an empty `$states`.
 #[test]
 fn conformance_case_expressions_parse() {
-    let dir = std::env::var("ASL_CONFORMANCE_DIR")
-        .unwrap_or_else(|_| "/work/shared/asl-conformance".into());
-    let dir = std::path::Path::new(&dir);
-    if !dir.exists() {
+    // The same suite, found the same way, as crates/upsell-asl/tests/conformance.rs.
+    let dir = match std::env::var_os("UPSELL_ASL_CONFORMANCE") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/asl-conformance")
+        }
+    };
+    if !dir.join("index.json").exists() {
+        assert!(
+            std::env::var_os("UPSELL_REQUIRE_CONFORMANCE").is_none(),
+            "UPSELL_REQUIRE_CONFORMANCE is set but there is no suite at {} (set UPSELL_ASL_CONFORMANCE)",
+            dir.display()
+        );
         eprintln!(
-            "conformance cases not found at {} (set ASL_CONFORMANCE_DIR); skipping",
+            "conformance cases not found at {} (set UPSELL_ASL_CONFORMANCE); skipping",
             dir.display()
         );
         return;

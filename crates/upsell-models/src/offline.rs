@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use regex::Regex;
 use std::sync::OnceLock;
+use upsell_core::hash::fnv1a;
 use upsell_core::message::{StopReason, TokenUsage};
 use upsell_core::ports::{ChatRole, ConverseRequest, ConverseResponse, ModelError, ModelProvider};
 
@@ -100,12 +101,6 @@ impl ModelProvider for OfflineModel {
     }
 }
 
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn pick<'a>(options: &[&'a str], seed: u64, temperature: f32) -> &'a str {
     if temperature <= 0.0 || options.len() == 1 {
         options[0]
@@ -182,7 +177,7 @@ fn hook(ctx: &GenerationContext, seed: u64, temperature: f32) -> String {
 /// Composes a generator message from the context and style; applies the previous attempt's
 /// feedback on retries.
 pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> String {
-    let seed = fnv1a(&format!("{}#{}", ctx.event_id, ctx.attempt));
+    let seed = fnv1a(format!("{}#{}", ctx.event_id, ctx.attempt).as_bytes());
     let reasons: Vec<&str> = ctx
         .previous
         .as_ref()

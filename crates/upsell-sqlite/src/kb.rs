@@ -2,14 +2,14 @@
 //! search with FTS5 BM25, exact vector search over an in-memory copy of the embeddings, and
 //! reciprocal rank fusion of the two. Implements [`upsell_core::kb::KnowledgeBase`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::kb::{
     Chunk, Embedder, EmbedderInfo, Filter, FusionWeights, KnowledgeBase, Metadata, RerankSettings,
-    RetrieveRequest, RetrievedChunk, SearchMode, best_per_group, content_words, dot, fts5_query,
+    RetrieveRequest, RetrievedChunk, SearchMode, best_per_group, content_words, dot,
     rerank_passages, sentence_rerank_score, weighted_reciprocal_rank_fusion,
 };
 use upsell_core::ports::PortError;
@@ -1148,10 +1148,41 @@ impl KnowledgeBase for SqliteKnowledgeBase {
     }
 }
 
+/// An FTS5 MATCH expression for arbitrary user text: every word becomes a double-quoted string
+/// (quotes doubled), joined with OR, so operators (`NEAR`, `*`, `AND`, parentheses, `:`, `^`)
+/// in the text are only ever searched as words. `None` when the text has no searchable word.
+fn fts5_query(text: &str) -> Option<String> {
+    let mut seen = HashSet::new();
+    let terms: Vec<String> = content_words(text)
+        .into_iter()
+        .filter(|w| seen.insert(w.clone()))
+        .take(64)
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" OR "))
+}
+
 #[cfg(test)]
 mod search_tests {
     use super::*;
     use upsell_core::kb::{ChunkingSettings, Document, HashingEmbedder, MetaValue, chunk_document};
+
+    #[test]
+    fn fts5_query_quotes_every_word_and_drops_operators() {
+        assert_eq!(
+            fts5_query(r#"pool "NEAR" (lawn*) AND col:umn ^x"#).unwrap(),
+            r#""pool" OR "near" OR "lawn" OR "col" OR "umn" OR "x""#
+        );
+        assert_eq!(fts5_query("  !!! ** () \"\" "), None);
+        assert_eq!(fts5_query("the and of"), None);
+        assert_eq!(
+            fts5_query("Gärten über piscine")
+                .unwrap()
+                .matches('"')
+                .count(),
+            6
+        );
+    }
 
     /// 300 documents whose words recur with varied frequencies and lengths, so BM25 scores
     /// differ from row to row.

@@ -88,10 +88,7 @@ pub const UNHAPPY_SATISFACTION: u8 = 4;
 /// The sticky canary bucket of a customer: FNV-1a of the id, modulo 100. Stable across
 /// processes, platforms and Rust versions (unlike `std`'s randomised hasher).
 pub fn bucket_of(customer_id: &str) -> u8 {
-    let h = customer_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (h % 100) as u8
+    (upsell_core::hash::fnv1a(customer_id.as_bytes()) % 100) as u8
 }
 
 fn skip(event_id: &str, customer_id: &str, bucket: u8, reason: &str) -> Output {

@@ -371,10 +371,7 @@ struct SchemaInvalidDetails {
 
 /// FNV-1a of the raw text, hex: the quarantine key of an event without a readable id.
 fn text_hash(s: &str) -> String {
-    let h = s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("raw-{h:016x}")
+    format!("raw-{:016x}", upsell_core::hash::fnv1a(s.as_bytes()))
 }
 
 /// The SchemaInvalid details in a caught error's Cause. Step Functions (and the local runtime)

@@ -10,11 +10,15 @@ use std::time::Duration;
 use upsell_aws::{AwsContext, AwsContextBuilder};
 
 /// The moto endpoint from `UPSELL_MOTO_ENDPOINT`, or `None` after saying plainly that the
-/// test is skipped.
+/// test is skipped. With `UPSELL_REQUIRE_MOTO` set (CI) a missing endpoint fails the test.
 pub fn moto_endpoint(test: &str) -> Option<String> {
     match std::env::var("UPSELL_MOTO_ENDPOINT") {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_owned()),
         _ => {
+            assert!(
+                std::env::var_os("UPSELL_REQUIRE_MOTO").is_none(),
+                "{test}: UPSELL_REQUIRE_MOTO is set but UPSELL_MOTO_ENDPOINT is not (run `bash .ci/test`)"
+            );
             eprintln!(
                 "SKIPPED {test}: UPSELL_MOTO_ENDPOINT is not set (start `moto_server -H 127.0.0.1 -p 5000` and set it, or run `bash .ci/test`)"
             );

@@ -149,9 +149,11 @@ fn print_summary(s: &RunSummary, home: &std::path::Path) -> std::io::Result<()> 
     );
     outln!("  published           {:>7}", s.published);
     outln!(
-        "  rejected            {:>7}  (judge rejected every attempt: {}; no message on purpose: {})",
-        s.rejected + s.skipped,
-        s.rejected,
+        "  rejected            {:>7}  (the judge rejected every attempt)",
+        s.rejected
+    );
+    outln!(
+        "  skipped             {:>7}  (no message on purpose: no profile, opted out, unhappy, nothing to offer)",
         s.skipped
     );
     outln!("  quarantined         {:>7}", s.quarantined);

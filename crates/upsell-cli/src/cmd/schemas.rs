@@ -22,7 +22,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     if args.check {
-        let stale = schema::stale_schemas(&args.dir);
+        let stale = schema::stale_schemas(|rel| std::fs::read_to_string(args.dir.join(rel)).ok());
         if !stale.is_empty() {
             bail!(
                 "{} schema(s) in {} are missing or stale: {}; regenerate with `{}`",
