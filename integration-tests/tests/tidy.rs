@@ -183,7 +183,11 @@ fn upsell_core_sources_do_no_io() {
             }
         }
     }
-    assert!(found.is_empty(), "I/O in upsell-core:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "I/O in upsell-core:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -248,7 +252,10 @@ fn lambda_binaries_link_neither_the_local_http_client_nor_sqlite() {
         );
         checked += 1;
     }
-    assert!(checked >= 6, "only {checked} packages have a `lambda` feature");
+    assert!(
+        checked >= 6,
+        "only {checked} packages have a `lambda` feature"
+    );
 }
 
 /// Paths in ARCHITECTURE.md (backticked, with a `/`) exist in the repository.
@@ -262,8 +269,7 @@ fn every_path_architecture_md_names_exists() {
         if i % 2 == 0 || !part.contains('/') || part.contains(char::is_whitespace) {
             continue;
         }
-        if part.contains(['$', '<', '{', '*']) || part.starts_with("../") || part.contains("://")
-        {
+        if part.contains(['$', '<', '{', '*']) || part.starts_with("../") || part.contains("://") {
             continue;
         }
         checked += 1;
@@ -271,7 +277,10 @@ fn every_path_architecture_md_names_exists() {
             missing.push(part.to_owned());
         }
     }
-    assert!(checked >= 10, "only {checked} paths found in ARCHITECTURE.md");
+    assert!(
+        checked >= 10,
+        "only {checked} paths found in ARCHITECTURE.md"
+    );
     assert!(
         missing.is_empty(),
         "ARCHITECTURE.md names paths that do not exist: {missing:?}"
