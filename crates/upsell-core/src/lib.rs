@@ -10,6 +10,7 @@ pub mod hash;
 pub mod ingest;
 pub mod kb;
 pub mod message;
+pub mod monitor;
 pub mod outbound;
 pub mod ports;
 pub mod sample;

@@ -1,0 +1,226 @@
+//! The HTML dashboard in a real browser: headless Chromium loads the page written by
+//! `upsell_cli::dashboard`, a probe script counts the data marks each panel actually lays out
+//! (non-empty bounding boxes), and the test checks every panel has some. A screenshot is kept
+//! at `target/ci-artefacts/dashboard.png` (with the page next to it) for CI to publish.
+//!
+//! The browser is `chromium` (Debian package) or `$UPSELL_CHROMIUM`. Without it the test skips
+//! with a note, unless `UPSELL_REQUIRE_BROWSER=1` (CI), where it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{TimeZone, Utc};
+use upsell_cli::dashboard;
+use upsell_core::monitor::MonitorReport;
+use upsell_core::ports::MetricDatum;
+use upsell_core::ports::dims::{AGENT_ID, AGENT_VERSION, REASON};
+use upsell_core::telemetry::{
+    ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED, JUDGE_SCORE, MESSAGES_APPROVED,
+    MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS, MODEL_OUTPUT_TOKENS, MetricSpec, STATE,
+    STATE_LATENCY, WORKER_ERRORS,
+};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The browser to drive, or `None` (after printing why) when the test may skip.
+fn browser() -> Option<PathBuf> {
+    let candidates = std::env::var_os("UPSELL_CHROMIUM")
+        .map(|p| vec![PathBuf::from(p)])
+        .unwrap_or_else(|| {
+            ["chromium", "chromium-browser", "google-chrome"]
+                .iter()
+                .map(PathBuf::from)
+                .collect()
+        });
+    let found = candidates.into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        let note =
+            "no Chromium found (install the Debian package `chromium` or set UPSELL_CHROMIUM)";
+        assert!(
+            std::env::var("UPSELL_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "UPSELL_REQUIRE_BROWSER=1 but {note}"
+        );
+        eprintln!("skipping the dashboard browser test: {note}");
+    }
+    found
+}
+
+/// Counts, per panel, the marks the browser laid out with a non-empty box, and writes the
+/// counts as JSON into `<pre id="probe">` so that `--dump-dom` carries them out.
+const PROBE: &str = r#"<script>
+(function () {
+  var out = {};
+  document.querySelectorAll("section.panel").forEach(function (p) {
+    var n = 0;
+    p.querySelectorAll(".mark").forEach(function (m) {
+      var r = m.getBoundingClientRect();
+      if (r.width > 0 && r.height > 0) { n += 1; }
+    });
+    out[p.dataset.panel] = n;
+  });
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>"#;
+
+fn chromium(browser: &Path, profile: &Path, args: &[&str], page: &Path) -> std::process::Output {
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            // The page must not need the network: any lookup fails.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("starting the browser");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        browser.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Loads `html` in the browser, returns the mark count of each panel; keeps a screenshot as
+/// `target/ci-artefacts/<name>.png`.
+fn render_in_browser(browser: &Path, html: &str, name: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let probed = dir.path().join("probed.html");
+    std::fs::write(&probed, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    let out = chromium(
+        browser,
+        &dir.path().join("profile"),
+        &["--dump-dom", "--virtual-time-budget=3000"],
+        &probed,
+    );
+    let dom = String::from_utf8(out.stdout).unwrap();
+    let start = dom
+        .find("<pre id=\"probe\">")
+        .unwrap_or_else(|| panic!("the probe did not run; DOM:\n{dom}"));
+    let json = &dom[start + "<pre id=\"probe\">".len()..];
+    let json = &json[..json.find("</pre>").unwrap()];
+    let counts: serde_json::Value = serde_json::from_str(json).unwrap();
+
+    let artefacts = repo_root().join("target/ci-artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    let page = artefacts.join(format!("{name}.html"));
+    std::fs::write(&page, html).unwrap();
+    let png = artefacts.join(format!("{name}.png"));
+    chromium(
+        browser,
+        &dir.path().join("profile"),
+        &[
+            "--window-size=1280,1400",
+            &format!("--screenshot={}", png.display()),
+        ],
+        &page,
+    );
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        png.display()
+    );
+    eprintln!("dashboard screenshot: {}", png.display());
+    counts
+}
+
+fn assert_every_panel_has_marks(report: &MonitorReport, counts: &serde_json::Value) {
+    for p in dashboard::panels(report) {
+        let n = counts[p.id].as_u64().unwrap_or(0);
+        assert!(n > 0, "panel {} laid out no data marks: {counts}", p.id);
+    }
+}
+
+fn point(spec: MetricSpec, value: f64, dims: &[(&str, &str)], day: u32) -> MetricDatum {
+    let mut d = MetricDatum::new(spec.name, value, spec.unit);
+    d.timestamp = Utc.with_ymd_and_hms(2026, 12, day, 10, 0, 0).unwrap();
+    for (n, v) in dims {
+        d = d.with_dim(*n, *v);
+    }
+    d
+}
+
+/// Two generator versions, a judge and every metric of the catalogue over three days.
+fn synthetic() -> Vec<MetricDatum> {
+    let mut v = Vec::new();
+    for (day, version) in [(1, "1.0.0"), (2, "1.0.0"), (3, "1.1.0")] {
+        let g = [
+            (STATE, "Generate"),
+            (AGENT_ID, "upsell-generator"),
+            (AGENT_VERSION, version),
+        ];
+        let j = [
+            (STATE, "Judge"),
+            (AGENT_ID, "upsell-judge"),
+            (AGENT_VERSION, "1.0.0"),
+        ];
+        let by = [(AGENT_ID, "upsell-generator"), (AGENT_VERSION, version)];
+        for i in 0..40 {
+            v.push(point(STATE_LATENCY, 200.0 + f64::from(i * 7), &g, day));
+            v.push(point(STATE_LATENCY, 90.0 + f64::from(i), &j, day));
+            v.push(point(
+                STATE_LATENCY,
+                1.0 + f64::from(i) / 10.0,
+                &[(STATE, "SchemaCheck")],
+                day,
+            ));
+            v.push(point(MODEL_COST, 0.0011, &g, day));
+            v.push(point(MODEL_COST, 0.0004, &j, day));
+            v.push(point(MODEL_INPUT_TOKENS, 900.0, &g, day));
+            v.push(point(MODEL_OUTPUT_TOKENS, 120.0, &g, day));
+            v.push(point(JUDGE_SCORE, f64::from(5 + i % 5), &by, day));
+            let approved = i % 5 != 0;
+            if approved {
+                v.push(point(MESSAGES_APPROVED, 1.0, &by, day));
+            } else {
+                let reason = if i % 10 == 0 { "OffBrand" } else { "Unsafe" };
+                let dims = [by[0], by[1], (REASON, reason)];
+                v.push(point(MESSAGES_REJECTED, 1.0, &dims, day));
+            }
+        }
+        let failed = [by[0], by[1], (ERROR_TYPE, "ModelThrottled")];
+        v.push(point(EVENTS_FAILED, 1.0, &failed, day));
+        let errors = [(STATE, "Generate"), (ERROR_TYPE, "ModelThrottled")];
+        v.push(point(WORKER_ERRORS, 3.0, &errors, day));
+        v.push(point(
+            EVENTS_QUARANTINED,
+            1.0,
+            &[(REASON, "SchemaInvalid")],
+            day,
+        ));
+        v.push(point(EVENTS_SKIPPED, 1.0, &[(REASON, "NoConsent")], day));
+    }
+    v
+}
+
+#[test]
+fn synthetic_dashboard_has_marks_in_every_panel() {
+    let Some(browser) = browser() else { return };
+    let report = MonitorReport::build(&synthetic(), None);
+    let html = dashboard::render(&report);
+    for forbidden in ["http:", "https:", "src=", "href=", "@import", "url("] {
+        assert!(
+            !html.contains(forbidden),
+            "the page must be self-contained but has {forbidden:?}"
+        );
+    }
+    let counts = render_in_browser(&browser, &html, "dashboard");
+    assert_every_panel_has_marks(&report, &counts);
+}
