@@ -59,6 +59,10 @@ enum Command {
     Quarantine(cmd::quarantine::Args),
     /// EventBridge tooling: test-pattern (like `aws events test-event-pattern`).
     Events(cmd::events::Args),
+    /// Latency percentiles, approval, error and quarantine rates, rejection reasons and cost.
+    Monitor(cmd::monitor::Args),
+    /// Write the monitoring panels as one self-contained HTML page.
+    Dashboard(cmd::dashboard::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,8 @@ fn main() -> ExitCode {
         Command::Executions(args) => cmd::executions::run(args, &ctx),
         Command::Quarantine(args) => cmd::quarantine::run(args, &ctx),
         Command::Events(args) => cmd::events::run(args, &ctx),
+        Command::Monitor(args) => cmd::monitor::run(args, &ctx),
+        Command::Dashboard(args) => cmd::dashboard::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -156,15 +156,66 @@ fn run_twice_from_stdin_then_inspect_the_records() {
             .any(|l| l.contains("malformed-json") && l.contains("cli-broken")),
         "{quarantine}"
     );
+
+    // Both runs recorded metrics: every state's latency, read back by `upsell monitor`.
+    let report: Value = serde_json::from_str(&ok(&upsell(
+        home.path(),
+        &["monitor", "--json", "--by", "state"],
+        None,
+    )))
+    .unwrap();
+    assert!(report.get("by_version").is_none(), "{report}");
+    let states = report["by_state"].as_array().unwrap();
+    for state in [
+        "SchemaCheck",
+        "Enrich",
+        "KbRetrieve",
+        "Generate",
+        "Judge",
+        "Publish",
+    ] {
+        let row = states
+            .iter()
+            .find(|r| r["state"] == state)
+            .unwrap_or_else(|| panic!("no {state} row: {report}"));
+        assert!(row["latency"]["count"].as_u64().unwrap() > 0, "{row}");
+        let p = &row["latency"];
+        assert!(p["p50"].as_f64() <= p["p95"].as_f64() && p["p95"].as_f64() <= p["p99"].as_f64());
+    }
+    let text = ok(&upsell(home.path(), &["monitor"], None));
+    assert!(
+        text.contains("P95 ms") && text.contains("Publish"),
+        "{text}"
+    );
+
+    let page = home.path().join("dashboard.html");
+    let wrote = ok(&upsell(
+        home.path(),
+        &["dashboard", "--out", page.to_str().unwrap()],
+        None,
+    ));
+    assert!(wrote.contains("8 panels"), "{wrote}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("data-panel=\"latency-state\"") && html.contains("class=\"mark"));
 }
 
 #[test]
 fn companions_explain_an_empty_home_instead_of_creating_one() {
     let home = tempfile::tempdir().unwrap();
-    let o = upsell(home.path(), &["messages", "list"], None);
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("upsell run"));
-    assert!(!home.path().join("upsell.db").exists());
+    let page = home.path().join("page.html");
+    for args in [
+        &["messages", "list"][..],
+        &["monitor"],
+        &["dashboard", "--out", page.to_str().unwrap()],
+    ] {
+        let o = upsell(home.path(), args, None);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("upsell run"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(home.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -12,11 +12,13 @@ macro_rules! outln {
 }
 
 pub mod asl;
+pub mod dashboard;
 pub mod events;
 pub mod executions;
 pub mod features;
 pub mod kb;
 pub mod messages;
+pub mod monitor;
 pub mod quarantine;
 pub mod run;
 pub mod sample;
