@@ -736,7 +736,7 @@ fn detail(o: &EventOutcome) -> Option<String> {
 }
 
 /// Lane key: the customer id when readable, else the text.
-fn lane_key(line: &str) -> String {
+pub(crate) fn lane_key(line: &str) -> String {
     serde_json::from_str::<Value>(line)
         .ok()
         .and_then(|v| {

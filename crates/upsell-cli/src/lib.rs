@@ -3,3 +3,4 @@
 
 pub mod app;
 pub mod dashboard;
+pub mod serve;

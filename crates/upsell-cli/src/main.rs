@@ -63,6 +63,8 @@ enum Command {
     Monitor(cmd::monitor::Args),
     /// Write the monitoring panels as one self-contained HTML page.
     Dashboard(cmd::dashboard::Args),
+    /// Serve the webhook (POST /events, HMAC-signed) on 127.0.0.1, feeding the local runtime.
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args, &ctx),
         Command::Monitor(args) => cmd::monitor::run(args, &ctx),
         Command::Dashboard(args) => cmd::dashboard::run(args, &ctx),
+        Command::Serve(args) => cmd::serve::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ pub mod quarantine;
 pub mod run;
 pub mod sample;
 pub mod schemas;
+pub mod serve;
 pub mod validate;
 
 /// What every subcommand gets besides its own arguments.
