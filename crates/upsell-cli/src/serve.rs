@@ -8,7 +8,8 @@
 //! [`upsell_local::runtime::Runtime::submit`], so each event starts the workflow of the rules
 //! it matches and ends with one terminal record. Idempotency receipts live in `upsell.db`.
 //!
-//! `GET /health` answers 200 with the queue depth.
+//! `GET /health` answers 200 with the queue depth; `GET /dashboard` serves `upsell dashboard`'s
+//! page when the caller provides it ([`Extras`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

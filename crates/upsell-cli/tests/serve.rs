@@ -155,6 +155,9 @@ async fn signed_events_are_processed_and_bad_requests_refused() {
     let mut resp = agent().get(&format!("{base}/nope")).call().unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let _ = resp.body_mut().read_to_string();
+    let mut resp = agent().get(&format!("{base}/events")).call().unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let _ = resp.body_mut().read_to_string();
 
     // Processed: each accepted event ends with a terminal record (the first one is skipped,
     // no profile; the second gets a message).
@@ -176,5 +179,15 @@ async fn signed_events_are_processed_and_bad_requests_refused() {
     assert!(
         store.get("evt-serve-3").await.unwrap().is_none(),
         "a refused event starts nothing"
+    );
+    // The monitoring dashboard of the same home, over the same server.
+    let mut resp = agent().get(&format!("{base}/dashboard")).call().unwrap();
+    let status = resp.status().as_u16();
+    let page = resp.body_mut().read_to_string().unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<html") || page.contains("<!DOCTYPE"),
+        "{}",
+        &page[..page.len().min(200)]
     );
 }

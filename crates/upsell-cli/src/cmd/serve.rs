@@ -6,8 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use upsell_cli::app::{AppOptions, DB_FILE, LocalApp, ModelChoice};
+use upsell_cli::app::{AppOptions, DB_FILE, LocalApp, METRICS_FILE, ModelChoice};
+use upsell_cli::dashboard;
 use upsell_cli::serve::{Extras, RuntimeIngest, bind_loopback, serve};
+use upsell_core::monitor::MonitorReport;
+use upsell_core::telemetry::MetricLog;
+use upsell_sqlite::metrics::SqliteMetricLog;
 use upsell_sqlite::receipts::SqliteIngestReceipts;
 use webhook::{EVENTS_PATH, SECRET_ENV, SIGNATURE_HEADER, Secret};
 
@@ -93,8 +97,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             receipts,
         });
         let pending = ingest.clone();
+        let home = ctx.home.clone();
         let extras = Extras {
-            dashboard: None,
+            dashboard: Some(Arc::new(move || render_dashboard(&home))),
             pending: Some(Arc::new(move || pending.pending())),
         };
         let listener = bind_loopback(args.addr).await?;
@@ -136,4 +141,17 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
             .context("writing the execution history")?;
         anyhow::Ok(())
     })
+}
+
+/// `GET /dashboard`: `upsell dashboard`'s page, rendered from the metric log at each request.
+fn render_dashboard(home: &std::path::Path) -> anyhow::Result<String> {
+    let path = home.join(METRICS_FILE);
+    let log =
+        SqliteMetricLog::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // Called on a worker thread of the multi-threaded runtime.
+    let data = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(log.metrics_since(None))
+    })
+    .with_context(|| format!("reading {}", path.display()))?;
+    Ok(dashboard::render(&MonitorReport::build(&data, None)))
 }
