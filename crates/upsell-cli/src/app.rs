@@ -34,7 +34,7 @@ use upsell_core::telemetry::{ERROR_TYPE, STATE, STATE_LATENCY, WORKER_ERRORS};
 use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
-use upsell_models::seed::seed_agents;
+use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
@@ -535,7 +535,10 @@ impl LocalApp {
         );
 
         let seeded = registry
-            .seed(&seed_agents())
+            .seed(
+                &seed_agents(),
+                &seed_request(&opts.home.display().to_string()),
+            )
             .context("loading the seed agents into the registry")?;
         if seeded > 0 {
             notes.push(format!("registered {seeded} seed agent version(s)"));

@@ -65,6 +65,8 @@ enum Command {
     Dashboard(cmd::dashboard::Args),
     /// Serve the webhook (POST /events, HMAC-signed) on 127.0.0.1, feeding the local runtime.
     Serve(cmd::serve::Args),
+    /// Agent registry: register, list, show, diff, promote, retire, history.
+    Agents(cmd::agents::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Monitor(args) => cmd::monitor::run(args, &ctx),
         Command::Dashboard(args) => cmd::dashboard::run(args, &ctx),
         Command::Serve(args) => cmd::serve::run(args, &ctx),
+        Command::Agents(args) => cmd::agents::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

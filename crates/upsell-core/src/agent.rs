@@ -20,7 +20,8 @@ pub enum AgentRole {
 }
 
 /// Lifecycle of an agent version. Normal path: draft -> evaluating -> canary -> production ->
-/// retired; a canary that fails is retired (rolled back).
+/// retired. A canary (or production version) that a rollout takes out goes to rolled-back, kept
+/// apart from a normal retirement; both are final. The rules are [`AgentStatus::can_transition_to`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgentStatus {
@@ -32,8 +33,11 @@ pub enum AgentStatus {
     Canary,
     /// Serves live traffic.
     Production,
-    /// Rolled back or superseded; never receives traffic.
+    /// Superseded or withdrawn; never receives traffic again.
     Retired,
+    /// Taken out by a rollout (its canary or post-promotion checks failed); never receives
+    /// traffic again.
+    RolledBack,
 }
 
 impl AgentStatus {
@@ -42,7 +46,23 @@ impl AgentStatus {
         matches!(self, AgentStatus::Canary | AgentStatus::Production)
     }
 
-    /// Whether the registry allows moving from `self` to `next`.
+    /// Every status, in lifecycle order.
+    pub const ALL: [AgentStatus; 6] = [
+        AgentStatus::Draft,
+        AgentStatus::Evaluating,
+        AgentStatus::Canary,
+        AgentStatus::Production,
+        AgentStatus::Retired,
+        AgentStatus::RolledBack,
+    ];
+
+    /// Whether the registry allows moving from `self` to `next` (a different status; a weight
+    /// change within canary or production is not a status change).
+    ///
+    /// draft -> evaluating; evaluating -> draft (sent back), canary, production; canary ->
+    /// production, rolled-back; production -> canary (traffic handed back during a rollout),
+    /// rolled-back; any live status -> retired. Retired and rolled-back are final: a fix is a new
+    /// version.
     pub fn can_transition_to(self, next: AgentStatus) -> bool {
         use AgentStatus::*;
         matches!(
@@ -52,9 +72,16 @@ impl AgentStatus {
                 | (Evaluating, Canary)
                 | (Evaluating, Production)
                 | (Canary, Production)
+                | (Canary, RolledBack)
                 | (Production, Canary)
-                | (_, Retired)
-        ) && self != next
+                | (Production, RolledBack)
+                | (Draft | Evaluating | Canary | Production, Retired)
+        )
+    }
+
+    /// Whether no transition leaves this status.
+    pub fn is_final(self) -> bool {
+        matches!(self, AgentStatus::Retired | AgentStatus::RolledBack)
     }
 
     /// The wire name, e.g. `"canary"`.
@@ -65,7 +92,19 @@ impl AgentStatus {
             AgentStatus::Canary => "canary",
             AgentStatus::Production => "production",
             AgentStatus::Retired => "retired",
+            AgentStatus::RolledBack => "rolled-back",
         }
+    }
+
+    /// Parses a wire name (`"rolled-back"`); the error lists the valid names.
+    pub fn parse(s: &str) -> Result<AgentStatus, String> {
+        AgentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = AgentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown status {s:?} (one of {})", names.join(", "))
+            })
     }
 }
 
@@ -340,8 +379,32 @@ mod tests {
 
     #[test]
     fn status_rules() {
-        assert!(AgentStatus::Canary.can_transition_to(AgentStatus::Retired));
-        assert!(!AgentStatus::Draft.can_transition_to(AgentStatus::Production));
-        assert!(!AgentStatus::Retired.can_transition_to(AgentStatus::Retired));
+        use AgentStatus::*;
+        assert!(Canary.can_transition_to(Retired));
+        assert!(Canary.can_transition_to(RolledBack));
+        assert!(!Draft.can_transition_to(Production));
+        assert!(!Draft.can_transition_to(RolledBack));
+        assert!(!Evaluating.can_transition_to(RolledBack));
+        // Final statuses have no way out, and no status moves to itself.
+        for from in AgentStatus::ALL {
+            for to in AgentStatus::ALL {
+                if from.is_final() || from == to {
+                    assert!(!from.can_transition_to(to), "{from:?} -> {to:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for st in AgentStatus::ALL {
+            assert_eq!(AgentStatus::parse(st.as_str()), Ok(st));
+            assert_eq!(serde_json::to_value(st).unwrap(), st.as_str());
+        }
+        assert!(
+            AgentStatus::parse("live")
+                .unwrap_err()
+                .contains("rolled-back")
+        );
     }
 }

@@ -13,6 +13,9 @@ pub mod message;
 pub mod monitor;
 pub mod outbound;
 pub mod ports;
+pub mod registry;
+#[cfg(feature = "contract")]
+pub mod registry_contract;
 pub mod sample;
 pub mod schema;
 pub mod telemetry;

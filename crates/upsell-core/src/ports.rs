@@ -11,9 +11,10 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::agent::{AgentSpec, AgentStatus, InferenceConfig, PerformanceMetrics};
+use crate::agent::{AgentSpec, InferenceConfig, PerformanceMetrics};
 use crate::events::RawEvent;
 use crate::message::{MessageRecord, MessageStatus, QuarantineRecord, StopReason, TokenUsage};
+use crate::registry::{RegisterRequest, Routing, TransitionRecord, TransitionRequest};
 
 /// What can go wrong behind a port. The variant decides the stable error name that the
 /// state machine's Retry and Catch match (see [`PortError::error_type`]).
@@ -109,7 +110,9 @@ impl From<PortError> for ModelError {
     }
 }
 
-/// The agent registry: every version of every agent (key: agent id + version).
+/// The agent registry: every version of every agent (key: agent id + version), the routing
+/// item the state machine reads, and the history of every transition. The rules (transitions,
+/// routing, item layout) are in [`crate::registry`]; adapters execute its plans.
 #[async_trait]
 pub trait AgentRegistry: Send + Sync {
     /// One version; `PortError::NotFound` when absent.
@@ -118,19 +121,27 @@ pub trait AgentRegistry: Send + Sync {
     async fn list_versions(&self, agent_id: &str) -> Result<Vec<AgentSpec>, PortError>;
     /// Every version of every agent, ordered by agent id then version.
     async fn list_all(&self) -> Result<Vec<AgentSpec>, PortError>;
-    /// Registers a new version; `PortError::Conflict` when that version already exists
-    /// (versions are immutable once registered, except status, weight and performance).
-    async fn register(&self, spec: &AgentSpec) -> Result<(), PortError>;
-    /// Sets status and traffic weight of one version in one write.
-    /// `PortError::NotFound` when absent; `PortError::Invalid` when the transition is not allowed.
-    async fn set_status(
+    /// Registers a new version and records it in the history; `PortError::Conflict` when that
+    /// version already exists (versions are immutable once registered, except status, weight
+    /// and performance), `PortError::Invalid` when the spec or the request is not valid.
+    async fn register(&self, spec: &AgentSpec, request: &RegisterRequest) -> Result<(), PortError>;
+    /// Moves one version to a status and traffic weight, rewrites the routing item and records
+    /// the transition, in one write. Returns the version as stored. A request for the status
+    /// and weight the version already has changes and records nothing.
+    /// `PortError::NotFound` when absent; `PortError::Invalid` when the transition is not
+    /// allowed ([`crate::agent::AgentStatus::can_transition_to`]) or the weight does not fit the status.
+    async fn transition(
         &self,
         agent_id: &str,
         version: &Version,
-        status: AgentStatus,
-        traffic_weight: u8,
+        request: &TransitionRequest,
     ) -> Result<AgentSpec, PortError>;
-    /// Replaces the performance figures of one version.
+    /// The agent's routing item as stored: what the state machine's LoadRouting state reads
+    /// (no production version and no canary when the agent has none).
+    async fn routing(&self, agent_id: &str) -> Result<Routing, PortError>;
+    /// Every recorded transition of an agent's versions, oldest first; empty when unknown.
+    async fn history(&self, agent_id: &str) -> Result<Vec<TransitionRecord>, PortError>;
+    /// Replaces the performance figures of one version (not a transition: not recorded).
     async fn set_performance(
         &self,
         agent_id: &str,

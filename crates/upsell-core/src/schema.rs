@@ -18,6 +18,7 @@ use crate::message::{
     GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord, QuarantineRecord,
 };
 use crate::outbound::{OUTBOUND_SOURCE, UpsellMessageApproved};
+use crate::registry::TransitionRecord;
 
 /// The command that regenerates the committed schemas.
 pub const REGENERATE_COMMAND: &str = "cargo run -p upsell-cli -- schemas";
@@ -110,6 +111,10 @@ fn inbound_and_internal_schemas() -> Vec<(String, Value)> {
             event_schema::<SurveySubmitted>(),
         ),
         ("agent-spec.schema.json".into(), schema_of::<AgentSpec>()),
+        (
+            "agent-transition.schema.json".into(),
+            schema_of::<TransitionRecord>(),
+        ),
         (
             "generation-request.schema.json".into(),
             schema_of::<GenerationRequest>(),

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use upsell_core::agent::{AgentSpec, PromptTemplates};
+use upsell_core::registry::{Actor, ActorKind, RegisterRequest};
 
 /// Agent id of the generator.
 pub const GENERATOR_ID: &str = "upsell-generator";
@@ -102,6 +103,16 @@ pub fn seed_agents() -> Vec<AgentSpec> {
                 .expect("seed agents are checked by this crate's tests")
         })
         .collect()
+}
+
+/// How the seed agents are recorded in the registry's history: reason "seed agents shipped in
+/// agents/", actor [`ActorKind::Seed`] named `origin` (the stack id on deploy, the local home
+/// directory on a laptop).
+pub fn seed_request(origin: &str) -> RegisterRequest {
+    RegisterRequest {
+        reason: "seed agents shipped in agents/".into(),
+        actor: Actor::new(ActorKind::Seed, origin),
+    }
 }
 
 #[cfg(test)]

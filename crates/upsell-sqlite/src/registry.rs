@@ -1,16 +1,11 @@
-//! The local agent registry, kept in the local DynamoDB table store ([`TableStore`]) with the
-//! item layout of the DynamoDB adapter (`upsell-aws`), so the state machine's LoadRouting state
-//! (`dynamodb:getItem`) reads the routing item this registry maintains, as it does in AWS.
+//! The local agent registry: [`AgentRegistry`] in the local DynamoDB table store
+//! ([`TableStore`]), with the item layout of `upsell_core::registry` (the same items the DynamoDB
+//! adapter writes), so the state machine's LoadRouting state (`dynamodb:getItem`) reads the
+//! routing item this registry maintains, as it does in AWS.
 //!
-//! Items (table `AgentRegistryTable` by default), all under `pk = AGENT#<agent id>`:
-//! - one per version: `sk = VERSION#<semver>`, `agentId`, `version`, `status`, `trafficWeight`
-//!   (N), `revision` (N, bumped on every change), `spec` (the AgentSpec as JSON);
-//! - the routing item: `sk = ROUTING`, `agentId`, `productionVersion` (absent when none),
-//!   `canaryVersion` (absent when none), `canaryWeight` (N, 0 without a canary), `revision`,
-//!   `updatedAt`.
-//!
-//! `register`, `set_status` and `seed` rewrite the routing item in the same transaction as the
-//! version item, so the two never disagree.
+//! This adapter only translates: it reads an agent's items into
+//! [`upsell_core::registry::AgentState`], asks core for a plan, and executes the plan's
+//! conditional puts in one SQLite transaction.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,69 +14,24 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::Utc;
 use semver::Version;
-use serde_json::{Value, json};
-use upsell_core::agent::{AgentSpec, AgentStatus, PerformanceMetrics};
+use serde_json::Value;
+use upsell_core::agent::{AgentSpec, PerformanceMetrics};
 use upsell_core::ports::{AgentRegistry, PortError};
+use upsell_core::registry::{
+    self, AgentState, Guard, Item, Planned, RegisterRequest, Routing, TransitionRecord,
+    TransitionRequest, WritePlan, layout,
+};
 
 use crate::tables::{ItemKey, KeyValue, Query, SortCondition, TableStore, Transaction};
 
 /// The table's local name: the SAM logical id of the registry table.
 pub const AGENT_REGISTRY_TABLE: &str = "AgentRegistryTable";
-/// Sort key of the routing item.
-pub const ROUTING_SK: &str = "ROUTING";
-/// Sort key prefix of version items.
-pub const VERSION_SK_PREFIX: &str = "VERSION#";
-
-/// Partition key of an agent's items.
-pub fn agent_pk(agent_id: &str) -> String {
-    format!("AGENT#{agent_id}")
-}
-
-/// Sort key of a version item.
-pub fn version_sk(version: &Version) -> String {
-    format!("{VERSION_SK_PREFIX}{version}")
-}
 
 /// The key of an item of an agent.
 pub fn agent_key(agent_id: &str, sk: impl Into<String>) -> ItemKey {
     ItemKey {
-        pk: KeyValue::S(agent_pk(agent_id)),
+        pk: KeyValue::S(layout::agent_pk(agent_id)),
         sk: Some(KeyValue::S(sk.into())),
-    }
-}
-
-/// Which versions of an agent serve traffic: what the routing item holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Routing {
-    /// The production version (the one with the highest weight if several).
-    pub production_version: Option<Version>,
-    /// The canary version, if any (the one with the highest weight if several).
-    pub canary_version: Option<Version>,
-    /// Percent of customers (by sticky bucket) routed to the canary; 0 without a canary.
-    pub canary_weight: u8,
-}
-
-impl Routing {
-    /// Routing derived from an agent's versions: the production and canary versions with the
-    /// highest traffic weight (ties: the higher version), as the DynamoDB adapter derives it.
-    pub fn of<'a>(specs: impl IntoIterator<Item = &'a AgentSpec>) -> Routing {
-        let mut production: Option<&AgentSpec> = None;
-        let mut canary: Option<&AgentSpec> = None;
-        let better = |cur: Option<&AgentSpec>, s: &'a AgentSpec| {
-            cur.is_none_or(|c| (c.traffic_weight, &c.version) < (s.traffic_weight, &s.version))
-        };
-        for spec in specs {
-            match spec.status {
-                AgentStatus::Production if better(production, spec) => production = Some(spec),
-                AgentStatus::Canary if better(canary, spec) => canary = Some(spec),
-                _ => {}
-            }
-        }
-        Routing {
-            production_version: production.map(|p| p.version.clone()),
-            canary_version: canary.map(|c| c.version.clone()),
-            canary_weight: canary.map_or(0, |c| c.traffic_weight),
-        }
     }
 }
 
@@ -111,41 +61,28 @@ fn corrupt(table: &str, what: impl std::fmt::Display) -> PortError {
     PortError::Other(format!("corrupt item in table {table}: {what}"))
 }
 
-fn not_found(agent_id: &str, version: &Version) -> PortError {
-    PortError::NotFound(format!("agent {agent_id}@{version} is not registered"))
+/// A core item as the table store's DynamoDB JSON.
+fn to_json(item: &Item) -> Result<Value, PortError> {
+    serde_json::to_value(item).map_err(|e| PortError::Invalid(format!("registry item: {e}")))
 }
 
-fn s(v: impl Into<String>) -> Value {
-    json!({ "S": v.into() })
-}
-
-fn n(v: impl ToString) -> Value {
-    json!({ "N": v.to_string() })
-}
-
-fn get_s<'a>(item: &'a Value, attr: &str) -> Option<&'a str> {
-    item.get(attr)?.get("S")?.as_str()
-}
-
-fn get_n<T: std::str::FromStr>(item: &Value, attr: &str) -> Option<T> {
-    item.get(attr)?.get("N")?.as_str()?.parse().ok()
-}
-
-/// The query for every version item of an agent.
-fn versions_query(agent_id: &str) -> Query {
+/// The query for an agent's items from `sk >= from`.
+fn agent_query(agent_id: &str, sort: SortCondition) -> Query {
     Query {
-        pk: KeyValue::S(agent_pk(agent_id)),
-        sort: SortCondition::BeginsWith(KeyValue::S(VERSION_SK_PREFIX.into())),
+        pk: KeyValue::S(layout::agent_pk(agent_id)),
+        sort,
         forward: true,
         limit: None,
         start_after: None,
     }
 }
 
-/// A version item as read: the spec and its revision.
-struct Stored {
-    spec: AgentSpec,
-    revision: u64,
+/// The items that make up an agent's current state (history skipped).
+fn state_query(agent_id: &str) -> Query {
+    agent_query(
+        agent_id,
+        SortCondition::Ge(KeyValue::S(layout::STATE_FROM.into())),
+    )
 }
 
 impl SqliteAgentRegistry {
@@ -163,37 +100,6 @@ impl SqliteAgentRegistry {
             table,
             cache: cached.then(|| Mutex::new(VersionCache::default())),
         }
-    }
-
-    /// The versions of `agent_id` in version order, from the cache while the table is
-    /// unchanged.
-    fn versions(&self, agent_id: &str) -> Result<Arc<Vec<AgentSpec>>, PortError> {
-        let read = || -> Result<Arc<Vec<AgentSpec>>, PortError> {
-            // One SELECT reads one consistent snapshot: no (write) transaction needed.
-            let items = self.tables.query(&self.table, &versions_query(agent_id))?;
-            let versions = self.parse_versions(&items)?;
-            Ok(Arc::new(versions.into_iter().map(|v| v.spec).collect()))
-        };
-        let Some(cache) = &self.cache else {
-            return read();
-        };
-        let version = self.tables.table_version(&self.table)?;
-        {
-            let c = cache.lock().unwrap_or_else(|e| e.into_inner());
-            if c.version == Some(version)
-                && let Some(v) = c.agents.get(agent_id)
-            {
-                return Ok(Arc::clone(v));
-            }
-        }
-        let versions = read()?;
-        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if c.version != Some(version) {
-            c.agents.clear();
-            c.version = Some(version);
-        }
-        c.agents.insert(agent_id.to_string(), Arc::clone(&versions));
-        Ok(versions)
     }
 
     /// Opens (and creates) the registry in the SQLite file at `path`, table
@@ -223,145 +129,118 @@ impl SqliteAgentRegistry {
         &self.tables
     }
 
-    fn parse_version(&self, item: &Value) -> Result<Stored, PortError> {
-        let json = get_s(item, "spec").ok_or_else(|| corrupt(&self.table, "no spec"))?;
-        let spec = serde_json::from_str(json).map_err(|e| corrupt(&self.table, e))?;
-        Ok(Stored {
-            spec,
-            revision: get_n(item, "revision").unwrap_or(0),
-        })
+    fn parse(&self, items: Vec<Value>) -> Result<Vec<Item>, PortError> {
+        items
+            .into_iter()
+            .map(|v| serde_json::from_value(v).map_err(|e| corrupt(&self.table, e)))
+            .collect()
     }
 
-    fn version_item(spec: &AgentSpec, revision: u64) -> Result<Value, PortError> {
-        let json = serde_json::to_string(spec)
-            .map_err(|e| PortError::Invalid(format!("agent spec is not serialisable: {e}")))?;
-        Ok(json!({
-            "pk": s(agent_pk(&spec.agent_id)),
-            "sk": s(version_sk(&spec.version)),
-            "agentId": s(&spec.agent_id),
-            "version": s(spec.version.to_string()),
-            "status": s(spec.status.as_str()),
-            "trafficWeight": n(spec.traffic_weight),
-            "revision": n(revision),
-            "spec": s(json),
-        }))
+    /// The versions of `agent_id` in version order, from the cache while the table is
+    /// unchanged.
+    fn versions(&self, agent_id: &str) -> Result<Arc<Vec<AgentSpec>>, PortError> {
+        let read = || -> Result<Arc<Vec<AgentSpec>>, PortError> {
+            // One SELECT reads one consistent snapshot: no (write) transaction needed.
+            let items = self.parse(self.tables.query(&self.table, &state_query(agent_id))?)?;
+            Ok(Arc::new(AgentState::from_items(agent_id, &items)?.specs()))
+        };
+        let Some(cache) = &self.cache else {
+            return read();
+        };
+        let version = self.tables.table_version(&self.table)?;
+        {
+            let c = cache.lock().unwrap_or_else(|e| e.into_inner());
+            if c.version == Some(version)
+                && let Some(v) = c.agents.get(agent_id)
+            {
+                return Ok(Arc::clone(v));
+            }
+        }
+        let versions = read()?;
+        let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.version != Some(version) {
+            c.agents.clear();
+            c.version = Some(version);
+        }
+        c.agents.insert(agent_id.to_string(), Arc::clone(&versions));
+        Ok(versions)
     }
 
-    fn get_in(
-        &self,
-        tx: &Transaction<'_>,
-        agent_id: &str,
-        version: &Version,
-    ) -> Result<Option<Stored>, PortError> {
-        tx.get(&self.table, &agent_key(agent_id, version_sk(version)))?
-            .map(|item| self.parse_version(&item))
-            .transpose()
+    fn state_in(&self, tx: &Transaction<'_>, agent_id: &str) -> Result<AgentState, PortError> {
+        let items = self.parse(tx.query(&self.table, &state_query(agent_id))?)?;
+        AgentState::from_items(agent_id, &items)
     }
 
-    /// The versions of an agent, in version order.
-    fn versions_in(&self, tx: &Transaction<'_>, agent_id: &str) -> Result<Vec<Stored>, PortError> {
-        self.parse_versions(&tx.query(&self.table, &versions_query(agent_id))?)
+    /// Executes a plan's conditional puts in `tx`. The state was read in the same
+    /// transaction, so a failing guard means a bug, reported as a conflict.
+    fn execute(&self, tx: &Transaction<'_>, plan: &WritePlan) -> Result<(), PortError> {
+        for put in &plan.puts {
+            let (Some(pk), Some(sk)) = (
+                put.item.get(layout::PK).and_then(attr_s),
+                put.item.get(layout::SK).and_then(attr_s),
+            ) else {
+                return Err(PortError::Invalid("registry item without a key".into()));
+            };
+            let key = ItemKey {
+                pk: KeyValue::S(pk.to_owned()),
+                sk: Some(KeyValue::S(sk.to_owned())),
+            };
+            let current = tx.get(&self.table, &key)?;
+            let holds = match (put.guard, &current) {
+                (Guard::Absent, None) | (Guard::AbsentOrSame, None) => true,
+                (Guard::Absent, Some(_)) => false,
+                (Guard::AbsentOrSame, Some(c)) => {
+                    c.get("sha256") == to_json(&put.item)?.get("sha256")
+                }
+                (Guard::Revision(r), Some(c)) => {
+                    c.get("revision")
+                        .and_then(|v| v.get("N"))
+                        .and_then(Value::as_str)
+                        == Some(r.to_string().as_str())
+                }
+                (Guard::Revision(_), None) => false,
+            };
+            if !holds {
+                return Err(PortError::Conflict(format!(
+                    "registry item {pk} {sk} changed during the transaction"
+                )));
+            }
+            tx.put(&self.table, &key, &to_json(&put.item)?)?;
+        }
+        Ok(())
     }
 
-    /// Version items parsed, in version order.
-    fn parse_versions(&self, items: &[Value]) -> Result<Vec<Stored>, PortError> {
-        let mut out = items
-            .iter()
-            .map(|item| self.parse_version(item))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| a.spec.version.cmp(&b.spec.version));
-        Ok(out)
-    }
-
-    /// Writes a version item and the agent's routing item derived from all its versions
-    /// (`spec` replacing the stored version of the same number), in transaction `tx`.
-    fn write_with_routing(
+    fn register_in(
         &self,
         tx: &Transaction<'_>,
         spec: &AgentSpec,
-        revision: u64,
+        request: &RegisterRequest,
     ) -> Result<(), PortError> {
-        let versions = self.versions_in(tx, &spec.agent_id)?;
-        let others = versions
-            .iter()
-            .map(|v| &v.spec)
-            .filter(|v| v.version != spec.version);
-        let routing = Routing::of(others.chain([spec]));
-        tx.put(
-            &self.table,
-            &agent_key(&spec.agent_id, version_sk(&spec.version)),
-            &Self::version_item(spec, revision)?,
-        )?;
-        let key = agent_key(&spec.agent_id, ROUTING_SK);
-        let routing_revision = tx
-            .get(&self.table, &key)?
-            .and_then(|item| get_n::<u64>(&item, "revision"))
-            .unwrap_or(0)
-            + 1;
-        let mut item = json!({
-            "pk": s(agent_pk(&spec.agent_id)),
-            "sk": s(ROUTING_SK),
-            "agentId": s(&spec.agent_id),
-            "canaryWeight": n(routing.canary_weight),
-            "revision": n(routing_revision),
-            "updatedAt": s(Utc::now().to_rfc3339()),
-        });
-        if let Some(v) = &routing.production_version {
-            item["productionVersion"] = s(v.to_string());
-        }
-        if let Some(v) = &routing.canary_version {
-            item["canaryVersion"] = s(v.to_string());
-        }
-        tx.put(&self.table, &key, &item)
-    }
-
-    fn register_in(&self, tx: &Transaction<'_>, spec: &AgentSpec) -> Result<(), PortError> {
-        check(spec)?;
-        if self.get_in(tx, &spec.agent_id, &spec.version)?.is_some() {
-            return Err(PortError::Conflict(format!(
-                "agent {}@{} is already registered; versions are immutable, register a new version",
-                spec.agent_id, spec.version
-            )));
-        }
-        self.write_with_routing(tx, spec, 1)
+        let state = self.state_in(tx, &spec.agent_id)?;
+        let plan = registry::plan_register(&state, spec, request, Utc::now())?;
+        self.execute(tx, &plan)
     }
 
     /// The routing item of `agent_id` as stored, i.e. what the ASL's LoadRouting state reads
     /// (no production version, no canary when the agent has no routing item).
-    pub fn routing(&self, agent_id: &str) -> Result<Routing, PortError> {
-        let Some(item) = self
+    pub fn stored_routing(&self, agent_id: &str) -> Result<Routing, PortError> {
+        let item = self
             .tables
-            .get(&self.table, &agent_key(agent_id, ROUTING_SK))?
-        else {
-            return Ok(Routing::default());
-        };
-        let version = |attr: &str| {
-            get_s(&item, attr)
-                .map(|v| {
-                    Version::parse(v).map_err(|e| {
-                        corrupt(
-                            &self.table,
-                            format!("routing item of {agent_id} has an invalid {attr} {v:?}: {e}"),
-                        )
-                    })
-                })
-                .transpose()
-        };
-        Ok(Routing {
-            production_version: version("productionVersion")?,
-            canary_version: version("canaryVersion")?,
-            canary_weight: get_n(&item, "canaryWeight").unwrap_or(0),
-        })
+            .get(&self.table, &agent_key(agent_id, layout::ROUTING_SK))?
+            .map(|v| serde_json::from_value::<Item>(v).map_err(|e| corrupt(&self.table, e)))
+            .transpose()?;
+        Routing::from_item(item.as_ref())
     }
 
     /// Registers every spec that is not registered yet (first-run seeding), all in one
-    /// transaction; returns how many were added.
-    pub fn seed(&self, specs: &[AgentSpec]) -> Result<usize, PortError> {
+    /// transaction, recorded with `request`; returns how many were added.
+    pub fn seed(&self, specs: &[AgentSpec], request: &RegisterRequest) -> Result<usize, PortError> {
         self.tables.transact(|tx| {
             let mut added = 0;
             for spec in specs {
-                if self.get_in(tx, &spec.agent_id, &spec.version)?.is_none() {
-                    self.register_in(tx, spec)?;
+                let state = self.state_in(tx, &spec.agent_id)?;
+                if state.version(&spec.version).is_none() {
+                    self.register_in(tx, spec, request)?;
                     added += 1;
                 }
             }
@@ -370,18 +249,10 @@ impl SqliteAgentRegistry {
     }
 }
 
-fn check(spec: &AgentSpec) -> Result<(), PortError> {
-    let problems = spec.check();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        Err(PortError::Invalid(format!(
-            "agent {}@{}: {}",
-            spec.agent_id,
-            spec.version,
-            list.join("; ")
-        )))
+fn attr_s(a: &registry::Attr) -> Option<&str> {
+    match a {
+        registry::Attr::S(s) => Some(s),
+        registry::Attr::N(_) => None,
     }
 }
 
@@ -392,7 +263,7 @@ impl AgentRegistry for SqliteAgentRegistry {
             .iter()
             .find(|s| &s.version == version)
             .cloned()
-            .ok_or_else(|| not_found(agent_id, version))
+            .ok_or_else(|| registry::not_registered(agent_id, version))
     }
 
     async fn list_versions(&self, agent_id: &str) -> Result<Vec<AgentSpec>, PortError> {
@@ -400,44 +271,44 @@ impl AgentRegistry for SqliteAgentRegistry {
     }
 
     async fn list_all(&self) -> Result<Vec<AgentSpec>, PortError> {
-        let mut specs = Vec::new();
-        for item in self.tables.scan(&self.table, None)? {
-            if get_s(&item, "sk").is_some_and(|sk| sk.starts_with(VERSION_SK_PREFIX)) {
-                specs.push(self.parse_version(&item)?.spec);
-            }
-        }
-        specs.sort_by(|a, b| (&a.agent_id, &a.version).cmp(&(&b.agent_id, &b.version)));
-        Ok(specs)
+        let items = self.parse(self.tables.scan(&self.table, None)?)?;
+        registry::specs_from_items(&items)
     }
 
-    async fn register(&self, spec: &AgentSpec) -> Result<(), PortError> {
-        self.tables.transact(|tx| self.register_in(tx, spec))
+    async fn register(&self, spec: &AgentSpec, request: &RegisterRequest) -> Result<(), PortError> {
+        self.tables
+            .transact(|tx| self.register_in(tx, spec, request))
     }
 
-    async fn set_status(
+    async fn transition(
         &self,
         agent_id: &str,
         version: &Version,
-        status: AgentStatus,
-        traffic_weight: u8,
+        request: &TransitionRequest,
     ) -> Result<AgentSpec, PortError> {
         self.tables.transact(|tx| {
-            let Stored { mut spec, revision } = self
-                .get_in(tx, agent_id, version)?
-                .ok_or_else(|| not_found(agent_id, version))?;
-            if spec.status != status && !spec.status.can_transition_to(status) {
-                return Err(PortError::Invalid(format!(
-                    "agent {agent_id}@{version} cannot go from {} to {}",
-                    spec.status.as_str(),
-                    status.as_str()
-                )));
+            let state = self.state_in(tx, agent_id)?;
+            match registry::plan_transition(&state, version, request, Utc::now())? {
+                Planned::Unchanged(spec) => Ok(*spec),
+                Planned::Write(plan) => {
+                    self.execute(tx, &plan)?;
+                    Ok(plan.spec)
+                }
             }
-            spec.status = status;
-            spec.traffic_weight = traffic_weight;
-            check(&spec)?;
-            self.write_with_routing(tx, &spec, revision + 1)?;
-            Ok(spec)
         })
+    }
+
+    async fn routing(&self, agent_id: &str) -> Result<Routing, PortError> {
+        self.stored_routing(agent_id)
+    }
+
+    async fn history(&self, agent_id: &str) -> Result<Vec<TransitionRecord>, PortError> {
+        let query = agent_query(
+            agent_id,
+            SortCondition::BeginsWith(KeyValue::S(layout::HISTORY_PREFIX.into())),
+        );
+        let items = self.parse(self.tables.query(&self.table, &query)?)?;
+        registry::history_from_items(&items)
     }
 
     async fn set_performance(
@@ -447,14 +318,15 @@ impl AgentRegistry for SqliteAgentRegistry {
         performance: &PerformanceMetrics,
     ) -> Result<(), PortError> {
         self.tables.transact(|tx| {
-            let Stored { mut spec, revision } = self
-                .get_in(tx, agent_id, version)?
-                .ok_or_else(|| not_found(agent_id, version))?;
-            spec.performance = Some(performance.clone());
+            let state = self.state_in(tx, agent_id)?;
+            let stored = state
+                .version(version)
+                .ok_or_else(|| registry::not_registered(agent_id, version))?;
+            let put = registry::plan_performance(stored, performance)?;
             tx.put(
                 &self.table,
-                &agent_key(agent_id, version_sk(version)),
-                &Self::version_item(&spec, revision + 1)?,
+                &agent_key(agent_id, layout::version_sk(version)),
+                &to_json(&put.item)?,
             )
         })
     }
@@ -463,42 +335,37 @@ impl AgentRegistry for SqliteAgentRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spec(version: &str, status: AgentStatus, weight: u8) -> AgentSpec {
-        serde_json::from_value(json!({
-            "agentId": "upsell-generator",
-            "version": version,
-            "role": "generator",
-            "prompt": {"system": "You write upsells.", "user": "{{ facts }}"},
-            "modelId": "offline",
-            "config": {"temperature": 0.4, "maxTokens": 300},
-            "maxAttempts": 3,
-            "status": status,
-            "trafficWeight": weight,
-            "createdAt": "2025-01-01T00:00:00Z",
-        }))
-        .unwrap()
-    }
+    use serde_json::json;
+    use upsell_core::agent::AgentStatus;
+    use upsell_core::registry::{Actor, ActorKind};
+    use upsell_core::registry_contract::spec;
 
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
     }
 
-    fn routing_item(r: &SqliteAgentRegistry) -> Value {
-        r.tables()
-            .get(
-                AGENT_REGISTRY_TABLE,
-                &agent_key("upsell-generator", ROUTING_SK),
-            )
-            .unwrap()
-            .expect("routing item")
+    fn seeding() -> RegisterRequest {
+        RegisterRequest {
+            reason: "seed agents".into(),
+            actor: Actor::new(ActorKind::Seed, "test"),
+        }
+    }
+
+    async fn fresh() -> Option<SqliteAgentRegistry> {
+        Some(SqliteAgentRegistry::in_memory().unwrap())
+    }
+
+    // The one AgentRegistry contract (upsell_core::registry_contract), on SQLite.
+    mod contract {
+        use super::fresh;
+        upsell_core::agent_registry_contract!(fresh());
     }
 
     #[tokio::test]
     async fn a_version_written_through_the_port_is_the_documented_item() {
         let r = SqliteAgentRegistry::in_memory().unwrap();
         let s1 = spec("1.2.0", AgentStatus::Production, 100);
-        r.register(&s1).await.unwrap();
+        r.register(&s1, &seeding()).await.unwrap();
         let key = ItemKey {
             pk: KeyValue::S("AGENT#upsell-generator".into()),
             sk: Some(KeyValue::S("VERSION#1.2.0".into())),
@@ -511,151 +378,41 @@ mod tests {
         assert_eq!(item["status"], json!({"S": "production"}));
         assert_eq!(item["trafficWeight"], json!({"N": "100"}));
         assert_eq!(item["revision"], json!({"N": "1"}));
-        let stored: AgentSpec = serde_json::from_str(item["spec"]["S"].as_str().unwrap()).unwrap();
-        assert_eq!(stored, s1);
+        let hash = registry::template_hash(&s1.prompt.system);
+        assert_eq!(item["systemTemplate"], json!({"S": hash}));
+        let template = r
+            .tables()
+            .get(
+                "AgentRegistryTable",
+                &agent_key("upsell-generator", layout::template_sk(&hash)),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(template["text"], json!({"S": s1.prompt.system}));
+        let routing = r
+            .tables()
+            .get(
+                "AgentRegistryTable",
+                &agent_key("upsell-generator", "ROUTING"),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(routing["productionVersion"], json!({"S": "1.2.0"}));
+        assert_eq!(routing["canaryWeight"], json!({"N": "0"}));
+        let history = r
+            .tables()
+            .get(
+                "AgentRegistryTable",
+                &agent_key("upsell-generator", "HISTORY#000000000001"),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(history["to"], json!({"S": "production"}));
         assert_eq!(r.get("upsell-generator", &v("1.2.0")).await.unwrap(), s1);
-        assert!(matches!(
-            r.get("upsell-generator", &v("9.0.0")).await,
-            Err(PortError::NotFound(_))
-        ));
     }
 
     #[tokio::test]
-    async fn the_routing_item_follows_register_and_set_status() {
-        let r = SqliteAgentRegistry::in_memory().unwrap();
-        assert_eq!(r.routing("upsell-generator").unwrap(), Routing::default());
-
-        r.register(&spec("1.0.0", AgentStatus::Production, 100))
-            .await
-            .unwrap();
-        let item = routing_item(&r);
-        assert_eq!(item["pk"], json!({"S": "AGENT#upsell-generator"}));
-        assert_eq!(item["sk"], json!({"S": "ROUTING"}));
-        assert_eq!(item["agentId"], json!({"S": "upsell-generator"}));
-        assert_eq!(item["productionVersion"], json!({"S": "1.0.0"}));
-        assert_eq!(item.get("canaryVersion"), None);
-        assert_eq!(item["canaryWeight"], json!({"N": "0"}));
-
-        // A draft changes nothing that serves traffic.
-        r.register(&spec("2.0.0", AgentStatus::Draft, 0))
-            .await
-            .unwrap();
-        assert_eq!(routing_item(&r)["productionVersion"]["S"], "1.0.0");
-        assert_eq!(routing_item(&r).get("canaryVersion"), None);
-
-        // Draft -> evaluating -> canary at 10%, then 50%.
-        r.set_status("upsell-generator", &v("2.0.0"), AgentStatus::Evaluating, 0)
-            .await
-            .unwrap();
-        r.set_status("upsell-generator", &v("2.0.0"), AgentStatus::Canary, 10)
-            .await
-            .unwrap();
-        let item = routing_item(&r);
-        assert_eq!(item["canaryVersion"], json!({"S": "2.0.0"}));
-        assert_eq!(item["canaryWeight"], json!({"N": "10"}));
-        r.set_status("upsell-generator", &v("2.0.0"), AgentStatus::Canary, 50)
-            .await
-            .unwrap();
-        assert_eq!(
-            r.routing("upsell-generator").unwrap(),
-            Routing {
-                production_version: Some(v("1.0.0")),
-                canary_version: Some(v("2.0.0")),
-                canary_weight: 50,
-            }
-        );
-
-        // Promotion: the canary becomes production at 100%, the old version retires.
-        r.set_status(
-            "upsell-generator",
-            &v("2.0.0"),
-            AgentStatus::Production,
-            100,
-        )
-        .await
-        .unwrap();
-        r.set_status("upsell-generator", &v("1.0.0"), AgentStatus::Retired, 0)
-            .await
-            .unwrap();
-        let item = routing_item(&r);
-        assert_eq!(item["productionVersion"], json!({"S": "2.0.0"}));
-        assert_eq!(item.get("canaryVersion"), None);
-        assert_eq!(item["canaryWeight"], json!({"N": "0"}));
-        // One routing revision per change: 2 registers + 5 status changes.
-        assert_eq!(item["revision"], json!({"N": "7"}));
-
-        // A refused change leaves both the version and the routing item as they were.
-        let err = r
-            .set_status("upsell-generator", &v("1.0.0"), AgentStatus::Canary, 10)
-            .await
-            .unwrap_err();
-        assert!(matches!(err, PortError::Invalid(_)), "{err}");
-        assert_eq!(routing_item(&r), item);
-        let versions = r.list_versions("upsell-generator").await.unwrap();
-        let statuses: Vec<_> = versions
-            .iter()
-            .map(|s| (s.version.to_string(), s.status))
-            .collect();
-        assert_eq!(
-            statuses,
-            [
-                ("1.0.0".to_owned(), AgentStatus::Retired),
-                ("2.0.0".to_owned(), AgentStatus::Production)
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn versions_are_immutable_and_listed_in_semver_order() {
-        let r = SqliteAgentRegistry::in_memory().unwrap();
-        for ver in ["1.10.0", "1.9.0", "1.0.0"] {
-            r.register(&spec(ver, AgentStatus::Draft, 0)).await.unwrap();
-        }
-        let err = r
-            .register(&spec("1.9.0", AgentStatus::Draft, 0))
-            .await
-            .unwrap_err();
-        assert!(matches!(err, PortError::Conflict(_)), "{err}");
-        let bad = spec("3.0.0", AgentStatus::Draft, 20);
-        assert!(matches!(r.register(&bad).await, Err(PortError::Invalid(_))));
-        let mut judge = spec("1.0.0", AgentStatus::Production, 100);
-        judge.agent_id = "upsell-judge".into();
-        r.register(&judge).await.unwrap();
-
-        let listed: Vec<String> = r
-            .list_versions("upsell-generator")
-            .await
-            .unwrap()
-            .iter()
-            .map(|s| s.version.to_string())
-            .collect();
-        assert_eq!(listed, ["1.0.0", "1.9.0", "1.10.0"]);
-        let all: Vec<String> = r
-            .list_all()
-            .await
-            .unwrap()
-            .iter()
-            .map(|s| s.agent_ref().to_string())
-            .collect();
-        assert_eq!(
-            all,
-            [
-                "upsell-generator@1.0.0",
-                "upsell-generator@1.9.0",
-                "upsell-generator@1.10.0",
-                "upsell-judge@1.0.0"
-            ]
-        );
-        // Each agent has its own routing item.
-        assert_eq!(
-            r.routing("upsell-judge").unwrap().production_version,
-            Some(v("1.0.0"))
-        );
-        assert_eq!(r.routing("upsell-generator").unwrap(), Routing::default());
-    }
-
-    #[tokio::test]
-    async fn seeding_adds_only_missing_versions_and_performance_keeps_routing() {
+    async fn seeding_adds_only_missing_versions_in_one_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("upsell.db");
         let seeds = [
@@ -665,64 +422,33 @@ mod tests {
         assert_eq!(
             SqliteAgentRegistry::open(&path)
                 .unwrap()
-                .seed(&seeds)
+                .seed(&seeds, &seeding())
                 .unwrap(),
             2
         );
         let r = SqliteAgentRegistry::open(&path).unwrap();
-        assert_eq!(r.seed(&seeds).unwrap(), 0);
+        assert_eq!(r.seed(&seeds, &seeding()).unwrap(), 0);
+        assert_eq!(r.history("upsell-generator").await.unwrap().len(), 2);
         assert_eq!(
-            r.routing("upsell-generator").unwrap(),
+            r.stored_routing("upsell-generator").unwrap(),
             Routing {
                 production_version: Some(v("1.0.0")),
                 canary_version: Some(v("1.1.0")),
                 canary_weight: 10,
             }
         );
-        let perf: PerformanceMetrics = serde_json::from_value(json!({
-            "approvalRate": 0.8, "avgScore": 7.5, "sampleSize": 200
-        }))
-        .unwrap();
-        r.set_performance("upsell-generator", &v("1.1.0"), &perf)
-            .await
-            .unwrap();
-        let got = r.get("upsell-generator", &v("1.1.0")).await.unwrap();
-        assert_eq!(got.performance, Some(perf));
-        assert_eq!(got.status, AgentStatus::Canary);
-        assert_eq!(r.routing("upsell-generator").unwrap().canary_weight, 10);
         // A seed with an invalid spec writes none of the batch.
         let mut bad = spec("5.0.0", AgentStatus::Draft, 0);
         bad.agent_id = "Bad Id".into();
         let batch = [spec("4.0.0", AgentStatus::Draft, 0), bad];
-        assert!(matches!(r.seed(&batch), Err(PortError::Invalid(_))));
+        assert!(matches!(
+            r.seed(&batch, &seeding()),
+            Err(PortError::Invalid(_))
+        ));
         assert!(matches!(
             r.get("upsell-generator", &v("4.0.0")).await,
             Err(PortError::NotFound(_))
         ));
-    }
-
-    #[test]
-    fn routing_prefers_the_heaviest_then_the_highest_version() {
-        let specs = [
-            spec("1.0.0", AgentStatus::Production, 60),
-            spec("2.0.0", AgentStatus::Production, 30),
-            spec("3.0.0", AgentStatus::Canary, 10),
-            spec("4.0.0", AgentStatus::Canary, 0),
-            spec("5.0.0", AgentStatus::Retired, 0),
-        ];
-        assert_eq!(
-            Routing::of(&specs),
-            Routing {
-                production_version: Some(v("1.0.0")),
-                canary_version: Some(v("3.0.0")),
-                canary_weight: 10,
-            }
-        );
-        let tie = [
-            spec("1.0.0", AgentStatus::Production, 50),
-            spec("2.0.0", AgentStatus::Production, 50),
-        ];
-        assert_eq!(Routing::of(&tie).production_version, Some(v("2.0.0")));
     }
 
     #[tokio::test]
@@ -734,8 +460,14 @@ mod tests {
         let b = SqliteAgentRegistry::new(shared.clone(), AGENT_REGISTRY_TABLE);
         let other_process = SqliteAgentRegistry::open(&path).unwrap();
         let status = |specs: Vec<AgentSpec>| specs.iter().map(|s| s.status).collect::<Vec<_>>();
+        let req = TransitionRequest {
+            to: AgentStatus::Evaluating,
+            weight: 0,
+            reason: "test".into(),
+            actor: Actor::new(ActorKind::User, "dana"),
+        };
 
-        a.register(&spec("1.0.0", AgentStatus::Draft, 0))
+        a.register(&spec("1.0.0", AgentStatus::Draft, 0), &seeding())
             .await
             .unwrap();
         assert_eq!(
@@ -744,7 +476,7 @@ mod tests {
         );
 
         // Another registry on the same connection.
-        b.set_status("upsell-generator", &v("1.0.0"), AgentStatus::Evaluating, 0)
+        b.transition("upsell-generator", &v("1.0.0"), &req)
             .await
             .unwrap();
         assert_eq!(
@@ -754,20 +486,18 @@ mod tests {
 
         // Another connection (another process).
         other_process
-            .register(&spec("2.0.0", AgentStatus::Draft, 0))
+            .register(&spec("2.0.0", AgentStatus::Draft, 0), &seeding())
             .await
             .unwrap();
         assert_eq!(a.list_versions("upsell-generator").await.unwrap().len(), 2);
 
-        // A raw table write, as the workflow's dynamodb:putItem would make it.
-        let mut raw =
-            SqliteAgentRegistry::version_item(&spec("3.0.0", AgentStatus::Draft, 0), 1).unwrap();
-        raw["status"] = json!({"S": "draft"});
+        // A raw table write of a version item (its templates are those of 1.0.0).
+        let (raw, _) = registry::version_items(&spec("3.0.0", AgentStatus::Draft, 0), 1).unwrap();
         shared
             .put(
                 AGENT_REGISTRY_TABLE,
-                &agent_key("upsell-generator", version_sk(&v("3.0.0"))),
-                &raw,
+                &agent_key("upsell-generator", layout::version_sk(&v("3.0.0"))),
+                &to_json(&raw).unwrap(),
             )
             .unwrap();
         assert!(a.get("upsell-generator", &v("3.0.0")).await.is_ok());

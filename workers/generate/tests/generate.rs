@@ -8,7 +8,7 @@ use upsell_core::ports::{ConverseRequest, ConverseResponse, ModelError, ModelPro
 use upsell_models::agents::AgentSelector;
 use upsell_models::offline::OfflineModel;
 use upsell_models::prompt::PreviousAttempt;
-use upsell_models::seed::seed_agents;
+use upsell_models::seed::{seed_agents, seed_request};
 use upsell_models::testing::facts;
 use upsell_sqlite::registry::SqliteAgentRegistry;
 
@@ -23,7 +23,9 @@ impl ModelProvider for Failing {
 
 fn deps(model: Arc<dyn ModelProvider>) -> Deps {
     let registry = SqliteAgentRegistry::in_memory().unwrap();
-    registry.seed(&seed_agents()).unwrap();
+    registry
+        .seed(&seed_agents(), &seed_request("test"))
+        .unwrap();
     Deps {
         registry: Arc::new(registry),
         model,

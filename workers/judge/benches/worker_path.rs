@@ -10,8 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use semver::Version;
-use upsell_core::agent::{AgentSpec, AgentStatus, PerformanceMetrics};
+use upsell_core::agent::{AgentSpec, PerformanceMetrics};
 use upsell_core::ports::{AgentRegistry, PortError};
+use upsell_core::registry::{RegisterRequest, Routing, TransitionRecord, TransitionRequest};
 use upsell_models::agents::AgentSelector;
 use upsell_models::offline::OfflineModel;
 use upsell_models::prompt::{Example, PreviousAttempt};
@@ -41,17 +42,24 @@ impl AgentRegistry for Seeds {
     async fn list_all(&self) -> Result<Vec<AgentSpec>, PortError> {
         Ok(self.0.clone())
     }
-    async fn register(&self, _: &AgentSpec) -> Result<(), PortError> {
+    async fn register(&self, _: &AgentSpec, _: &RegisterRequest) -> Result<(), PortError> {
         Err(PortError::Invalid("read-only".into()))
     }
-    async fn set_status(
+    async fn transition(
         &self,
         _: &str,
         _: &Version,
-        _: AgentStatus,
-        _: u8,
+        _: &TransitionRequest,
     ) -> Result<AgentSpec, PortError> {
         Err(PortError::Invalid("read-only".into()))
+    }
+    async fn routing(&self, agent_id: &str) -> Result<Routing, PortError> {
+        Ok(Routing::of(
+            self.0.iter().filter(|s| s.agent_id == agent_id),
+        ))
+    }
+    async fn history(&self, _: &str) -> Result<Vec<TransitionRecord>, PortError> {
+        Ok(Vec::new())
     }
     async fn set_performance(
         &self,

@@ -9,7 +9,7 @@ use upsell_core::agent::AgentRef;
 use upsell_core::message::{StopReason, TokenUsage};
 use upsell_core::ports::{ConverseRequest, ConverseResponse, ModelError, ModelProvider};
 use upsell_models::offline::OfflineModel;
-use upsell_models::seed::seed_agents;
+use upsell_models::seed::{seed_agents, seed_request};
 use upsell_models::testing::facts;
 use upsell_sqlite::registry::SqliteAgentRegistry;
 
@@ -36,7 +36,9 @@ impl ModelProvider for Canned {
 
 fn deps(model: Arc<dyn ModelProvider>) -> Deps {
     let registry = SqliteAgentRegistry::in_memory().unwrap();
-    registry.seed(&seed_agents()).unwrap();
+    registry
+        .seed(&seed_agents(), &seed_request("test"))
+        .unwrap();
     Deps {
         registry: Arc::new(registry),
         model,

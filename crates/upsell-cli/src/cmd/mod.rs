@@ -11,6 +11,7 @@ macro_rules! outln {
     }};
 }
 
+pub mod agents;
 pub mod asl;
 pub mod dashboard;
 pub mod events;
