@@ -9,7 +9,8 @@
 //! dying between a successful publish and `complete`: at least once, never lost.
 //!
 //! [`IngestReceipts`] is the port; [`decide_claim`] is the rule every adapter applies inside
-//! its conditional write (SQLite transaction, DynamoDB condition expression).
+//! its conditional write (the SQLite adapter: one immediate transaction). The DynamoDB adapter
+//! comes with the webhook's AWS front end, which is not built yet.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
@@ -92,7 +93,7 @@ pub fn decide_claim(
     }
 }
 
-/// Receipts of ingested event ids (DynamoDB in AWS, SQLite locally).
+/// Receipts of ingested event ids (crates/upsell-sqlite `receipts`).
 #[async_trait]
 pub trait IngestReceipts: Send + Sync {
     /// Claims `event_id` per [`decide_claim`], atomically.

@@ -1,2 +1,0 @@
-//! Lambda entry point of the webhook (feature `lambda`): placeholder replaced below.
-fn main() {}
