@@ -67,6 +67,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Agent registry: register, list, show, diff, promote, retire, history.
     Agents(cmd::agents::Args),
+    /// Data and concept drift between a baseline and a current window (or two event files).
+    Drift(cmd::drift::Args),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => cmd::dashboard::run(args, &ctx),
         Command::Serve(args) => cmd::serve::run(args, &ctx),
         Command::Agents(args) => cmd::agents::run(args, &ctx),
+        Command::Drift(args) => cmd::drift::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 //! every boundary (events, features, agents, messages) and the port traits that adapters implement.
 
 pub mod agent;
+pub mod drift;
 pub mod events;
 pub mod features;
 pub mod hash;
@@ -18,5 +19,6 @@ pub mod registry;
 pub mod registry_contract;
 pub mod sample;
 pub mod schema;
+pub mod stats;
 pub mod telemetry;
 pub mod validate;

@@ -8,6 +8,9 @@
 //! lines is deliberately broken (malformed JSON, missing fields, wrong types, unknown
 //! detail-types, out-of-range values, phones that cannot be made E.164) and a configurable
 //! share is redelivered with the same event id, as EventBridge's at-least-once delivery does.
+//!
+//! A [`DriftScenario`] changes one aspect of the population (region mix, satisfaction, service
+//! mix, prices) to show drift detection fire; without one the output is unchanged.
 
 use chrono::{Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use rand::seq::IndexedRandom;
@@ -35,6 +38,68 @@ pub struct SampleConfig {
     pub start: NaiveDate,
     /// Length of the simulated period in days.
     pub days: u32,
+    /// A deliberate change of the population, to exercise drift detection; `None` for the
+    /// normal population.
+    pub drift: Option<DriftScenario>,
+}
+
+/// A deliberate population change (`upsell sample --drift NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DriftScenario {
+    /// A quarter of the customers are drawn from the Southwest before the uniform draw
+    /// (Southwest share 1/6 -> 3/8).
+    RegionShift,
+    /// Satisfaction falls through the period by up to 3 points (1.5 on average) for everyone.
+    FallingSatisfaction,
+    /// Half the customers replace one of their services with an indoor service (duct or
+    /// carpet cleaning).
+    NewServiceMix,
+    /// Every price is 10% higher.
+    PriceIncrease,
+}
+
+impl DriftScenario {
+    /// Every scenario.
+    pub const ALL: [DriftScenario; 4] = [
+        DriftScenario::RegionShift,
+        DriftScenario::FallingSatisfaction,
+        DriftScenario::NewServiceMix,
+        DriftScenario::PriceIncrease,
+    ];
+
+    /// Its command-line name, e.g. `region-shift`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftScenario::RegionShift => "region-shift",
+            DriftScenario::FallingSatisfaction => "falling-satisfaction",
+            DriftScenario::NewServiceMix => "new-service-mix",
+            DriftScenario::PriceIncrease => "price-increase",
+        }
+    }
+
+    /// The features this scenario changes directly (by drift report name).
+    pub fn changed_features(self) -> &'static [&'static str] {
+        match self {
+            DriftScenario::RegionShift => &["region"],
+            DriftScenario::FallingSatisfaction => &["satisfaction"],
+            DriftScenario::NewServiceMix => &["service"],
+            DriftScenario::PriceIncrease => &["price_index"],
+        }
+    }
+}
+
+impl std::str::FromStr for DriftScenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DriftScenario::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DriftScenario::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown drift scenario {s:?}; known: {}", names.join(", "))
+            })
+    }
 }
 
 impl Default for SampleConfig {
@@ -46,6 +111,7 @@ impl Default for SampleConfig {
             duplicate_share: 0.02,
             start: NaiveDate::from_ymd_opt(2025, 1, 1).expect("valid date"),
             days: 365,
+            drift: None,
         }
     }
 }
@@ -459,8 +525,13 @@ impl Gen {
     }
 
     fn customer(&mut self, n: usize) -> Customer {
+        let drift = self.cfg.drift;
         let rng = &mut self.rng;
-        let region = *Region::ALL.choose(rng).expect("non-empty");
+        let region = if drift == Some(DriftScenario::RegionShift) && rng.random_bool(0.25) {
+            Region::Southwest
+        } else {
+            *Region::ALL.choose(rng).expect("non-empty")
+        };
         let &(city, state, zip3, area, offset) = cities(region).choose(rng).expect("non-empty");
         let first = *FIRST_NAMES.choose(rng).expect("non-empty");
         let last = *LAST_NAMES.choose(rng).expect("non-empty");
@@ -544,7 +615,15 @@ impl Gen {
         };
         let services = eligible_services(&profile);
         let k = rng.random_range(1..=3.min(services.len()));
-        let services: Vec<Service> = services.choose_multiple(rng, k).copied().collect();
+        let mut services: Vec<Service> = services.choose_multiple(rng, k).copied().collect();
+        if drift == Some(DriftScenario::NewServiceMix) && rng.random_bool(0.5) {
+            let indoor = *[Service::DuctCleaning, Service::CarpetCleaning]
+                .choose(rng)
+                .expect("non-empty");
+            if !services.contains(&indoor) {
+                services[0] = indoor;
+            }
+        }
         let trend = *[
             Trend::Improving,
             Trend::Stable,
@@ -624,7 +703,10 @@ impl Gen {
             let progress = (*day - self.cfg.start).num_days() as f64 / span;
             let sat = self.satisfaction(c, progress);
             let (lo, hi) = service.typical_price_cents();
-            let price = self.rng.random_range(lo..=hi) / 100 * 100 + [0, 0, 50, 99][i % 4];
+            let mut price = self.rng.random_range(lo..=hi) / 100 * 100 + [0, 0, 50, 99][i % 4];
+            if self.cfg.drift == Some(DriftScenario::PriceIncrease) {
+                price = price * 110 / 100;
+            }
             let rating = self
                 .rng
                 .random_bool(0.7)
@@ -691,6 +773,10 @@ impl Gen {
             Trend::Improving => 2.5 * progress,
             Trend::Stable => 0.0,
             Trend::Declining => -4.0 * progress,
+        } - if self.cfg.drift == Some(DriftScenario::FallingSatisfaction) {
+            3.0 * progress
+        } else {
+            0.0
         };
         let noise: f64 = self.rng.random_range(-1.0..1.0);
         (c.base_satisfaction + drift + noise)

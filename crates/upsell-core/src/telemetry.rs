@@ -14,6 +14,8 @@ use crate::ports::{MetricDatum, MetricUnit, PortError};
 pub const STATE: &str = "State";
 /// Dimension: a stable error name, e.g. `ModelThrottled`.
 pub const ERROR_TYPE: &str = "ErrorType";
+/// Dimension: a drift test's name, e.g. `region` or `approval_rate[upsell-generator@1.0.0]`.
+pub const FEATURE: &str = "Feature";
 
 /// One metric of the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,21 @@ pub const EVENTS_SKIPPED: MetricSpec = MetricSpec {
     help: "Events that needed no message, by reason",
 };
 
+/// One drift check: 1 when drift was detected, else 0 (the drift alarm's metric).
+pub const DRIFT_DETECTED: MetricSpec = MetricSpec {
+    name: "DriftDetected",
+    unit: MetricUnit::Count,
+    dimensions: &[],
+    help: "Drift checks that detected drift (1) or not (0)",
+};
+/// Holm-adjusted p-value of one drift test of one check, by test name.
+pub const DRIFT_P_VALUE: MetricSpec = MetricSpec {
+    name: "DriftPValue",
+    unit: MetricUnit::None,
+    dimensions: &[FEATURE],
+    help: "Holm-adjusted p-value of one drift test",
+};
+
 /// Every metric of the catalogue.
 pub const CATALOGUE: &[MetricSpec] = &[
     STATE_LATENCY,
@@ -119,6 +136,8 @@ pub const CATALOGUE: &[MetricSpec] = &[
     EVENTS_FAILED,
     EVENTS_QUARANTINED,
     EVENTS_SKIPPED,
+    DRIFT_DETECTED,
+    DRIFT_P_VALUE,
 ];
 
 /// The catalogue entry of a metric name.

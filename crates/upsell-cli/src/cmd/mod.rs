@@ -14,6 +14,7 @@ macro_rules! outln {
 pub mod agents;
 pub mod asl;
 pub mod dashboard;
+pub mod drift;
 pub mod events;
 pub mod executions;
 pub mod features;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
-use upsell_core::sample::{self, LineKind, SampleConfig};
+use upsell_core::sample::{self, DriftScenario, LineKind, SampleConfig};
 
 use super::{Context, parse_share};
 
@@ -31,6 +31,10 @@ pub struct Args {
     /// Length of the simulated period in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3660), value_name = "DAYS")]
     days: u32,
+    /// Change the population to show drift detection fire: region-shift, falling-satisfaction,
+    /// new-service-mix or price-increase (without it the output is the normal population).
+    #[arg(long, value_name = "SCENARIO")]
+    drift: Option<DriftScenario>,
     /// Write to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -45,6 +49,7 @@ pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
         duplicate_share: args.duplicate_share,
         start: args.start,
         days: args.days,
+        drift: args.drift,
     };
     let lines = sample::generate(&cfg);
     let mut text = String::new();
