@@ -1,0 +1,174 @@
+//! The drift-monitor worker: the one Task of `state-machines/drift-monitor.asl.json`, which an
+//! EventBridge Scheduler schedule starts every day.
+//!
+//! It reads the baseline window and the current window (by default the `currentDays` days
+//! before the UTC midnight of `at`, the execution's start time) from a [`DriftSource`], runs
+//! [`upsell_core::drift::detect`], records the results as metrics ([`telemetry::DRIFT_DETECTED`]
+//! and one [`telemetry::DRIFT_P_VALUE`] per test) and returns the report with the
+//! `DriftDetected` alert when drift was found; the state machine puts the alert on the bus.
+//!
+//! Unless `look` is given, the look number is the number of current windows between the
+//! baseline's end and the current window's end, so that daily checks spend alpha by day.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use upsell_core::drift::{self, DriftConfig, DriftDetected, DriftReport, DriftSource};
+use upsell_core::ports::{MetricDatum, MetricUnit, Metrics, PortError};
+use upsell_core::telemetry;
+
+/// What the state machine passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Input {
+    /// Baseline window `FROM..TO` (dates are UTC midnight, or RFC 3339 instants).
+    pub baseline: String,
+    /// Current window `FROM..TO`; by default the `currentDays` days before `at`'s UTC midnight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    /// Length of the default current window in days (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 366))]
+    pub current_days: Option<u32>,
+    /// When the check runs (`$$.Execution.StartTime`); needed without `current`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// False-alarm budget over every look at this baseline (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// Look number; by default counted from the baseline's end in current windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub look: Option<u32>,
+    /// Fewest observations per side for a test (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Option<u64>,
+}
+
+/// What the worker returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    /// Whether any test drifted.
+    pub drift_detected: bool,
+    /// The bus event's detail, when drift was detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<DriftDetected>,
+    /// The full report.
+    pub report: DriftReport,
+}
+
+/// Why the worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The input is not usable.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A store failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl WorkerError {
+    /// The stable error name the state machine matches.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::Port(e) => e.error_type(),
+        }
+    }
+}
+
+/// Ports the worker needs.
+#[derive(Clone)]
+pub struct Deps {
+    /// Where the windows come from.
+    pub source: Arc<dyn DriftSource>,
+    /// Where the results go.
+    pub metrics: Arc<dyn Metrics>,
+}
+
+/// A half-open time window `[from, to)`.
+pub type Span = (DateTime<Utc>, DateTime<Utc>);
+
+/// The config, baseline and current windows an input asks for.
+pub fn plan(input: &Input) -> Result<(DriftConfig, Span, Span), WorkerError> {
+    let bad = WorkerError::InvalidInput;
+    let baseline = drift::parse_range(&input.baseline).map_err(bad)?;
+    let days = i64::from(input.current_days.unwrap_or(1));
+    if !(1..=366).contains(&days) {
+        return Err(bad(format!("currentDays {days} is not between 1 and 366")));
+    }
+    let current = match (&input.current, input.at) {
+        (Some(c), _) => drift::parse_range(c).map_err(bad)?,
+        (None, Some(at)) => {
+            let end = at
+                .date_naive()
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc();
+            (end - Duration::days(days), end)
+        }
+        (None, None) => {
+            return Err(bad(
+                "give either `current` (FROM..TO) or `at` (the execution start time)".into(),
+            ));
+        }
+    };
+    if current.0 < baseline.1 {
+        return Err(bad(format!(
+            "the current window {}..{} starts before the baseline ends ({})",
+            current.0, current.1, baseline.1
+        )));
+    }
+    let window = (current.1 - current.0).num_seconds().max(1);
+    let since = (current.1 - baseline.1).num_seconds();
+    let look = input
+        .look
+        .unwrap_or_else(|| u32::try_from((since + window - 1) / window).unwrap_or(u32::MAX));
+    let alpha = input.alpha.unwrap_or(0.05);
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(bad(format!(
+            "alpha {alpha} is not strictly between 0 and 1"
+        )));
+    }
+    let cfg = DriftConfig {
+        alpha,
+        look: look.max(1),
+        min_samples: input.min_samples.unwrap_or(30),
+    };
+    Ok((cfg, baseline, current))
+}
+
+/// Runs one drift check.
+pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
+    let (cfg, (bf, bt), (cf, ct)) = plan(&input)?;
+    let baseline = drift::read_window(deps.source.as_ref(), bf, bt).await?;
+    let current = drift::read_window(deps.source.as_ref(), cf, ct).await?;
+    let report = drift::detect(&baseline, &current, &cfg);
+    let at = input.at.unwrap_or(ct);
+    for t in report.tests() {
+        if let Some(p) = t.p_adjusted {
+            deps.metrics.record(MetricDatum {
+                timestamp: at,
+                ..MetricDatum::new(telemetry::DRIFT_P_VALUE.name, p, MetricUnit::None)
+                    .with_dim(telemetry::FEATURE, t.name.clone())
+            });
+        }
+    }
+    deps.metrics.record(MetricDatum {
+        timestamp: at,
+        ..MetricDatum::new(
+            telemetry::DRIFT_DETECTED.name,
+            if report.drift_detected { 1.0 } else { 0.0 },
+            MetricUnit::Count,
+        )
+    });
+    Ok(Output {
+        drift_detected: report.drift_detected,
+        alert: report.alert(),
+        report,
+    })
+}
