@@ -108,10 +108,11 @@ pub fn read_items(
         },
         "JSONL" => text
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
                 serde_json::from_str(l)
-                    .map_err(|e| format!("{bucket}/{key}: invalid JSON line: {e}"))
+                    .map_err(|e| format!("{bucket}/{key}: line {} is not JSON: {e}", i + 1))
             })
             .collect::<Result<_, _>>()?,
         "CSV" => read_csv(&text, &cfg).map_err(|e| format!("{bucket}/{key}: {e}"))?,

@@ -97,6 +97,23 @@ async fn message_store_writes_once_per_event() {
     // The first write wins.
     assert_eq!(store.get("e-1").await.unwrap(), Some(first));
     assert_eq!(store.get("missing").await.unwrap(), None);
+
+    // A failed record is replaced once by a redriven attempt's record; that one stays.
+    let failed = record("e-2", "c-1", MessageStatus::Failed);
+    assert_eq!(
+        store.put_if_absent(&failed).await.unwrap(),
+        PutOutcome::Inserted
+    );
+    let redriven = record("e-2", "c-1", MessageStatus::Approved);
+    assert_eq!(
+        store.put_if_absent(&redriven).await.unwrap(),
+        PutOutcome::Inserted
+    );
+    assert_eq!(
+        store.put_if_absent(&failed).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(store.get("e-2").await.unwrap(), Some(redriven));
 }
 
 #[tokio::test]

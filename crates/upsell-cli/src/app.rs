@@ -31,6 +31,7 @@ use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
 use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
 use upsell_core::telemetry::{ERROR_TYPE, STATE, STATE_LATENCY, WORKER_ERRORS};
+use upsell_local::item_reader::LocalObjects;
 use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
@@ -70,6 +71,30 @@ pub fn existing_db(home: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(db)
+}
+
+/// Events that workflows and workers put on the local bus (e.g. `UpsellMessageApproved`), as
+/// JSON lines under the home folder: what a subscriber would have received, kept across runs.
+pub const BUS_JOURNAL_FILE: &str = "bus-events.jsonl";
+
+/// Local S3 mounts (bucket, key prefix, folder) under the home folder.
+pub const MOUNTS_FILE: &str = "s3-mounts.json";
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct S3Mount {
+    bucket: String,
+    prefix: String,
+    dir: PathBuf,
+}
+
+fn load_mounts(home: &Path) -> anyhow::Result<Vec<S3Mount>> {
+    let path = home.join(MOUNTS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a list of S3 mounts", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    }
 }
 
 /// Error type lambda_runtime reports when the payload does not deserialise into `Input`.
@@ -566,7 +591,16 @@ impl LocalApp {
         let metrics =
             Arc::new(SqliteMetricLog::open(&metrics_db).map_err(port("metric log", &metrics_db))?);
 
-        let bus = Arc::new(LocalEventBus::new());
+        let bus_journal = opts.home.join(BUS_JOURNAL_FILE);
+        let bus = Arc::new(
+            LocalEventBus::new()
+                .with_journal(&bus_journal)
+                .with_context(|| format!("opening {}", bus_journal.display()))?,
+        );
+        let objects = Arc::new(LocalObjects::new(opts.home.join("s3")));
+        for m in load_mounts(&opts.home)? {
+            objects.mount(&m.bucket, &m.prefix, &m.dir);
+        }
         let model = opts.model.clone();
         let workers = Arc::new(LocalWorkers {
             schema_check: schema_check::Deps,
@@ -602,6 +636,7 @@ impl LocalApp {
             messages.clone(),
         )
         .bus(bus.clone())
+        .objects(objects)
         .max_concurrency(lanes)
         .history_level(opts.history)
         .clock(opts.clock.clone())
@@ -630,6 +665,28 @@ impl LocalApp {
             notes,
         };
         Ok(app)
+    }
+
+    /// Serves `s3://bucket/prefix...` from `dir` for Distributed Map item readers and result
+    /// writers, now and in later processes (a resumed backfill reads the same folder): the
+    /// mounts are kept in `<home>/s3-mounts.json`.
+    pub fn mount_s3(&self, bucket: &str, prefix: &str, dir: &Path) -> anyhow::Result<()> {
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        let mut mounts = load_mounts(&self.home)?;
+        mounts.retain(|m| !(m.bucket == bucket && m.prefix == prefix));
+        mounts.push(S3Mount {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            dir: dir.clone(),
+        });
+        let path = self.home.join(MOUNTS_FILE);
+        std::fs::write(&path, serde_json::to_vec_pretty(&mounts)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if let Some(objects) = self.runtime.objects() {
+            objects.mount(bucket, prefix, dir);
+        }
+        Ok(())
     }
 
     /// Resumes executions that an earlier process left mid-way; returns their outcomes.

@@ -51,6 +51,11 @@ enum Command {
     Asl(cmd::asl::Args),
     /// Run the upsell workflow on events (JSON lines) and print a summary.
     Run(cmd::run::Args),
+    /// Backfill historical events (JSONL/CSV file or folder) through the Distributed Map, with
+    /// progress; `--resume NAME` finishes one an earlier process left mid-way.
+    Backfill(cmd::backfill::Args),
+    /// Run failed events again (claim handed over, history kept), like scripts/redrive.sh in AWS.
+    Redrive(cmd::redrive::Args),
     /// Terminal records of processed events: list, show.
     Messages(cmd::messages::Args),
     /// State machine executions and their history: list, show.
@@ -82,6 +87,8 @@ fn main() -> ExitCode {
         Command::Kb(args) => cmd::kb::run(args, &ctx),
         Command::Asl(args) => cmd::asl::run(args, &ctx),
         Command::Run(args) => cmd::run::run(args, &ctx),
+        Command::Backfill(args) => cmd::backfill::run(args, &ctx),
+        Command::Redrive(args) => cmd::redrive::run(args, &ctx),
         Command::Messages(args) => cmd::messages::run(args, &ctx),
         Command::Executions(args) => cmd::executions::run(args, &ctx),
         Command::Quarantine(args) => cmd::quarantine::run(args, &ctx),

@@ -218,6 +218,7 @@ pub struct LocalEventBus {
     log: Mutex<VecDeque<BusEvent>>,
     capacity: usize,
     total: std::sync::atomic::AtomicU64,
+    journal: Option<Mutex<std::fs::File>>,
 }
 
 impl Default for LocalEventBus {
@@ -242,7 +243,20 @@ impl LocalEventBus {
             log: Mutex::new(VecDeque::new()),
             capacity,
             total: std::sync::atomic::AtomicU64::new(0),
+            journal: None,
         }
+    }
+
+    /// Also appends every event that workflows and workers put (what subscribers would
+    /// receive) to `path` as JSON lines, one `write` per event, so the file survives a
+    /// killed process: the local stand-in for a subscriber's durable log.
+    pub fn with_journal(mut self, path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.journal = Some(Mutex::new(file));
+        Ok(self)
     }
 
     fn configure(&self, rules: Vec<RuleSpec>, default_bus: &str) {
@@ -277,6 +291,16 @@ impl LocalEventBus {
     /// Records an event; returns the rules it matched.
     fn record(&self, bus: &str, event: Value, source: BusSource) -> Vec<Arc<RuleSpec>> {
         let rules = self.matching_rules(bus, &event);
+        if source == BusSource::Workflow
+            && let Some(journal) = &self.journal
+            && let Ok(mut f) = journal.lock()
+        {
+            use std::io::Write as _;
+            let mut line = event.to_string();
+            line.push('\n');
+            // Best effort, like a subscriber that may miss a delivery: the record stands.
+            let _ = f.write_all(line.as_bytes());
+        }
         let entry = BusEvent {
             bus: bus.to_string(),
             event,
@@ -631,11 +655,38 @@ impl RuntimeBuilder {
                 permits: Semaphore::new(self.max_concurrency),
                 in_flight: Mutex::new(HashSet::new()),
                 done: Notify::new(),
+                started: StartCounters::default(),
                 objects: self.objects,
             }),
         };
         let _ = sfn.runtime.set(Arc::downgrade(&runtime.inner));
         Ok(runtime)
+    }
+}
+
+#[derive(Debug, Default)]
+struct StartCounters {
+    succeeded: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    already: std::sync::atomic::AtomicU64,
+}
+
+/// How the executions started with `.sync` / `.sync:2` by workflows (e.g. a backfill's
+/// Distributed Map) have ended so far in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StartStats {
+    /// Closed with SUCCEEDED.
+    pub succeeded: u64,
+    /// Closed otherwise (FAILED, TIMED_OUT, ABORTED), or could not start.
+    pub failed: u64,
+    /// Refused as `ExecutionAlreadyExists` (an earlier run closed it).
+    pub already: u64,
+}
+
+impl StartStats {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.succeeded + self.failed + self.already
     }
 }
 
@@ -697,6 +748,7 @@ struct Inner {
     in_flight: Mutex<HashSet<String>>,
     /// Notified whenever an execution leaves `in_flight`.
     done: Notify,
+    started: StartCounters,
     objects: Option<Arc<LocalObjects>>,
 }
 
@@ -788,6 +840,17 @@ impl Runtime {
         &self.inner.history
     }
 
+    /// How the executions that workflows started and waited for have ended so far.
+    pub fn start_stats(&self) -> StartStats {
+        let c = &self.inner.started;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        StartStats {
+            succeeded: get(&c.succeeded),
+            failed: get(&c.failed),
+            already: get(&c.already),
+        }
+    }
+
     /// The local S3 buckets of Distributed Maps, when configured.
     pub fn objects(&self) -> Option<&Arc<LocalObjects>> {
         self.inner.objects.as_ref()
@@ -820,7 +883,15 @@ impl Runtime {
             None => uuid::Uuid::new_v4().to_string(),
         };
         if wait {
-            return self.run_named(&machine, &name, input).await;
+            let r = self.run_named(&machine, &name, input).await;
+            let c = &self.inner.started;
+            let counter = match &r {
+                Ok(d) if d.status == "SUCCEEDED" => &c.succeeded,
+                Err(StartExecutionError::ExecutionAlreadyExists(_)) => &c.already,
+                _ => &c.failed,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return r;
         }
         let arn = execution_arn(&machine, &name);
         if let Some(found) = self.find_exact(&arn)? {
@@ -906,6 +977,9 @@ impl Runtime {
                 {
                     return self.described(&arn);
                 }
+                // Stopped before its first checkpoint: it starts again from the beginning, and
+                // what the stopped run recorded is void.
+                upsell_asl::HistorySink::resumed(self.inner.history.as_ref(), &arn, 0);
             }
             self.execute_named(sm, machine, name, input).await;
             return self.described(&arn);

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use upsell_core::message::{MessageRecord, MessageStatus, QuarantineRecord};
 use upsell_core::ports::{MessageQuery, MessageStore, PortError, PutOutcome};
 
-use crate::tables::{IndexQuery, ItemKey, KeyValue, TableStore};
+use crate::tables::{IndexQuery, ItemKey, KeyValue, TableStore, Write};
 
 /// The table's local name: the SAM logical id of the messages table.
 pub const MESSAGES_TABLE: &str = "MessagesTable";
@@ -239,7 +239,30 @@ impl MessageStore for SqliteMessageStore {
             item["gsi1pk"] = s(format!("CUSTOMER#{}", record.customer_id));
             item["gsi1sk"] = s(&record.event_id);
         }
-        self.put_new(&record_key(pk), item)
+        let key = record_key(pk);
+        match self.put_new(&key, item.clone())? {
+            PutOutcome::AlreadyExists => {
+                // A failed record gives way to a redriven attempt's record (one statement
+                // reads and writes, so two writers cannot both replace it).
+                let replaced = self.tables.modify(&self.table, &key, |old| {
+                    let failed = old
+                        .and_then(|o| o.pointer("/status/S"))
+                        .and_then(Value::as_str)
+                        == Some(status_name(MessageStatus::Failed).as_str());
+                    if failed {
+                        Ok(Write::Put(item))
+                    } else {
+                        Err(())
+                    }
+                })?;
+                Ok(if replaced.is_ok() {
+                    PutOutcome::Inserted
+                } else {
+                    PutOutcome::AlreadyExists
+                })
+            }
+            inserted => Ok(inserted),
+        }
     }
 
     async fn get(&self, event_id: &str) -> Result<Option<MessageRecord>, PortError> {
@@ -423,6 +446,22 @@ mod tests {
             PutOutcome::AlreadyExists
         );
         assert_eq!(store.get("evt-1").await.unwrap(), Some(first));
+        // A failed record is replaced once by a redriven attempt's record; that one stays.
+        let failed = record("evt-2", "cust-7", MessageStatus::Failed);
+        assert_eq!(
+            store.put_if_absent(&failed).await.unwrap(),
+            PutOutcome::Inserted
+        );
+        let redriven = record("evt-2", "cust-7", MessageStatus::Approved);
+        assert_eq!(
+            store.put_if_absent(&redriven).await.unwrap(),
+            PutOutcome::Inserted
+        );
+        assert_eq!(
+            store.put_if_absent(&failed).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(store.get("evt-2").await.unwrap(), Some(redriven));
         assert_eq!(
             store
                 .tables()

@@ -278,7 +278,13 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     match input {
         Input::Published(f) => {
             let record = finished_record(&f, MessageStatus::Approved, now)?;
-            if deps.messages.get(&record.event_id).await?.is_some() {
+            // A failed record is an earlier attempt's: a redrive replaces it.
+            if deps
+                .messages
+                .get(&record.event_id)
+                .await?
+                .is_some_and(|r| r.status != MessageStatus::Failed)
+            {
                 return Ok(Output {
                     outcome: "published".into(),
                     record_id: record.event_id,
@@ -287,6 +293,8 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 });
             }
             deps.events.publish(&announcement(&record, &f)).await?;
+            #[cfg(feature = "fault-injection")]
+            fault_point("after-approval-put", &record.event_id);
             let mut out = put(deps, &record, "published").await?;
             out.event_published = true;
             Ok(out)
@@ -356,6 +364,23 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 record_written: written,
                 event_published: false,
             })
+        }
+    }
+}
+
+/// Test-only crash point, compiled only with the `fault-injection` feature (never in the Lambda
+/// build nor a default build): when `UPSELL_FAULT_POINT` is `<name>:<event id>` or `<name>:*`,
+/// the first call that matches prints `UPSELL_FAULT_POINT reached: <name> <event id>` on stderr
+/// and blocks its thread for good, so that a test can SIGKILL the process exactly there.
+#[cfg(feature = "fault-injection")]
+fn fault_point(name: &str, event_id: &str) {
+    let Ok(spec) = std::env::var("UPSELL_FAULT_POINT") else {
+        return;
+    };
+    if spec == format!("{name}:{event_id}") || spec == format!("{name}:*") {
+        eprintln!("UPSELL_FAULT_POINT reached: {name} {event_id}");
+        loop {
+            std::thread::park();
         }
     }
 }

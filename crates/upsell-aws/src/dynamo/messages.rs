@@ -68,14 +68,30 @@ impl DynamoMessageStore {
     }
 
     async fn put_new(&self, item: Item, what: &str) -> Result<PutOutcome, PortError> {
-        let result = self
+        self.put_unless(item, what, "attribute_not_exists(pk)", None)
+            .await
+    }
+
+    /// `put_new`, but an existing item whose `status` is `replaceable` is overwritten.
+    async fn put_unless(
+        &self,
+        item: Item,
+        what: &str,
+        condition: &str,
+        replaceable: Option<&str>,
+    ) -> Result<PutOutcome, PortError> {
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+            .condition_expression(condition);
+        if let Some(status) = replaceable {
+            put = put
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":replaceable", s(status));
+        }
+        let result = put.send().await;
         match result {
             Ok(_) => Ok(PutOutcome::Inserted),
             Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {
@@ -177,7 +193,14 @@ impl MessageStore for DynamoMessageStore {
             );
             item.insert("gsi1sk".to_owned(), s(&record.event_id));
         }
-        self.put_new(item, "message record").await
+        // A failed record gives way to a redriven attempt's record.
+        self.put_unless(
+            item,
+            "message record",
+            "attribute_not_exists(pk) OR #status = :replaceable",
+            Some(&serde_name(&MessageStatus::Failed)),
+        )
+        .await
     }
 
     async fn get(&self, event_id: &str) -> Result<Option<MessageRecord>, PortError> {

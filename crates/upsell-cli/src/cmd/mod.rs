@@ -13,6 +13,7 @@ macro_rules! outln {
 
 pub mod agents;
 pub mod asl;
+pub mod backfill;
 pub mod dashboard;
 pub mod drift;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod kb;
 pub mod messages;
 pub mod monitor;
 pub mod quarantine;
+pub mod redrive;
 pub mod run;
 pub mod sample;
 pub mod schemas;
