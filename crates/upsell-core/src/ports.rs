@@ -227,7 +227,8 @@ pub struct MessageQuery {
 #[async_trait]
 pub trait MessageStore: Send + Sync {
     /// Writes the record unless one with the same `event_id` exists, except that a `failed`
-    /// record is replaced (a redriven attempt's outcome): `Inserted` when written.
+    /// record is replaced by a record of another status (a redriven attempt's outcome):
+    /// `Inserted` when written.
     async fn put_if_absent(&self, record: &MessageRecord) -> Result<PutOutcome, PortError>;
     /// The record of one event, if any.
     async fn get(&self, event_id: &str) -> Result<Option<MessageRecord>, PortError>;

@@ -241,7 +241,7 @@ impl MessageStore for SqliteMessageStore {
         }
         let key = record_key(pk);
         match self.put_new(&key, item.clone())? {
-            PutOutcome::AlreadyExists => {
+            PutOutcome::AlreadyExists if record.status != MessageStatus::Failed => {
                 // A failed record gives way to a redriven attempt's record (one statement
                 // reads and writes, so two writers cannot both replace it).
                 let replaced = self.tables.modify(&self.table, &key, |old| {
@@ -446,22 +446,7 @@ mod tests {
             PutOutcome::AlreadyExists
         );
         assert_eq!(store.get("evt-1").await.unwrap(), Some(first));
-        // A failed record is replaced once by a redriven attempt's record; that one stays.
-        let failed = record("evt-2", "cust-7", MessageStatus::Failed);
-        assert_eq!(
-            store.put_if_absent(&failed).await.unwrap(),
-            PutOutcome::Inserted
-        );
-        let redriven = record("evt-2", "cust-7", MessageStatus::Approved);
-        assert_eq!(
-            store.put_if_absent(&redriven).await.unwrap(),
-            PutOutcome::Inserted
-        );
-        assert_eq!(
-            store.put_if_absent(&failed).await.unwrap(),
-            PutOutcome::AlreadyExists
-        );
-        assert_eq!(store.get("evt-2").await.unwrap(), Some(redriven));
+
         assert_eq!(
             store
                 .tables()
@@ -477,6 +462,22 @@ mod tests {
             .unwrap();
         let all = store.list(&MessageQuery::default()).await.unwrap();
         assert_eq!(ids(&all), ["evt-1"]);
+        // A failed record is replaced once by a redriven attempt's record; that one stays.
+        let failed = record("evt-9", "cust-7", MessageStatus::Failed);
+        assert_eq!(
+            store.put_if_absent(&failed).await.unwrap(),
+            PutOutcome::Inserted
+        );
+        let redriven = record("evt-9", "cust-7", MessageStatus::Approved);
+        assert_eq!(
+            store.put_if_absent(&redriven).await.unwrap(),
+            PutOutcome::Inserted
+        );
+        assert_eq!(
+            store.put_if_absent(&failed).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(store.get("evt-9").await.unwrap(), Some(redriven));
         assert!(matches!(
             store
                 .put_if_absent(&record("", "c", MessageStatus::Failed))

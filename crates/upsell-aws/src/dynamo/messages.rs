@@ -193,7 +193,10 @@ impl MessageStore for DynamoMessageStore {
             );
             item.insert("gsi1sk".to_owned(), s(&record.event_id));
         }
-        // A failed record gives way to a redriven attempt's record.
+        // A failed record gives way to a redriven attempt's record of another status.
+        if record.status == MessageStatus::Failed {
+            return self.put_new(item, "message record").await;
+        }
         self.put_unless(
             item,
             "message record",
