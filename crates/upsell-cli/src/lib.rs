@@ -4,3 +4,4 @@
 pub mod app;
 pub mod dashboard;
 pub mod serve;
+pub mod evaluation;

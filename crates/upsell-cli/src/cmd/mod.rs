@@ -17,6 +17,7 @@ pub mod backfill;
 pub mod dashboard;
 pub mod drift;
 pub mod events;
+pub mod eval;
 pub mod executions;
 pub mod features;
 pub mod kb;
