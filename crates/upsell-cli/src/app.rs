@@ -277,6 +277,7 @@ fn state_name(worker: &str) -> &'static str {
         "generate" => "Generate",
         "judge" => "Judge",
         "publish" => "Publish",
+        "evaluate" => "Evaluate",
         _ => "Unknown",
     }
 }
@@ -379,6 +380,7 @@ impl LocalWorkers {
             }
             "evaluate" => {
                 call(
+                    self.metrics.as_ref(),
                     worker,
                     payload,
                     |i| evaluate::handle(i, &self.evaluate),
