@@ -3,5 +3,5 @@
 
 pub mod app;
 pub mod dashboard;
-pub mod serve;
 pub mod evaluation;
+pub mod serve;
