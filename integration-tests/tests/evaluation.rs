@@ -11,6 +11,7 @@ use upsell_cli::evaluation::{EvalRequest, EvalRun, evaluate};
 use upsell_core::agent::{AgentSpec, AgentStatus};
 use upsell_core::evaluation::EvalMode;
 use upsell_core::ports::AgentRegistry;
+use upsell_core::registry::{Actor, ActorKind, RegisterRequest};
 use upsell_models::seed::load_agent_dir;
 
 fn repo_root() -> PathBuf {
@@ -44,8 +45,15 @@ fn candidate(dir: &str, version: &str, edit: impl Fn(&str) -> String) -> AgentSp
 fn register(rt: &tokio::runtime::Runtime, home: &Path, specs: &[AgentSpec]) {
     rt.block_on(async {
         let app = LocalApp::open(options(home)).await.unwrap();
+        let request = RegisterRequest {
+            reason: "evaluation test candidate".into(),
+            actor: Actor {
+                kind: ActorKind::User,
+                id: "integration-test".into(),
+            },
+        };
         for s in specs {
-            app.registry.register(s).await.unwrap();
+            app.registry.register(s, &request).await.unwrap();
         }
     });
 }
