@@ -17,11 +17,11 @@ use chrono::{DateTime, Utc};
 
 use crate::events::CustomerEvent;
 use crate::features::{CustomerFeatures, FeatureStore};
-use crate::ports::{ContactStore, CustomerContact, PortError};
 use crate::paired_stats::{
     Bootstrap, Interval, Z_95, cohens_kappa, mcnemar_exact, mean_t, paired_bootstrap, percentile,
     wilson,
 };
+use crate::ports::{ContactStore, CustomerContact, PortError};
 
 /// What is being evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
