@@ -27,7 +27,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use upsell_asl::{Clock, RealClock};
-use upsell_core::evaluation::{CustomerTimeline, StoresTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
 use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
@@ -38,7 +37,6 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
-use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
@@ -178,9 +176,6 @@ pub struct AppOptions {
     pub lanes: usize,
     /// What the execution history keeps (full payloads or a summary).
     pub history: HistoryLevel,
-    /// What the evaluator knows about customers at a given time (default: the local feature
-    /// and contact stores; `upsell eval` replays its dataset instead).
-    pub timeline: Option<Arc<dyn CustomerTimeline>>,
 }
 
 impl std::fmt::Debug for AppOptions {
@@ -205,7 +200,6 @@ impl AppOptions {
             clock: Arc::new(RealClock),
             lanes: 64,
             history: HistoryLevel::Full,
-            timeline: None,
         }
     }
 
@@ -277,13 +271,12 @@ fn state_name(worker: &str) -> &'static str {
         "generate" => "Generate",
         "judge" => "Judge",
         "publish" => "Publish",
-        "evaluate" => "Evaluate",
         _ => "Unknown",
     }
 }
 
-/// The workers with their local `Deps`, called in-process by worker name (the `CodeUri`
-/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
+/// The six workers with their local `Deps`, called in-process by worker name (the `CodeUri`
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`).
 pub struct LocalWorkers {
     schema_check: schema_check::Deps,
     enrich: enrich::Deps,
@@ -292,7 +285,6 @@ pub struct LocalWorkers {
     judge: judge::Deps,
     publish: publish::Deps,
     metrics: Arc<dyn Metrics>,
-    evaluate: evaluate::Deps,
 }
 
 impl std::fmt::Debug for LocalWorkers {
@@ -305,14 +297,13 @@ impl std::fmt::Debug for LocalWorkers {
 
 impl LocalWorkers {
     /// Worker names this registry serves.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 6] = [
         "schema-check",
         "enrich",
         "kb-retrieve",
         "generate",
         "judge",
         "publish",
-        "evaluate",
     ];
 
     /// Calls one worker with a JSON payload.
@@ -375,16 +366,6 @@ impl LocalWorkers {
                     payload,
                     |i| publish::handle(i, &self.publish),
                     publish::WorkerError::error_type,
-                )
-                .await
-            }
-            "evaluate" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| evaluate::handle(i, &self.evaluate),
-                    evaluate::WorkerError::error_type,
                 )
                 .await
             }
@@ -528,8 +509,6 @@ pub struct LocalApp {
     pub workers: Arc<LocalWorkers>,
     /// The metric log the workers record into.
     pub metrics: Arc<SqliteMetricLog>,
-    /// Cases of agent evaluations.
-    pub evaluations: Arc<SqliteEvaluationStore>,
     lanes: usize,
     /// What happened while opening (seeded agents, KB ingestion), for the user.
     pub notes: Vec<String>,
@@ -622,17 +601,6 @@ impl LocalApp {
         for m in load_mounts(&opts.home)? {
             objects.mount(&m.bucket, &m.prefix, &m.dir);
         }
-        let evaluations = Arc::new(SqliteEvaluationStore::new(
-            tables.clone(),
-            EVALUATIONS_TABLE,
-        ));
-        let timeline: Arc<dyn CustomerTimeline> = match &opts.timeline {
-            Some(t) => t.clone(),
-            None => Arc::new(StoresTimeline {
-                features: features.clone(),
-                contacts: contacts.clone(),
-            }),
-        };
         let model = opts.model.clone();
         let workers = Arc::new(LocalWorkers {
             schema_check: schema_check::Deps,
@@ -658,11 +626,6 @@ impl LocalApp {
                 events: bus.clone(),
             },
             metrics: metrics.clone(),
-            evaluate: evaluate::Deps {
-                registry: registry.clone(),
-                timeline,
-                store: evaluations.clone(),
-            },
         });
         let lanes = opts.lanes.max(1);
         let runtime = Runtime::builder(
@@ -698,7 +661,6 @@ impl LocalApp {
             bus,
             workers,
             metrics,
-            evaluations,
             lanes,
             notes,
         };

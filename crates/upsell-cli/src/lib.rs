@@ -3,5 +3,4 @@
 
 pub mod app;
 pub mod dashboard;
-pub mod evaluation;
 pub mod serve;

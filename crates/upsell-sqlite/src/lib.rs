@@ -13,7 +13,6 @@
 
 pub mod contacts;
 pub mod drift;
-pub mod evaluations;
 pub mod features;
 pub mod history;
 pub mod kb;

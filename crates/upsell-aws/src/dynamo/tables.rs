@@ -19,8 +19,6 @@ pub enum TableKind {
     AgentRegistry,
     /// Customer feature snapshots.
     FeatureStore,
-    /// Agent-evaluation cases.
-    Evaluations,
 }
 
 impl TableKind {
@@ -44,7 +42,6 @@ impl TableKind {
             ],
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
-            TableKind::Evaluations => &[],
         }
     }
 }
