@@ -22,3 +22,4 @@ pub mod schema;
 pub mod stats;
 pub mod telemetry;
 pub mod validate;
+pub mod worker;
