@@ -1,7 +1,8 @@
 //! `upsell serve`: the webhook's `POST /events` on a laptop, feeding the local runtime.
 //!
 //! The HTTP front end (hyper, HTTP/1.1) only translates: it reads at most
-//! [`webhook::MAX_BODY_BYTES`] of the body (413 past that, before the rest is read), calls the
+//! [`webhook::MAX_BODY_BYTES`] of the body (413 past that; a declared oversized body of up to
+//! 4 MiB is drained first so the client reads the answer), calls the
 //! same [`webhook::handle`] the Lambda calls, and writes its answer. Accepted events go to
 //! [`RuntimeIngest`], the local stand-in for EventBridge `PutEvents`: per-customer lanes (one
 //! customer's events run in arrival order, like `upsell run`) whose tasks call
@@ -215,6 +216,9 @@ async fn route(
     Ok(to_http(&answer))
 }
 
+/// How much of an oversized body is read (and dropped) so its 413 reaches the client.
+const DRAIN_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+
 async fn post_events(req: hyper::Request<Incoming>, deps: &webhook::Deps) -> Response {
     let declared = req
         .headers()
@@ -222,6 +226,13 @@ async fn post_events(req: hyper::Request<Incoming>, deps: &webhook::Deps) -> Res
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if let Some(n) = declared.filter(|n| *n > MAX_BODY_BYTES) {
+        // Read and drop a moderately oversized body before answering, so a client that sends
+        // it all before reading gets the 413 rather than a broken pipe; past the drain limit
+        // the connection is closed right away.
+        if n <= DRAIN_LIMIT_BYTES {
+            let mut body = req.into_body();
+            while let Some(Ok(_)) = body.frame().await {}
+        }
         return Response::too_large(n);
     }
     let signature = req
