@@ -127,7 +127,7 @@ pub fn read_items(
 /// CSV rows as objects keyed by the header (`CSVHeaderLocation` `FIRST_ROW`, the default, or
 /// `GIVEN` with `CSVHeaders`); every value is a string, as Step Functions reads them. Quoted
 /// cells may hold commas, quotes and line breaks (RFC 4180).
-fn read_csv(text: &str, cfg: &Value) -> Result<Vec<Value>, String> {
+pub fn read_csv(text: &str, cfg: &Value) -> Result<Vec<Value>, String> {
     let given = match cfg.get("CSVHeaderLocation").and_then(Value::as_str) {
         None | Some("FIRST_ROW") => None,
         Some("GIVEN") => Some(

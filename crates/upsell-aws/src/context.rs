@@ -12,6 +12,7 @@ use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
+use crate::dynamo::evaluations::DynamoEvaluationStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
 use crate::dynamo::registry::DynamoAgentRegistry;
@@ -27,6 +28,8 @@ pub mod env {
     pub const AGENT_REGISTRY_TABLE: &str = "UPSELL_AGENT_REGISTRY_TABLE";
     /// DynamoDB table of customer feature snapshots and contacts.
     pub const FEATURE_STORE_TABLE: &str = "UPSELL_FEATURE_STORE_TABLE";
+    /// DynamoDB table of agent-evaluation cases.
+    pub const EVALUATIONS_TABLE: &str = "UPSELL_EVALUATIONS_TABLE";
     /// EventBridge bus that outbound events go to.
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
     /// Bedrock Knowledge Base id for `Retrieve`.
@@ -91,6 +94,7 @@ struct Settings {
     messages_table: Option<String>,
     agent_registry_table: Option<String>,
     feature_store_table: Option<String>,
+    evaluations_table: Option<String>,
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
     kb_hybrid_search: bool,
@@ -180,6 +184,7 @@ impl AwsContextBuilder {
                 messages_table: var(get, env::MESSAGES_TABLE),
                 agent_registry_table: var(get, env::AGENT_REGISTRY_TABLE),
                 feature_store_table: var(get, env::FEATURE_STORE_TABLE),
+                evaluations_table: var(get, env::EVALUATIONS_TABLE),
                 event_bus_name: var(get, env::EVENT_BUS_NAME),
                 knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
                 kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
@@ -261,6 +266,12 @@ impl AwsContextBuilder {
     /// Table of feature snapshots.
     pub fn feature_store_table(mut self, name: impl Into<String>) -> Self {
         self.settings.feature_store_table = Some(name.into());
+        self
+    }
+
+    /// The evaluations table.
+    pub fn evaluations_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.evaluations_table = Some(name.into());
         self
     }
 
@@ -405,6 +416,12 @@ impl AwsContext {
     pub fn feature_store(&self) -> Result<DynamoFeatureStore, ConfigError> {
         let table = Self::need(&self.settings.feature_store_table, env::FEATURE_STORE_TABLE)?;
         Ok(DynamoFeatureStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// The evaluation cases on `UPSELL_EVALUATIONS_TABLE`.
+    pub fn evaluation_store(&self) -> Result<DynamoEvaluationStore, ConfigError> {
+        let table = Self::need(&self.settings.evaluations_table, env::EVALUATIONS_TABLE)?;
+        Ok(DynamoEvaluationStore::new(self.dynamodb.clone(), table))
     }
 
     /// The customer contacts, in the feature-store table (`UPSELL_FEATURE_STORE_TABLE`).

@@ -20,6 +20,7 @@ pub mod metrics;
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
 pub use dynamo::contacts::DynamoContactStore;
+pub use dynamo::evaluations::DynamoEvaluationStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;
 pub use dynamo::registry::DynamoAgentRegistry;

@@ -497,3 +497,53 @@ async fn contact_store_missing_table_is_not_found() {
     let err = ctx.contact_store().unwrap().get("c-1").await.unwrap_err();
     assert!(matches!(err, PortError::NotFound(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn evaluation_store_keeps_cases_per_evaluation() {
+    use upsell_core::evaluation::{ArmResult, EvalCase, EvaluationStore};
+    let Some(endpoint) = moto_endpoint("evaluation_store_keeps_cases_per_evaluation") else {
+        return;
+    };
+    let ctx = builder(&endpoint)
+        .evaluations_table(unique("evaluations"))
+        .build()
+        .await;
+    let store = ctx.evaluation_store().unwrap();
+    tables::create_table(ctx.dynamodb(), store.table(), TableKind::Evaluations)
+        .await
+        .unwrap();
+    let case = |eval: &str, event: &str, approved: bool| EvalCase {
+        evaluation_id: eval.into(),
+        event_id: event.into(),
+        customer_id: "cust-1".into(),
+        skipped: None,
+        candidate: Some(ArmResult {
+            agent: "upsell-generator@1.1.0".into(),
+            message: "Hi Dana, ...".into(),
+            approved,
+            score: 8,
+            ..ArmResult::default()
+        }),
+        baseline: Some(ArmResult::default()),
+    };
+    // More than one page of results (moto pages at 1 MB like DynamoDB; 1,100 small items fit
+    // in one, so the order and the partition filter are what this checks).
+    for i in (0..30).rev() {
+        store
+            .put_case(&case("e1", &format!("ev-{i:03}"), i % 2 == 0))
+            .await
+            .unwrap();
+    }
+    store.put_case(&case("e2", "ev-000", true)).await.unwrap();
+    store.put_case(&case("e1", "ev-000", false)).await.unwrap();
+    let got = store.cases("e1").await.unwrap();
+    assert_eq!(got.len(), 30);
+    assert_eq!(
+        got[0],
+        case("e1", "ev-000", false),
+        "a put replaces the case"
+    );
+    assert_eq!(got[29].event_id, "ev-029");
+    assert_eq!(store.cases("e2").await.unwrap().len(), 1);
+    assert!(store.cases("none").await.unwrap().is_empty());
+}

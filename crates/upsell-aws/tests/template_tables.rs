@@ -31,6 +31,7 @@ fn tables_match_the_adapters() {
         ("MessagesTable", TableKind::Messages),
         ("AgentRegistryTable", TableKind::AgentRegistry),
         ("FeatureStoreTable", TableKind::FeatureStore),
+        ("EvaluationsTable", TableKind::Evaluations),
     ] {
         let props = &resource(&t, id)["Properties"];
         assert_eq!(text(&props["BillingMode"]), "PAY_PER_REQUEST", "{id}");

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use upsell_asl::{Clock, RealClock};
+use upsell_core::evaluation::{CustomerTimeline, StoresTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
 use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
@@ -37,6 +38,7 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
+use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
@@ -176,6 +178,9 @@ pub struct AppOptions {
     pub lanes: usize,
     /// What the execution history keeps (full payloads or a summary).
     pub history: HistoryLevel,
+    /// What the evaluator knows about customers at a given time (default: the local feature
+    /// and contact stores; `upsell eval` replays its dataset instead).
+    pub timeline: Option<Arc<dyn CustomerTimeline>>,
 }
 
 impl std::fmt::Debug for AppOptions {
@@ -200,6 +205,7 @@ impl AppOptions {
             clock: Arc::new(RealClock),
             lanes: 64,
             history: HistoryLevel::Full,
+            timeline: None,
         }
     }
 
@@ -271,12 +277,13 @@ fn state_name(worker: &str) -> &'static str {
         "generate" => "Generate",
         "judge" => "Judge",
         "publish" => "Publish",
+        "evaluate" => "Evaluate",
         _ => "Unknown",
     }
 }
 
-/// The six workers with their local `Deps`, called in-process by worker name (the `CodeUri`
-/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`).
+/// The workers with their local `Deps`, called in-process by worker name (the `CodeUri`
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
 pub struct LocalWorkers {
     schema_check: schema_check::Deps,
     enrich: enrich::Deps,
@@ -285,6 +292,7 @@ pub struct LocalWorkers {
     judge: judge::Deps,
     publish: publish::Deps,
     metrics: Arc<dyn Metrics>,
+    evaluate: evaluate::Deps,
 }
 
 impl std::fmt::Debug for LocalWorkers {
@@ -297,13 +305,14 @@ impl std::fmt::Debug for LocalWorkers {
 
 impl LocalWorkers {
     /// Worker names this registry serves.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "schema-check",
         "enrich",
         "kb-retrieve",
         "generate",
         "judge",
         "publish",
+        "evaluate",
     ];
 
     /// Calls one worker with a JSON payload.
@@ -366,6 +375,16 @@ impl LocalWorkers {
                     payload,
                     |i| publish::handle(i, &self.publish),
                     publish::WorkerError::error_type,
+                )
+                .await
+            }
+            "evaluate" => {
+                call(
+                    self.metrics.as_ref(),
+                    worker,
+                    payload,
+                    |i| evaluate::handle(i, &self.evaluate),
+                    evaluate::WorkerError::error_type,
                 )
                 .await
             }
@@ -509,6 +528,8 @@ pub struct LocalApp {
     pub workers: Arc<LocalWorkers>,
     /// The metric log the workers record into.
     pub metrics: Arc<SqliteMetricLog>,
+    /// Cases of agent evaluations.
+    pub evaluations: Arc<SqliteEvaluationStore>,
     lanes: usize,
     /// What happened while opening (seeded agents, KB ingestion), for the user.
     pub notes: Vec<String>,
@@ -601,6 +622,17 @@ impl LocalApp {
         for m in load_mounts(&opts.home)? {
             objects.mount(&m.bucket, &m.prefix, &m.dir);
         }
+        let evaluations = Arc::new(SqliteEvaluationStore::new(
+            tables.clone(),
+            EVALUATIONS_TABLE,
+        ));
+        let timeline: Arc<dyn CustomerTimeline> = match &opts.timeline {
+            Some(t) => t.clone(),
+            None => Arc::new(StoresTimeline {
+                features: features.clone(),
+                contacts: contacts.clone(),
+            }),
+        };
         let model = opts.model.clone();
         let workers = Arc::new(LocalWorkers {
             schema_check: schema_check::Deps,
@@ -626,6 +658,11 @@ impl LocalApp {
                 events: bus.clone(),
             },
             metrics: metrics.clone(),
+            evaluate: evaluate::Deps {
+                registry: registry.clone(),
+                timeline,
+                store: evaluations.clone(),
+            },
         });
         let lanes = opts.lanes.max(1);
         let runtime = Runtime::builder(
@@ -661,6 +698,7 @@ impl LocalApp {
             bus,
             workers,
             metrics,
+            evaluations,
             lanes,
             notes,
         };

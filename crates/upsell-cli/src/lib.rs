@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod dashboard;
+pub mod evaluation;
 pub mod serve;

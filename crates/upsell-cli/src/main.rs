@@ -74,6 +74,9 @@ enum Command {
     Agents(cmd::agents::Args),
     /// Data and concept drift between a baseline and a current window (or two event files).
     Drift(cmd::drift::Args),
+    /// Evaluate an agent version against production on historical events (paired statistics,
+    /// pass/fail).
+    Eval(cmd::eval::Args),
 }
 
 fn main() -> ExitCode {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args, &ctx),
         Command::Agents(args) => cmd::agents::run(args, &ctx),
         Command::Drift(args) => cmd::drift::run(args, &ctx),
+        Command::Eval(args) => cmd::eval::run(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod drift;
+pub mod evaluation;
 pub mod events;
 pub mod features;
 pub mod hash;
@@ -13,6 +14,7 @@ pub mod kb;
 pub mod message;
 pub mod monitor;
 pub mod outbound;
+pub mod paired_stats;
 pub mod ports;
 pub mod registry;
 #[cfg(feature = "contract")]

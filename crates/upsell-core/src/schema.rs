@@ -139,6 +139,10 @@ fn inbound_and_internal_schemas() -> Vec<(String, Value)> {
             "quarantine-record.schema.json".into(),
             schema_of::<QuarantineRecord>(),
         ),
+        (
+            "evaluation-report.schema.json".into(),
+            schema_of::<crate::evaluation::EvaluationReport>(),
+        ),
     ]
 }
 

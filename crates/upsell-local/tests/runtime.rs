@@ -689,9 +689,9 @@ async fn many_events_in_flight_each_get_one_outcome() {
 /// the example events to the upsell workflow and never routes its announcements back into it.
 #[test]
 fn the_repository_template_routes_upstream_events_but_not_announcements() {
-    struct Six;
+    struct Workers;
     #[async_trait::async_trait]
-    impl WorkerRegistry for Six {
+    impl WorkerRegistry for Workers {
         async fn invoke(&self, w: &str, _: Value) -> Result<Value, WorkerFailure> {
             Err(WorkerFailure::new(
                 "InternalError",
@@ -701,7 +701,13 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
         fn has_worker(&self, worker: &str) -> bool {
             matches!(
                 worker,
-                "schema-check" | "enrich" | "kb-retrieve" | "generate" | "judge" | "publish"
+                "schema-check"
+                    | "enrich"
+                    | "kb-retrieve"
+                    | "generate"
+                    | "judge"
+                    | "publish"
+                    | "evaluate"
             )
         }
     }
@@ -709,7 +715,7 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
     let f = Fixture::new();
     let rt = Runtime::new(
         &root.join("sam/template.yaml"),
-        Arc::new(Six),
+        Arc::new(Workers),
         f.tables.clone(),
         f.history.clone(),
         f.quarantines.clone(),

@@ -175,7 +175,10 @@ fn hook(ctx: &GenerationContext, seed: u64, temperature: f32) -> String {
 }
 
 /// Composes a generator message from the context and style; applies the previous attempt's
-/// feedback on retries.
+/// feedback on retries. The message reads like a short text from the crew: the greeting runs
+/// into the first sentence ("Hi Dana, thanks for 3 years with us."), the offer is introduced
+/// as a question or a mention, then its price, one call to action, the sign-off and the
+/// opt-out line.
 pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> String {
     let seed = fnv1a(format!("{}#{}", ctx.event_id, ctx.attempt).as_bytes());
     let reasons: Vec<&str> = ctx
@@ -194,76 +197,107 @@ pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> Stri
         } else {
             format!("{} years", c.tenure_years)
         };
-        format!("Thank you for {years} with us.")
+        format!("Thanks for {years} with us.")
     });
     // Borrowed phrases are the riskiest part: drop them on any retry.
     let borrowed = (style.use_examples && !retry)
         .then(|| borrowed_phrase(ctx))
         .flatten();
     let hook = hook(ctx, seed, temperature);
-    let what = format!(
-        "Our {}: {}",
-        offer.name,
-        lower_first(first_sentence(&offer.description))
-    );
+    let name = name_in_sentence(&offer.name);
+    let ask = pick(
+        &[
+            "Have you thought about our {name}?",
+            "We wanted to mention our {name}.",
+        ],
+        seed >> 4,
+        temperature,
+    )
+    .replace("{name}", &name);
+    let what = first_sentence(&offer.description).to_owned();
     let price = match &offer.discounted_price {
         Some(d) => format!(
-            "For you: {}% off the first visit, {d} instead of {} {}.",
+            "Your first visit is {}% off: {d} instead of {} {}.",
             offer.discount_percent, offer.price, offer.price_unit
         ),
-        None => format!("It is {} {}.", offer.price, offer.price_unit),
+        None => format!("It's {} {}.", offer.price, offer.price_unit),
     };
     let cta = pick(
         &[
-            "Reply to this message and we will book a visit in {month}.",
-            "Just reply and we will find a slot in {month}.",
+            "Just reply and we'll book you in for {month}.",
+            "Reply and we'll find a time in {month} that suits you.",
         ],
         seed >> 8,
         temperature,
     )
     .replace("{month}", &ctx.facts.booking_month);
-    let sign = format!("- {}.", style.sign_off.trim_end_matches('.'));
+    let sign = format!("- {}", style.sign_off.trim_end_matches('.'));
 
-    // Optional parts in message order, each with its drop rank: when a retry says the message
-    // was too long, borrowed phrases go first, then the thanks, the hook and the description.
-    let optional: Vec<(usize, String)> = [
-        (1, loyalty),
-        (2, Some(hook)),
-        (0, borrowed),
-        (3, Some(what)),
-    ]
-    .into_iter()
-    .filter_map(|(rank, text)| text.map(|t| (rank, t)))
-    .collect();
-    let build = |dropped: usize| {
-        let mut parts: Vec<String> = vec![greeting.clone()];
-        parts.extend(
-            optional
-                .iter()
-                .filter(|(rank, _)| *rank >= dropped)
-                .map(|(_, t)| t.clone()),
-        );
-        if dropped > 3 {
-            parts.push(format!("Our {}.", offer.name));
+    // Optional sentences in message order, each with its drop rank: when a retry says the
+    // message was too long, borrowed phrases go first, then the thanks, the hook and the
+    // description.
+    let optional: Vec<(usize, String)> = [(1, loyalty), (2, Some(hook)), (0, borrowed)]
+        .into_iter()
+        .filter_map(|(rank, text)| text.map(|t| (rank, t)))
+        .collect();
+    let build = |dropped: usize, describe: bool| {
+        let mut sentences: Vec<String> = optional
+            .iter()
+            .filter(|(rank, _)| *rank >= dropped)
+            .map(|(_, t)| t.clone())
+            .collect();
+        sentences.push(ask.clone());
+        if describe && dropped <= 3 {
+            sentences.push(what.clone());
         }
-        parts.extend([
-            price.clone(),
-            cta.clone(),
-            sign.clone(),
-            style.opt_out_line.clone(),
-        ]);
+        sentences.extend([price.clone(), cta.clone()]);
+        // The greeting runs into the first sentence.
+        if let Some(first) = sentences.first_mut() {
+            *first = lower_first(first);
+        }
+        let mut parts = vec![greeting.clone()];
+        parts.extend(sentences);
+        parts.extend([sign.clone(), style.opt_out_line.clone()]);
         parts.join(" ")
     };
+    // Like a person writing an SMS, stay within the style's length, leaving out the service
+    // description first; after feedback that the message was too long, within 280 characters,
+    // dropping parts in rank order.
     let shorten = reasons
         .iter()
         .any(|r| *r == "too-long" || *r == "too-wordy");
-    if !shorten {
-        return build(0);
+    let (limit, tries): (usize, Vec<(usize, bool)>) = if shorten {
+        (
+            style.max_chars.min(280),
+            (0..=4).map(|d| (d, true)).collect(),
+        )
+    } else {
+        (
+            style.max_chars,
+            vec![(0, true), (0, false), (1, false), (2, false), (4, false)],
+        )
+    };
+    tries
+        .into_iter()
+        .map(|(d, describe)| build(d, describe))
+        .find(|m| m.chars().count() <= limit)
+        .unwrap_or_else(|| build(4, false))
+}
+
+/// A catalogue name as it reads inside a sentence: "Gutter cleaning" -> "gutter cleaning",
+/// while an acronym stays ("HVAC tune-up").
+fn name_in_sentence(name: &str) -> String {
+    let first_word = name.split_whitespace().next().unwrap_or("");
+    let acronym = first_word.chars().filter(|c| c.is_alphabetic()).count() > 1
+        && first_word
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .all(char::is_uppercase);
+    if acronym {
+        name.to_owned()
+    } else {
+        lower_first(name)
     }
-    (0..=4)
-        .map(build)
-        .find(|m| m.chars().count() <= style.max_chars.min(280))
-        .unwrap_or_else(|| build(4))
 }
 
 fn lower_first(s: &str) -> String {

@@ -13,6 +13,7 @@
 
 pub mod contacts;
 pub mod drift;
+pub mod evaluations;
 pub mod features;
 pub mod history;
 pub mod kb;

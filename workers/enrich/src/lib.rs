@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::events::{CustomerEvent, RawEvent};
-use upsell_core::features::{FeatureStore, Season};
+use upsell_core::features::{CustomerFeatures, FeatureStore, Season};
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 use upsell_models::catalogue::Catalogue;
 use upsell_models::offers::{compute_offers, next_month_name, season_name};
@@ -108,7 +108,6 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     let event = CustomerEvent::try_from(input.event)
         .map_err(|e| WorkerError::InvalidInput(e.to_string()))?;
     let customer_id = event.customer_id().to_owned();
-    let event_id = event.id().to_owned();
     let t: DateTime<Utc> = event.time();
 
     if let CustomerEvent::CustomerProfileUpdated(e) = &event {
@@ -126,25 +125,40 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     // snapshot, so a retried or redelivered event is not counted twice.
     let features = deps.features.apply_event(&event).await?;
 
+    let contact = deps.contacts.get(&customer_id).await?;
+    Ok(decide(&event, &features, contact))
+}
+
+/// What to write for `event`, given the customer's features after it and their contact as
+/// known then: the facts and retrieval query, or why no message (pure; the evaluator calls it
+/// with point-in-time features and contact).
+pub fn decide(
+    event: &CustomerEvent,
+    features: &CustomerFeatures,
+    contact: Option<CustomerContact>,
+) -> Output {
+    let customer_id = event.customer_id().to_owned();
+    let event_id = event.id().to_owned();
+    let t: DateTime<Utc> = event.time();
     let bucket = bucket_of(&customer_id);
-    let Some(contact) = deps.contacts.get(&customer_id).await? else {
-        return Ok(skip(&event_id, &customer_id, bucket, "no-profile"));
+    let Some(contact) = contact else {
+        return skip(&event_id, &customer_id, bucket, "no-profile");
     };
     if !contact.marketing_opt_in {
-        return Ok(skip(&event_id, &customer_id, bucket, "opted-out"));
+        return skip(&event_id, &customer_id, bucket, "opted-out");
     }
-    if let CustomerEvent::SurveySubmitted(e) = &event
+    if let CustomerEvent::SurveySubmitted(e) = event
         && e.detail.satisfaction <= UNHAPPY_SATISFACTION
     {
-        return Ok(skip(&event_id, &customer_id, bucket, "unhappy-customer"));
+        return skip(&event_id, &customer_id, bucket, "unhappy-customer");
     }
     let date = t.date_naive();
-    let mut offers = compute_offers(&features, date, Catalogue::builtin(), MAX_OFFERS);
+    let mut offers = compute_offers(features, date, Catalogue::builtin(), MAX_OFFERS);
     if offers.is_empty() {
-        return Ok(skip(&event_id, &customer_id, bucket, "no-suitable-offer"));
+        return skip(&event_id, &customer_id, bucket, "no-suitable-offer");
     }
     let offer = offers.remove(0);
-    let (last_service, technician_notes, survey_comment) = match &event {
+    let (last_service, technician_notes, survey_comment) = match event {
         CustomerEvent::ServiceCompleted(e) => (
             Some(e.detail.service),
             Some(e.detail.technician_notes.clone()).filter(|n| !n.is_empty()),
@@ -184,7 +198,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         region: features.region,
         k: 3,
     };
-    Ok(Output {
+    Output {
         event_id,
         customer_id,
         bucket,
@@ -199,5 +213,5 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             alternatives: offers,
         }),
         retrieval: Some(retrieval),
-    })
+    }
 }

@@ -19,6 +19,8 @@ pub enum TableKind {
     AgentRegistry,
     /// Customer feature snapshots.
     FeatureStore,
+    /// Agent-evaluation cases.
+    Evaluations,
 }
 
 impl TableKind {
@@ -42,6 +44,7 @@ impl TableKind {
             ],
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
+            TableKind::Evaluations => &[],
         }
     }
 }

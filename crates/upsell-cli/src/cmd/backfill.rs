@@ -194,15 +194,22 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         if !resumed.is_empty() {
             eprintln!("resumed {} execution(s) interrupted by an earlier run", resumed.len());
         }
-        match backfill {
+        // The backfill's own start is counted too: only its per-event executions are events.
+        let own = match backfill {
             // Resumed from a checkpoint by resume_interrupted and closed there.
-            Err(StartExecutionError::ExecutionAlreadyExists(_)) if args.resume.is_some() => {}
+            Err(StartExecutionError::ExecutionAlreadyExists(_)) if args.resume.is_some() => {
+                (0, 0, 1)
+            }
             Err(e) => bail!("backfill {name}: {e}"),
-            Ok(_) => {}
-        }
+            Ok(d) if d.status == "SUCCEEDED" => (1, 0, 0),
+            Ok(_) => (0, 1, 0),
+        };
         ticker.abort();
         app.runtime.flush()?;
-        let stats = app.runtime.start_stats();
+        let mut stats = app.runtime.start_stats();
+        stats.succeeded -= own.0;
+        stats.failed -= own.1;
+        stats.already -= own.2;
         bar.set_position(stats.total());
         bar.finish_and_clear();
         let done = app

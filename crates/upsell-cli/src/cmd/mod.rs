@@ -16,6 +16,7 @@ pub mod asl;
 pub mod backfill;
 pub mod dashboard;
 pub mod drift;
+pub mod eval;
 pub mod events;
 pub mod executions;
 pub mod features;
