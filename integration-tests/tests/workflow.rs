@@ -439,6 +439,29 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
         &[("State", "Judge"), ("ErrorType", "ModelOutputInvalid")]
     ));
 
+    // One outcome data point per terminal record, whichever state wrote it.
+    let total = |name: &str| -> u64 {
+        metrics
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.value as u64)
+            .sum()
+    };
+    assert_eq!(total("MessagesApproved"), s.published);
+    assert_eq!(total("MessagesRejected"), s.rejected);
+    assert_eq!(total("EventsSkipped"), s.skipped);
+    assert_eq!(total("EventsFailed"), s.failed);
+    assert_eq!(total("EventsQuarantined"), s.quarantined);
+    assert!(has("EventsQuarantined", &[("Reason", "malformed-json")]));
+    assert!(has("EventsFailed", &[("ErrorType", "ModelThrottled")]));
+    for state in ["Generate", "Judge"] {
+        for name in ["ModelInputTokens", "ModelOutputTokens", "ModelCostUsd"] {
+            assert!(has(name, &[("State", state)]), "no {name} of {state}");
+        }
+    }
+    let scores = metrics.iter().filter(|m| m.name == "JudgeScore").count();
+    assert!(scores as u64 >= s.published + s.rejected, "{scores}");
+
     // Rerun into the same home: nothing new is published or recorded.
     let second = run_lines(&rt, &app, &text);
     let s2 = &second.summary;
@@ -463,6 +486,19 @@ fn every_event_ends_with_exactly_one_terminal_record_and_nothing_publishes_twice
         }))
         .unwrap();
     assert_eq!(records2, records, "the rerun changed stored records");
+    // ... and no outcome is counted twice.
+    let after = rt.block_on(app.metrics.metrics_since(None)).unwrap();
+    for name in [
+        "MessagesApproved",
+        "MessagesRejected",
+        "EventsSkipped",
+        "EventsFailed",
+        "EventsQuarantined",
+    ] {
+        let n =
+            |ms: &[upsell_core::ports::MetricDatum]| ms.iter().filter(|m| m.name == name).count();
+        assert_eq!(n(&after), n(&metrics), "{name} counted again by the rerun");
+    }
 }
 
 #[test]

@@ -18,7 +18,6 @@ use crate::dynamo::messages::DynamoMessageStore;
 use crate::dynamo::registry::DynamoAgentRegistry;
 use crate::eventbridge::EventBridgePublisher;
 use crate::kb::{BedrockKnowledgeBase, MAX_RETRIEVE_RESULTS, TitanEmbedder};
-use crate::metrics::EmfMetrics;
 
 /// Names of the environment variables the adapters read (set by sam/template.yaml).
 pub mod env {
@@ -49,10 +48,6 @@ pub mod env {
     pub const EMBEDDING_MODEL_ID: &str = "UPSELL_EMBEDDING_MODEL_ID";
     /// Embedding dimensions: 256, 512 or 1024 (default 1024).
     pub const EMBEDDING_DIMENSIONS: &str = "UPSELL_EMBEDDING_DIMENSIONS";
-    /// CloudWatch namespace of the EMF metrics (default [`super::DEFAULT_METRICS_NAMESPACE`]).
-    pub const METRICS_NAMESPACE: &str = "UPSELL_METRICS_NAMESPACE";
-    /// Deployment stage, written into every EMF line as a property.
-    pub const STAGE: &str = "UPSELL_STAGE";
     /// Endpoint override for every client (moto, canned-response servers).
     pub const ENDPOINT_URL: &str = "UPSELL_AWS_ENDPOINT_URL";
     /// SDK attempts per call, including the first (default 3, the SDK's standard mode).
@@ -65,8 +60,6 @@ pub mod env {
 pub const DEFAULT_EMBEDDING_MODEL_ID: &str = "amazon.titan-embed-text-v2:0";
 /// Titan Text Embeddings v2's largest (and default) output size.
 pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 1024;
-/// CloudWatch namespace of the EMF metrics.
-pub const DEFAULT_METRICS_NAMESPACE: &str = "UpsellFlow";
 
 /// A missing or malformed setting, named so the fix is obvious.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -102,8 +95,6 @@ struct Settings {
     kb_rerank_candidates: Option<usize>,
     embedding_model_id: Option<String>,
     embedding_dimensions: Option<usize>,
-    metrics_namespace: Option<String>,
-    stage: Option<String>,
 }
 
 /// Builds an [`AwsContext`]; every setting can come from the environment or be given in code.
@@ -197,8 +188,6 @@ impl AwsContextBuilder {
                 )?,
                 embedding_model_id: var(get, env::EMBEDDING_MODEL_ID),
                 embedding_dimensions: parse_var(get, env::EMBEDDING_DIMENSIONS, check_dimensions)?,
-                metrics_namespace: var(get, env::METRICS_NAMESPACE),
-                stage: var(get, env::STAGE),
             },
             endpoint_url: var(get, env::ENDPOINT_URL),
             region: None,
@@ -300,12 +289,6 @@ impl AwsContextBuilder {
     pub fn embedding_model(mut self, model_id: impl Into<String>, dimensions: usize) -> Self {
         self.settings.embedding_model_id = Some(model_id.into());
         self.settings.embedding_dimensions = Some(dimensions);
-        self
-    }
-
-    /// Namespace of the EMF metrics.
-    pub fn metrics_namespace(mut self, namespace: impl Into<String>) -> Self {
-        self.settings.metrics_namespace = Some(namespace.into());
         self
     }
 
@@ -470,19 +453,5 @@ impl AwsContext {
     pub fn event_publisher(&self) -> Result<EventBridgePublisher, ConfigError> {
         let bus = Self::need(&self.settings.event_bus_name, env::EVENT_BUS_NAME)?;
         Ok(EventBridgePublisher::new(self.eventbridge.clone(), bus))
-    }
-
-    /// EMF metrics on stdout (CloudWatch Logs turns them into metrics).
-    pub fn metrics(&self) -> EmfMetrics {
-        let ns = self
-            .settings
-            .metrics_namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
-        let metrics = EmfMetrics::stdout(ns);
-        match &self.settings.stage {
-            Some(stage) => metrics.with_property("Stage", stage.clone()),
-            None => metrics,
-        }
     }
 }

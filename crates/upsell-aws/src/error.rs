@@ -247,8 +247,8 @@ mod tests {
     #[test]
     fn model_errors_keep_the_retry_contract() {
         let m = |f| model_error_of(f, "x".into()).error_type();
-        assert_eq!(m(Failure::Throttled), "Throttled");
-        assert_eq!(m(Failure::Transient), "TransientError");
+        assert_eq!(m(Failure::Throttled), "ModelThrottled");
+        assert_eq!(m(Failure::Transient), "ModelTransient");
         assert_eq!(m(Failure::NotFound), "InvalidRequest");
         assert_eq!(m(Failure::Invalid), "InvalidRequest");
     }

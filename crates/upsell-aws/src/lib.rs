@@ -1,7 +1,7 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
 //! store, customer contacts), Bedrock Runtime (Converse model provider, Titan Text Embeddings
-//! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base), EventBridge (`PutEvents`) and
-//! CloudWatch metrics as Embedded Metric Format log lines.
+//! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base) and EventBridge (`PutEvents`).
+//! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
 //! This is the only library crate that depends on the AWS SDK. Lambda mains build one
 //! [`AwsContext`] per container with [`AwsContext::from_env`] and take their adapters from it.
@@ -15,7 +15,6 @@ pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
 pub mod kb;
-pub mod metrics;
 
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
@@ -27,7 +26,6 @@ pub use dynamo::registry::DynamoAgentRegistry;
 pub use dynamo::tables::{self, TableKind};
 pub use eventbridge::EventBridgePublisher;
 pub use kb::{BedrockKnowledgeBase, TitanEmbedder};
-pub use metrics::EmfMetrics;
 
 /// The SDK crates, re-exported so that callers use the very versions this crate was built with.
 pub mod sdk {

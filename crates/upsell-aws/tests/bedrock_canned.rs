@@ -126,7 +126,7 @@ async fn converse_throttling_429_is_model_throttled() {
     )]);
     let err = model(&server).await.converse(&request()).await.unwrap_err();
     assert!(matches!(err, ModelError::Throttled(_)), "{err:?}");
-    assert_eq!(err.error_type(), "Throttled");
+    assert_eq!(err.error_type(), "ModelThrottled");
     assert!(err.to_string().contains("ThrottlingException"), "{err}");
 }
 

@@ -96,8 +96,6 @@ fn functions_get_the_variables_the_adapters_read() {
         env::KNOWLEDGE_BASE_ID,
         env::KB_HYBRID_SEARCH,
         env::EMBEDDING_MODEL_ID,
-        env::METRICS_NAMESPACE,
-        env::STAGE,
     ] {
         assert!(vars.get(name).is_some(), "Globals sets no {name}");
     }

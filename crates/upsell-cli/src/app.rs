@@ -4,10 +4,10 @@
 //! `<home>/history.db`, the metric log in `<home>/metrics.db`), loads the seed agents into
 //! the registry on first run, builds the knowledge-base index when it is empty, builds each
 //! worker's `Deps` from the local adapters and reads `sam/template.yaml` (rules, state machines,
-//! functions, tables). Workers are called in-process through [`LocalWorkers`], which deserialises
-//! the input JSON into the worker's `Input`, serialises its `Output`, and turns a `WorkerError`
-//! into the Lambda error payload `{errorType, errorMessage}` exactly as each worker's Lambda main
-//! does, so the state machine's Retry and Catch see the same names locally and in AWS.
+//! functions, tables). Workers are called in-process through [`LocalWorkers`]
+//! (`upsell_local::workers::WorkerSet`), which drives each typed `Worker` exactly as the Lambda
+//! runner does: same error names for the state machine's Retry and Catch, same metrics (into the
+//! SQLite metric log instead of EMF lines).
 //!
 //! [`LocalApp::run_lines`] is the main job: every non-blank line is put on the template's event
 //! bus; a line that is not JSON, is too large or matches no rule is quarantined with its reason;
@@ -15,25 +15,21 @@
 //! in file order (one lane per customer hash), different customers concurrently. Each line ends
 //! with exactly one [`Outcome`].
 
-use std::fmt::Display;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
-use async_trait::async_trait;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use upsell_asl::{Clock, RealClock};
 use upsell_core::evaluation::{CustomerTimeline, StoresTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
-use upsell_core::ports::{MetricDatum, Metrics, ModelProvider, PortError};
-use upsell_core::telemetry::{ERROR_TYPE, STATE, STATE_LATENCY, WORKER_ERRORS};
+use upsell_core::ports::{ModelProvider, PortError};
+use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime};
+use upsell_local::workers::WorkerSet;
 use upsell_local::item_reader::LocalObjects;
-use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime, WorkerFailure, WorkerRegistry};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
@@ -100,7 +96,7 @@ fn load_mounts(home: &Path) -> anyhow::Result<Vec<S3Mount>> {
 }
 
 /// Error type lambda_runtime reports when the payload does not deserialise into `Input`.
-pub const DESERIALIZE_ERROR: &str = "lambda_runtime::deserializer::DeserializeError";
+pub use upsell_local::workers::DESERIALIZE_ERROR;
 
 /// Which model provider the generate and judge workers call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,198 +213,9 @@ impl AppOptions {
     }
 }
 
-async fn call<I, O, E, F, Fut>(
-    metrics: &dyn Metrics,
-    worker: &str,
-    payload: Value,
-    handle: F,
-    error_type: fn(&E) -> &'static str,
-) -> Result<Value, WorkerFailure>
-where
-    I: DeserializeOwned,
-    O: Serialize,
-    E: Display,
-    F: FnOnce(I) -> Fut,
-    Fut: Future<Output = Result<O, E>>,
-{
-    let input: I = serde_json::from_value(payload).map_err(|e| WorkerFailure {
-        error_type: DESERIALIZE_ERROR.to_owned(),
-        message: format!(
-            "failed to deserialize the incoming data into the {worker} worker's Input: {e}"
-        ),
-    })?;
-    let started = Instant::now();
-    let result = handle(input).await;
-    let state = state_name(worker);
-    metrics.record(
-        MetricDatum::new(
-            STATE_LATENCY.name,
-            started.elapsed().as_secs_f64() * 1000.0,
-            STATE_LATENCY.unit,
-        )
-        .with_dim(STATE, state),
-    );
-    match result {
-        Ok(out) => serde_json::to_value(out).map_err(|e| WorkerFailure {
-            error_type: "InternalError".to_owned(),
-            message: format!("the {worker} worker's Output does not serialise: {e}"),
-        }),
-        Err(e) => {
-            let error_type = error_type(&e);
-            metrics.record(
-                MetricDatum::new(WORKER_ERRORS.name, 1.0, WORKER_ERRORS.unit)
-                    .with_dim(STATE, state)
-                    .with_dim(ERROR_TYPE, error_type),
-            );
-            Err(WorkerFailure {
-                error_type: error_type.to_owned(),
-                message: e.to_string(),
-            })
-        }
-    }
-}
-
-/// The `State` dimension of a worker's metrics: the ASL state it serves.
-fn state_name(worker: &str) -> &'static str {
-    match worker {
-        "schema-check" => "SchemaCheck",
-        "enrich" => "Enrich",
-        "kb-retrieve" => "KbRetrieve",
-        "generate" => "Generate",
-        "judge" => "Judge",
-        "publish" => "Publish",
-        "evaluate" => "Evaluate",
-        _ => "Unknown",
-    }
-}
-
-/// The workers with their local `Deps`, called in-process by worker name (the `CodeUri`
+/// The workers with their local ports, called in-process by worker name (the `CodeUri`
 /// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
-pub struct LocalWorkers {
-    schema_check: schema_check::Deps,
-    enrich: enrich::Deps,
-    kb_retrieve: kb_retrieve::Deps,
-    generate: generate::Deps,
-    judge: judge::Deps,
-    publish: publish::Deps,
-    metrics: Arc<dyn Metrics>,
-    evaluate: evaluate::Deps,
-}
-
-impl std::fmt::Debug for LocalWorkers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalWorkers")
-            .field("workers", &Self::NAMES)
-            .finish_non_exhaustive()
-    }
-}
-
-impl LocalWorkers {
-    /// Worker names this registry serves.
-    pub const NAMES: [&'static str; 7] = [
-        "schema-check",
-        "enrich",
-        "kb-retrieve",
-        "generate",
-        "judge",
-        "publish",
-        "evaluate",
-    ];
-
-    /// Calls one worker with a JSON payload.
-    pub async fn call_worker(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
-        match worker {
-            "schema-check" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| schema_check::handle(i, &self.schema_check),
-                    schema_check::WorkerError::error_type,
-                )
-                .await
-            }
-            "enrich" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| enrich::handle(i, &self.enrich),
-                    enrich::WorkerError::error_type,
-                )
-                .await
-            }
-            "kb-retrieve" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| kb_retrieve::handle(i, &self.kb_retrieve),
-                    kb_retrieve::WorkerError::error_type,
-                )
-                .await
-            }
-            "generate" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| generate::handle(i, &self.generate),
-                    generate::WorkerError::error_type,
-                )
-                .await
-            }
-            "judge" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| judge::handle(i, &self.judge),
-                    judge::WorkerError::error_type,
-                )
-                .await
-            }
-            "publish" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| publish::handle(i, &self.publish),
-                    publish::WorkerError::error_type,
-                )
-                .await
-            }
-            "evaluate" => {
-                call(
-                    self.metrics.as_ref(),
-                    worker,
-                    payload,
-                    |i| evaluate::handle(i, &self.evaluate),
-                    evaluate::WorkerError::error_type,
-                )
-                .await
-            }
-            other => Err(WorkerFailure {
-                error_type: "Lambda.ResourceNotFoundException".to_owned(),
-                message: format!(
-                    "no worker named {other:?} (known: {})",
-                    Self::NAMES.join(", ")
-                ),
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl WorkerRegistry for LocalWorkers {
-    async fn invoke(&self, worker: &str, payload: Value) -> Result<Value, WorkerFailure> {
-        self.call_worker(worker, payload).await
-    }
-
-    fn has_worker(&self, worker: &str) -> bool {
-        Self::NAMES.contains(&worker)
-    }
-}
+pub type LocalWorkers = WorkerSet;
 
 /// How one input line ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -634,36 +441,36 @@ impl LocalApp {
             }),
         };
         let model = opts.model.clone();
-        let workers = Arc::new(LocalWorkers {
-            schema_check: schema_check::Deps,
-            enrich: enrich::Deps {
-                features: features.clone(),
-                contacts,
-            },
-            // Most events send one of a few dozen requests: their results are cached until the
-            // index changes.
-            kb_retrieve: kb_retrieve::Deps {
-                kb: Arc::new(CachedKnowledgeBase::new(kb)),
-            },
-            generate: generate::Deps {
-                registry: registry.clone(),
-                model: model.clone(),
-            },
-            judge: judge::Deps {
-                registry: registry.clone(),
-                model,
-            },
-            publish: publish::Deps {
-                messages: messages.clone(),
-                events: bus.clone(),
-            },
-            metrics: metrics.clone(),
-            evaluate: evaluate::Deps {
-                registry: registry.clone(),
-                timeline,
-                store: evaluations.clone(),
-            },
-        });
+        let workers = Arc::new(
+            WorkerSet::new(metrics.clone())
+                .with(schema_check::Deps)
+                .with(enrich::Deps {
+                    features: features.clone(),
+                    contacts,
+                })
+                // Most events send one of a few dozen requests: their results are cached until
+                // the index changes.
+                .with(kb_retrieve::Deps {
+                    kb: Arc::new(CachedKnowledgeBase::new(kb)),
+                })
+                .with(generate::Deps {
+                    registry: registry.clone(),
+                    model: model.clone(),
+                })
+                .with(judge::Deps {
+                    registry: registry.clone(),
+                    model,
+                })
+                .with(publish::Deps {
+                    messages: messages.clone(),
+                    events: bus.clone(),
+                })
+                .with(evaluate::Deps {
+                    registry: registry.clone(),
+                    timeline,
+                    store: evaluations.clone(),
+                }),
+        );
         let lanes = opts.lanes.max(1);
         let runtime = Runtime::builder(
             &opts.template,
@@ -677,6 +484,7 @@ impl LocalApp {
         .max_concurrency(lanes)
         .history_level(opts.history)
         .clock(opts.clock.clone())
+        .metrics(metrics.clone())
         .build()
         .with_context(|| {
             format!(

@@ -24,3 +24,4 @@ pub mod schema;
 pub mod stats;
 pub mod telemetry;
 pub mod validate;
+pub mod worker;

@@ -15,6 +15,7 @@ use crate::agent::{AgentSpec, InferenceConfig, PerformanceMetrics};
 use crate::events::RawEvent;
 use crate::message::{MessageRecord, MessageStatus, QuarantineRecord, StopReason, TokenUsage};
 use crate::registry::{RegisterRequest, Routing, TransitionRecord, TransitionRequest};
+use crate::worker::ErrorName;
 
 /// What can go wrong behind a port. The variant decides the stable error name that the
 /// state machine's Retry and Catch match (see [`PortError::error_type`]).
@@ -42,14 +43,14 @@ pub enum PortError {
 
 impl PortError {
     /// The stable error name that ASL `ErrorEquals` matches, in Lambda and in the local runtime.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            PortError::NotFound(_) => "NotFound",
-            PortError::Conflict(_) => "Conflict",
-            PortError::Throttled(_) => "Throttled",
-            PortError::Transient(_) => "TransientError",
-            PortError::Invalid(_) => "InvalidRequest",
-            PortError::Other(_) => "InternalError",
+            PortError::NotFound(_) => ErrorName::NotFound,
+            PortError::Conflict(_) => ErrorName::Conflict,
+            PortError::Throttled(_) => ErrorName::Throttled,
+            PortError::Transient(_) => ErrorName::TransientError,
+            PortError::Invalid(_) => ErrorName::InvalidRequest,
+            PortError::Other(_) => ErrorName::InternalError,
         }
     }
 
@@ -82,14 +83,15 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// The stable error name for ASL `ErrorEquals`.
-    pub fn error_type(&self) -> &'static str {
+    /// The stable error name for ASL `ErrorEquals`: model failures have names of their own
+    /// (`ModelThrottled`, ...) so the state machine can retry them apart from store failures.
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            ModelError::Throttled(_) => "Throttled",
-            ModelError::Transient(_) => "TransientError",
-            ModelError::InvalidOutput(_) => "InvalidModelOutput",
-            ModelError::InvalidRequest(_) => "InvalidRequest",
-            ModelError::Other(_) => "InternalError",
+            ModelError::Throttled(_) => ErrorName::ModelThrottled,
+            ModelError::Transient(_) => ErrorName::ModelTransient,
+            ModelError::InvalidOutput(_) => ErrorName::ModelOutputInvalid,
+            ModelError::InvalidRequest(_) => ErrorName::InvalidRequest,
+            ModelError::Other(_) => ErrorName::InternalError,
         }
     }
 

@@ -1,17 +1,22 @@
-//! What every upsell-flow Lambda binary shares: JSON logging set up once per container, and the
-//! mapping of a worker's error to a Lambda function error whose `errorType` is the worker's
-//! stable error name (the name the state machine's Retry and Catch match, and the one the local
-//! runtime raises).
+//! What every upsell-flow Lambda binary shares: JSON logging set up once per container, and
+//! [`run`], which serves a [`Worker`]: each invocation goes through [`upsell_core::worker::invoke`]
+//! (latency, errors and the worker's figures as CloudWatch EMF lines on stdout, [`emf`]), and a
+//! worker error becomes a Lambda function error whose `errorType` is its stable
+//! [`ErrorName`](upsell_core::worker::ErrorName): the name the state machine's Retry and Catch
+//! match, and the one the local runtime raises.
 //!
 //! A worker's `main.rs` builds its ports once, outside the handler, then calls [`run`]. The AWS
 //! SDK is not a dependency here, so a worker without AWS clients (schema-check) stays small.
+
+pub mod emf;
 
 use std::fmt::Display;
 use std::future::Future;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use upsell_core::worker::{StableError, Worker, invoke};
+
+pub use emf::EmfMetrics;
 
 /// Builds the worker's dependencies, logging a startup failure (a missing resource name, say)
 /// before Lambda reports the init error.
@@ -24,27 +29,17 @@ pub async fn start<D, E: Display>(
     })
 }
 
-/// Serves invocations with `handler`. A handler error becomes a function error with
-/// `errorType = error_type(&e)` and `errorMessage = e.to_string()`. An input that does not
-/// deserialise is refused by lambda_runtime as `lambda_runtime::deserializer::DeserializeError`
-/// (the local runtime uses the same name).
-pub async fn run<I, O, E, F, Fut>(
-    worker: &str,
-    handler: F,
-    error_type: fn(&E) -> &'static str,
-) -> Result<(), lambda_runtime::Error>
-where
-    I: DeserializeOwned + Send,
-    O: Serialize,
-    E: Display,
-    F: Fn(I) -> Fut,
-    Fut: Future<Output = Result<O, E>>,
-{
-    let handler = &handler;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<I>| async move {
-        handler(event.payload).await.map_err(|e| {
-            let error_type = error_type(&e);
-            lambda_runtime::tracing::warn!(error_type, error = %e, "{worker} failed");
+/// Serves invocations of `worker`, with EMF metrics from [`EmfMetrics::from_env`]. A worker
+/// error becomes a function error with `errorType` = its error name and `errorMessage` =
+/// its text. An input that does not deserialise is refused by lambda_runtime as
+/// `lambda_runtime::deserializer::DeserializeError` (the local runtime uses the same name).
+pub async fn run<W: Worker>(worker: W) -> Result<(), lambda_runtime::Error> {
+    let metrics = EmfMetrics::from_env();
+    let (worker, metrics) = (&worker, &metrics);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<W::Input>| async move {
+        invoke(worker, event.payload, metrics).await.map_err(|e| {
+            let error_type = e.error_name().as_str();
+            lambda_runtime::tracing::warn!(error_type, error = %e, "{} failed", W::NAME);
             Diagnostic {
                 error_type: error_type.to_owned(),
                 error_message: e.to_string(),

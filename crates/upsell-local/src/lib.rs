@@ -13,3 +13,4 @@ pub mod pattern;
 pub mod runtime;
 pub mod services;
 pub mod template;
+pub mod workers;

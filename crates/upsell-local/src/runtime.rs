@@ -38,7 +38,10 @@ use upsell_asl::{
 };
 use upsell_core::events::RawEvent;
 use upsell_core::message::QuarantineRecord;
-use upsell_core::ports::{EventPublisher, MessageStore, PortError};
+use upsell_core::ports::{
+    EventPublisher, MessageStore, MetricDatum, Metrics, PortError, PutOutcome, dims,
+};
+use upsell_core::telemetry::EVENTS_QUARANTINED;
 use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason};
 use upsell_sqlite::history::{ExecutionStore, ExecutionSummary, HistoryLevel};
 use upsell_sqlite::tables::TableStore;
@@ -528,6 +531,7 @@ pub struct RuntimeBuilder {
     clock: Option<Arc<dyn Clock>>,
     history_level: Option<HistoryLevel>,
     objects: Option<Arc<LocalObjects>>,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -583,6 +587,13 @@ impl RuntimeBuilder {
     /// added to it later are seen by the runtime.
     pub fn objects(mut self, objects: impl Into<Arc<LocalObjects>>) -> Self {
         self.objects = Some(objects.into());
+        self
+    }
+
+    /// Where the runtime records the events it quarantines itself, before any workflow
+    /// (`EventsQuarantined` by reason; default: not recorded).
+    pub fn metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -657,6 +668,7 @@ impl RuntimeBuilder {
                 done: Notify::new(),
                 started: StartCounters::default(),
                 objects: self.objects,
+                metrics: self.metrics,
             }),
         };
         let _ = sfn.runtime.set(Arc::downgrade(&runtime.inner));
@@ -750,6 +762,7 @@ struct Inner {
     done: Notify,
     started: StartCounters,
     objects: Option<Arc<LocalObjects>>,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 /// The local runtime. Cheap to clone; `submit` may be called from many tasks at once.
@@ -806,6 +819,7 @@ impl Runtime {
             clock: None,
             history_level: None,
             objects: None,
+            metrics: None,
         }
     }
 
@@ -1290,12 +1304,22 @@ impl Runtime {
             origin: Some(origin.to_string()),
             quarantined_at: chrono::Utc::now(),
         };
-        // AlreadyExists: the same line was quarantined before (e.g. a re-run); one record stays.
-        self.inner
+        // AlreadyExists: the same line was quarantined before (e.g. a re-run); one record stays,
+        // counted once.
+        let written = self
+            .inner
             .messages
             .quarantine(&record)
             .await
             .map_err(store_err(format!("quarantine of {origin}")))?;
+        if written == PutOutcome::Inserted
+            && let Some(metrics) = &self.inner.metrics
+        {
+            metrics.record(
+                MetricDatum::new(EVENTS_QUARANTINED.name, 1.0, EVENTS_QUARANTINED.unit)
+                    .with_dim(dims::REASON, reason.as_str()),
+            );
+        }
         Ok(LineOutcome {
             outcome: EventOutcome::Quarantined {
                 reason: reason.as_str().to_string(),

@@ -201,7 +201,7 @@ impl WorkerRegistry for Workers {
                         self.bus
                             .publish(&event)
                             .await
-                            .map_err(|e| WorkerFailure::new(e.error_type(), e.to_string()))?;
+                            .map_err(|e| WorkerFailure::new(e.error_type().as_str(), e.to_string()))?;
                         Ok(json!({"stored": true}))
                     }
                 }

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::agent::{AgentRole, AgentSpec, AgentStatus, parse_version};
-use upsell_core::ports::{AgentRegistry, ModelError, PortError};
+use upsell_core::ports::{AgentRegistry, PortError};
 
 /// Which agent version to run: the state machine passes the version chosen by canary routing,
 /// or none to use the registry's production version.
@@ -67,16 +67,4 @@ pub async fn resolve(
         )));
     }
     Ok(spec)
-}
-
-/// The stable error name of a model failure, as the state machine's Retry matches it:
-/// `ModelThrottled`, `ModelTransient`, `ModelOutputInvalid`, `InvalidRequest`, `InternalError`.
-pub fn model_error_type(e: &ModelError) -> &'static str {
-    match e {
-        ModelError::Throttled(_) => "ModelThrottled",
-        ModelError::Transient(_) => "ModelTransient",
-        ModelError::InvalidOutput(_) => "ModelOutputInvalid",
-        ModelError::InvalidRequest(_) => "InvalidRequest",
-        ModelError::Other(_) => "InternalError",
-    }
 }

@@ -1,7 +1,10 @@
 //! Estimated model cost: on-demand prices per 1,000 tokens (US dollars, us-east-1, as listed
 //! by Amazon Bedrock in 2025). Unknown and local models cost 0.
 
+use upsell_core::agent::AgentRef;
 use upsell_core::message::TokenUsage;
+use upsell_core::telemetry::{MODEL_COST, MODEL_INPUT_TOKENS, MODEL_OUTPUT_TOKENS};
+use upsell_core::worker::Figures;
 
 /// (model id prefix, input $ per 1k tokens, output $ per 1k tokens).
 const PRICES: &[(&str, f64, f64)] = &[
@@ -28,6 +31,28 @@ pub fn cost_usd(model_id: &str, usage: TokenUsage) -> f64 {
         .map_or(0.0, |(_, i, o)| {
             usage.input_tokens as f64 / 1000.0 * i + usage.output_tokens as f64 / 1000.0 * o
         })
+}
+
+/// The figures of one model call by `agent` in `state`: input and output tokens and the cost.
+/// A call that used no tokens (none was made) records nothing.
+pub fn model_figures(
+    out: &mut Figures,
+    state: &str,
+    agent: &AgentRef,
+    model_id: &str,
+    usage: TokenUsage,
+) {
+    if usage.total() == 0 {
+        return;
+    }
+    out.add_for_agent(&MODEL_INPUT_TOKENS, usage.input_tokens as f64, state, agent);
+    out.add_for_agent(
+        &MODEL_OUTPUT_TOKENS,
+        usage.output_tokens as f64,
+        state,
+        agent,
+    );
+    out.add_for_agent(&MODEL_COST, cost_usd(model_id, usage), state, agent);
 }
 
 #[cfg(test)]

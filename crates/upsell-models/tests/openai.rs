@@ -93,11 +93,11 @@ async fn chat_completion_round_trip() {
 #[tokio::test]
 async fn http_errors_map_to_stable_model_errors() {
     let cases: [(u16, &'static str, &str); 5] = [
-        (429, r#"{"error":"slow down"}"#, "Throttled"),
-        (503, r#"{"error":"loading"}"#, "TransientError"),
+        (429, r#"{"error":"slow down"}"#, "ModelThrottled"),
+        (503, r#"{"error":"loading"}"#, "ModelTransient"),
         (404, r#"{"error":"model not found"}"#, "InvalidRequest"),
-        (200, r#"{"choices":[]}"#, "InvalidModelOutput"),
-        (200, "not json", "InvalidModelOutput"),
+        (200, r#"{"choices":[]}"#, "ModelOutputInvalid"),
+        (200, "not json", "ModelOutputInvalid"),
     ];
     for (status, body, want) in cases {
         let (url, _rx) = serve_once(status, body);
@@ -117,5 +117,5 @@ async fn http_errors_map_to_stable_model_errors() {
         .converse(&request())
         .await
         .unwrap_err();
-    assert_eq!(err.error_type(), "TransientError", "{err}");
+    assert_eq!(err.error_type(), "ModelTransient", "{err}");
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use upsell_core::events::{CustomerEvent, RawEvent};
 use upsell_core::features::{CustomerFeatures, FeatureStore, Season};
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
+use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::catalogue::Catalogue;
 use upsell_models::offers::{compute_offers, next_month_name, season_name};
 use upsell_models::prompt::{CustomerContext, Facts, RetrievalQuery};
@@ -63,9 +64,9 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::InvalidInput(_) => ErrorName::InvalidRequest,
             WorkerError::Port(e) => e.error_type(),
         }
     }
@@ -213,5 +214,24 @@ pub fn decide(
             alternatives: offers,
         }),
         retrieval: Some(retrieval),
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "enrich";
+    const STATE: &'static str = "Enrich";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
     }
 }

@@ -31,6 +31,7 @@ use upsell_core::message::{JudgeVerdict, TokenUsage};
 use upsell_core::ports::{AgentRegistry, PortError};
 use upsell_core::validate::check_event;
 use upsell_models::agents::{AgentSelector, resolve};
+use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::pricing::cost_usd;
 use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
 
@@ -278,12 +279,31 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
             WorkerError::Port(e) => e.error_type(),
-            WorkerError::Invalid(_) => "InvalidRequest",
-            WorkerError::SchemaInvalid(_) => "SchemaInvalid",
+            WorkerError::Invalid(_) => ErrorName::InvalidRequest,
+            WorkerError::SchemaInvalid(_) => ErrorName::SchemaInvalid,
         }
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "evaluate";
+    const STATE: &'static str = "Evaluate";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
     }
 }
 

@@ -3,19 +3,14 @@
 
 use std::sync::Arc;
 
-use evaluate::{Deps, WorkerError, handle};
+use evaluate::Deps;
 use upsell_core::evaluation::StoresTimeline;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     upsell_lambda::init_tracing();
     let deps = upsell_lambda::start("evaluate", build_deps()).await?;
-    upsell_lambda::run(
-        "evaluate",
-        |input| handle(input, &deps),
-        WorkerError::error_type,
-    )
-    .await
+    upsell_lambda::run(deps).await
 }
 
 /// The worker's ports on AWS: the registry, point-in-time reads of the live feature store

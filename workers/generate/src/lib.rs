@@ -16,7 +16,9 @@ use upsell_core::message::{StopReason, TokenUsage};
 use upsell_core::ports::{
     AgentRegistry, ChatMessage, ChatRole, ConverseRequest, ModelError, ModelProvider, PortError,
 };
-use upsell_models::agents::{AgentSelector, model_error_type, resolve};
+use upsell_core::worker::{ErrorName, Figures, StableError, Worker};
+use upsell_models::agents::{AgentSelector, resolve};
+use upsell_models::pricing::model_figures;
 use upsell_models::prompt::{
     Example, Facts, GenerationContext, PreviousAttempt, PromptError, PromptVars,
 };
@@ -86,11 +88,11 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
             WorkerError::Registry(e) => e.error_type(),
-            WorkerError::Prompt(_) => "InvalidRequest",
-            WorkerError::Model(e) => model_error_type(e),
+            WorkerError::Prompt(_) => ErrorName::InvalidRequest,
+            WorkerError::Model(e) => e.error_type(),
         }
     }
 }
@@ -163,4 +165,37 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         stop_reason: response.stop_reason,
         latency_ms,
     })
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "generate";
+    const STATE: &'static str = "Generate";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+
+    fn agent(output: &Output) -> Option<&AgentRef> {
+        Some(&output.generator)
+    }
+
+    fn figures(output: &Output, out: &mut Figures) {
+        model_figures(
+            out,
+            Self::STATE,
+            &output.generator,
+            &output.model_id,
+            output.usage,
+        );
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
 }

@@ -3,18 +3,13 @@
 
 use std::sync::Arc;
 
-use generate::{Deps, WorkerError, handle};
+use generate::Deps;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     upsell_lambda::init_tracing();
     let deps = upsell_lambda::start("generate", build_deps()).await?;
-    upsell_lambda::run(
-        "generate",
-        |input| handle(input, &deps),
-        WorkerError::error_type,
-    )
-    .await
+    upsell_lambda::run(deps).await
 }
 
 /// The worker's ports on AWS; a missing resource name fails here, naming the variable.

@@ -21,12 +21,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::agent::{AgentRef, AgentRole};
 use upsell_core::message::{AttemptRecord, JudgeVerdict, TokenUsage};
+use upsell_core::ports::dims;
 use upsell_core::ports::{
     AgentRegistry, ChatMessage, ChatRole, ConverseRequest, ModelError, ModelProvider, PortError,
 };
-use upsell_models::agents::{AgentSelector, model_error_type, resolve};
+use upsell_core::telemetry::JUDGE_SCORE;
+use upsell_core::worker::{ErrorName, Figures, StableError, Worker};
+use upsell_models::agents::{AgentSelector, resolve};
 use upsell_models::brand::{BrandRules, CheckContext, Violation, check_message};
 use upsell_models::catalogue::Catalogue;
+use upsell_models::pricing::model_figures;
 use upsell_models::prompt::{
     CatalogueLine, Facts, JudgeContext, PreviousAttempt, PromptError, PromptVars,
 };
@@ -79,6 +83,10 @@ pub struct Output {
     pub verdict: JudgeVerdict,
     /// Judge version.
     pub judge: AgentRef,
+    /// The judge's model id (for the cost).
+    pub model_id: String,
+    /// Generator version that wrote the message.
+    pub generator: AgentRef,
     /// Judge tokens (0 when the brand checks rejected without a model call).
     pub usage: TokenUsage,
     /// Model call latency in milliseconds.
@@ -107,11 +115,11 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
             WorkerError::Registry(e) => e.error_type(),
-            WorkerError::Prompt(_) => "InvalidRequest",
-            WorkerError::Model(e) => model_error_type(e),
+            WorkerError::Prompt(_) => ErrorName::InvalidRequest,
+            WorkerError::Model(e) => e.error_type(),
         }
     }
 }
@@ -311,9 +319,53 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         },
         verdict,
         judge: spec.agent_ref(),
+        model_id: spec.model_id,
+        generator: input.generation.generator,
         usage,
         latency_ms,
         brand_violations: violations,
         history,
     })
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "judge";
+    const STATE: &'static str = "Judge";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+
+    fn agent(output: &Output) -> Option<&AgentRef> {
+        Some(&output.judge)
+    }
+
+    fn figures(output: &Output, out: &mut Figures) {
+        model_figures(
+            out,
+            Self::STATE,
+            &output.judge,
+            &output.model_id,
+            output.usage,
+        );
+        let version = output.generator.version.to_string();
+        out.add(
+            &JUDGE_SCORE,
+            f64::from(output.verdict.score),
+            &[
+                (dims::AGENT_ID, &output.generator.agent_id),
+                (dims::AGENT_VERSION, &version),
+            ],
+        );
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
 }

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::kb::{Filter, KnowledgeBase, MetaValue, RetrieveRequest, RetrievedChunk};
 use upsell_core::ports::PortError;
+use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::prompt::{Example, RetrievalQuery};
 
 /// Input: what enrich asked to retrieve.
@@ -40,9 +41,9 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::InvalidInput(_) => ErrorName::InvalidRequest,
             WorkerError::Port(e) => e.error_type(),
         }
     }
@@ -135,4 +136,23 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         examples: Vec::new(),
         filter_used: "none".to_owned(),
     })
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "kb-retrieve";
+    const STATE: &'static str = "KbRetrieve";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
 }

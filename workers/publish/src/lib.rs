@@ -24,8 +24,14 @@ use upsell_core::message::{
     AttemptRecord, MessageRecord, MessageStatus, QuarantineRecord, TokenUsage,
 };
 use upsell_core::outbound::{OUTBOUND_SOURCE, UpsellMessageApproved, outbound_event};
+use upsell_core::ports::dims::{AGENT_ID, AGENT_VERSION, REASON};
 use upsell_core::ports::{EventPublisher, MessageStore, PortError, PutOutcome};
+use upsell_core::telemetry::{
+    ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED, MESSAGES_APPROVED,
+    MESSAGES_REJECTED,
+};
 use upsell_core::validate::{Problem, RejectReason};
+use upsell_core::worker::{ErrorName, Figures, StableError, Worker};
 use upsell_models::pricing::cost_usd;
 use upsell_models::prompt::Facts;
 use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
@@ -144,6 +150,13 @@ pub struct Output {
     pub record_written: bool,
     /// Whether an `UpsellMessageApproved` event was put on the bus.
     pub event_published: bool,
+    /// The generator version the record names (published, rejected, failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<AgentRef>,
+    /// The record's reason: the judge's first reason code (rejected), the error name (failed),
+    /// the skip reason (skipped) or the quarantine reason (quarantined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Worker errors.
@@ -159,9 +172,9 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::InvalidInput(_) => ErrorName::InvalidRequest,
             WorkerError::Port(e) => e.error_type(),
         }
     }
@@ -262,14 +275,30 @@ fn announcement(record: &MessageRecord, f: &Finished) -> RawEvent {
     .expect("an UpsellMessageApproved detail (strings, numbers, enums) always serialises")
 }
 
-async fn put(deps: &Deps, record: &MessageRecord, outcome: &str) -> Result<Output, WorkerError> {
+async fn put(
+    deps: &Deps,
+    record: &MessageRecord,
+    outcome: &str,
+    reason: Option<String>,
+) -> Result<Output, WorkerError> {
     let written = deps.messages.put_if_absent(record).await? == PutOutcome::Inserted;
     Ok(Output {
         outcome: outcome.to_owned(),
         record_id: record.event_id.clone(),
         record_written: written,
         event_published: false,
+        generator: (record.status != MessageStatus::Skipped).then(|| record.generator.clone()),
+        reason,
     })
+}
+
+/// The judge's first reason code of the last attempt (the rejection's reason).
+fn rejection_reason(f: &Finished) -> String {
+    f.history
+        .last()
+        .and_then(|a| a.verdict.reasons.first())
+        .cloned()
+        .unwrap_or_else(|| "unspecified".to_owned())
 }
 
 /// Writes one terminal record.
@@ -290,18 +319,20 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                     record_id: record.event_id,
                     record_written: false,
                     event_published: false,
+                    generator: Some(record.generator),
+                    reason: None,
                 });
             }
             deps.events.publish(&announcement(&record, &f)).await?;
             #[cfg(feature = "fault-injection")]
             fault_point("after-approval-put", &record.event_id);
-            let mut out = put(deps, &record, "published").await?;
+            let mut out = put(deps, &record, "published", None).await?;
             out.event_published = true;
             Ok(out)
         }
         Input::Rejected(f) => {
             let record = finished_record(&f, MessageStatus::Rejected, now)?;
-            put(deps, &record, "rejected").await
+            put(deps, &record, "rejected", Some(rejection_reason(&f))).await
         }
         Input::Failed(f) => {
             let raw = serde_json::to_string(&f.event).expect("JSON values serialise");
@@ -335,7 +366,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 )),
                 created_at: now,
             };
-            put(deps, &record, "failed").await
+            put(deps, &record, "failed", Some(f.error.error.clone())).await
         }
         Input::Skipped(s) => {
             let record = MessageRecord {
@@ -353,7 +384,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 error: Some(format!("skipped: {}", s.reason)),
                 created_at: now,
             };
-            put(deps, &record, "skipped").await
+            put(deps, &record, "skipped", Some(s.reason.clone())).await
         }
         Input::Quarantined(q) => {
             let record = quarantine_record(&q, now);
@@ -363,6 +394,8 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 record_id: record.quarantine_id,
                 record_written: written,
                 event_published: false,
+                generator: None,
+                reason: Some(record.reason.as_str().to_owned()),
             })
         }
     }
@@ -438,5 +471,50 @@ fn quarantine_record(q: &Quarantined, now: DateTime<Utc>) -> QuarantineRecord {
         errors,
         origin: q.origin.clone(),
         quarantined_at: now,
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "publish";
+    const STATE: &'static str = "Publish";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+
+    /// One outcome per record written: a redelivery that writes nothing counts nothing.
+    fn figures(output: &Output, out: &mut Figures) {
+        if !output.record_written {
+            return;
+        }
+        let reason = output.reason.as_deref().unwrap_or("unspecified");
+        let version = output.generator.as_ref().map(|g| g.version.to_string());
+        let agent = output
+            .generator
+            .as_ref()
+            .zip(version.as_deref())
+            .map(|(g, v)| [(AGENT_ID, g.agent_id.as_str()), (AGENT_VERSION, v)]);
+        match (output.outcome.as_str(), agent) {
+            ("published", Some([id, v])) => out.add(&MESSAGES_APPROVED, 1.0, &[id, v]),
+            ("rejected", Some([id, v])) => {
+                out.add(&MESSAGES_REJECTED, 1.0, &[id, v, (REASON, reason)]);
+            }
+            ("failed", Some([id, v])) => {
+                out.add(&EVENTS_FAILED, 1.0, &[id, v, (ERROR_TYPE, reason)])
+            }
+            ("skipped", _) => out.add(&EVENTS_SKIPPED, 1.0, &[(REASON, reason)]),
+            ("quarantined", _) => out.add(&EVENTS_QUARANTINED, 1.0, &[(REASON, reason)]),
+            _ => {}
+        }
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
     }
 }

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::validate::{Problem, RejectReason, Rejection, check_event};
+use upsell_core::worker::{ErrorName, StableError, Worker};
 
 /// Input: the event as EventBridge delivered it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -57,9 +58,9 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::SchemaInvalid(_) => "SchemaInvalid",
+            WorkerError::SchemaInvalid(_) => ErrorName::SchemaInvalid,
         }
     }
 }
@@ -93,4 +94,23 @@ pub async fn handle(input: Input, _deps: &Deps) -> Result<Output, WorkerError> {
         detail_type: event.detail_type().to_owned(),
         event: serde_json::to_value(&event).expect("events serialise"),
     })
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "schema-check";
+    const STATE: &'static str = "SchemaCheck";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
 }

@@ -1,11 +1,13 @@
 //! [`Metrics`] as CloudWatch Embedded Metric Format (EMF): one JSON line per data point on
 //! stdout, which CloudWatch Logs turns into metrics (no `PutMetricData` call, no extra latency,
-//! nothing to retry). Dimensions are the datum's own, in order (e.g. `AgentId`, `AgentVersion`).
+//! nothing to retry). Dimensions are the datum's own, in order (e.g. `State`, `AgentId`,
+//! `AgentVersion`). The namespace is `UPSELL_METRICS_NAMESPACE` (one per deployment stage, set
+//! by the SAM template), and each line carries the stage (`UPSELL_STAGE`) as a property.
 //!
 //! ```json
 //! {"_aws":{"Timestamp":1700000000000,"CloudWatchMetrics":[{"Namespace":"UpsellFlow",
-//!   "Dimensions":[["AgentId","AgentVersion"]],"Metrics":[{"Name":"GenerateLatency","Unit":"Milliseconds"}]}]},
-//!  "AgentId":"upsell-generator","AgentVersion":"1.0.0","GenerateLatency":812.0}
+//!   "Dimensions":[["AgentId","AgentVersion"]],"Metrics":[{"Name":"StateLatency","Unit":"Milliseconds"}]}]},
+//!  "AgentId":"upsell-generator","AgentVersion":"1.0.0","StateLatency":812.0}
 //! ```
 
 use std::io::Write;
@@ -13,6 +15,13 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 use upsell_core::ports::{MetricDatum, Metrics};
+
+/// The variable naming the CloudWatch namespace.
+pub const METRICS_NAMESPACE_VAR: &str = "UPSELL_METRICS_NAMESPACE";
+/// The variable naming the deployment stage.
+pub const STAGE_VAR: &str = "UPSELL_STAGE";
+/// The namespace when [`METRICS_NAMESPACE_VAR`] is unset.
+pub const DEFAULT_NAMESPACE: &str = "UpsellFlow";
 
 /// EMF allows at most 30 dimensions in a dimension set.
 pub const MAX_DIMENSIONS: usize = 30;
@@ -37,6 +46,22 @@ impl EmfMetrics {
     /// EMF lines on stdout, in `namespace`.
     pub fn stdout(namespace: impl Into<String>) -> Self {
         Self::with_writer(namespace, Box::new(std::io::stdout()))
+    }
+
+    /// EMF lines on stdout in the namespace of [`METRICS_NAMESPACE_VAR`] (default
+    /// [`DEFAULT_NAMESPACE`]), with a `Stage` property from [`STAGE_VAR`] when set.
+    pub fn from_env() -> Self {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let metrics =
+            Self::stdout(var(METRICS_NAMESPACE_VAR).unwrap_or_else(|| DEFAULT_NAMESPACE.into()));
+        match var(STAGE_VAR) {
+            Some(stage) => metrics.with_property("Stage", stage),
+            None => metrics,
+        }
     }
 
     /// EMF lines on `out`.
@@ -114,10 +139,10 @@ impl Metrics for EmfMetrics {
                 // One write per line keeps lines whole when other output shares the stream.
                 let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
                 if let Err(e) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-                    tracing::warn!(metric = %datum.name, error = %e, "could not write EMF metric");
+                    lambda_runtime::tracing::warn!(metric = %datum.name, error = %e, "could not write EMF metric");
                 }
             }
-            Err(reason) => tracing::warn!(%reason, "metric dropped"),
+            Err(reason) => lambda_runtime::tracing::warn!(%reason, "metric dropped"),
         }
     }
 }

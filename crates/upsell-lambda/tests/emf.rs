@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
-use upsell_aws::EmfMetrics;
 use upsell_core::ports::{MetricDatum, MetricUnit, Metrics, dims};
+use upsell_lambda::EmfMetrics;
 
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Vec<u8>>>);
