@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use upsell_core::drift::{self, DriftConfig, DriftDetected, DriftReport, DriftSource};
 use upsell_core::ports::{MetricDatum, MetricUnit, Metrics, PortError};
 use upsell_core::telemetry;
+use upsell_core::worker::{ErrorName, StableError};
 
 /// What the state machine passes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -73,9 +74,9 @@ pub enum WorkerError {
 
 impl WorkerError {
     /// The stable error name the state machine matches.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::InvalidInput(_) => "InvalidRequest",
+            WorkerError::InvalidInput(_) => ErrorName::InvalidRequest,
             WorkerError::Port(e) => e.error_type(),
         }
     }
@@ -171,4 +172,10 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         alert: report.alert(),
         report,
     })
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
+    }
 }
