@@ -3,22 +3,35 @@
 //! (non-empty bounding boxes), and the test checks every panel has some. A screenshot is kept
 //! at `target/ci-artefacts/dashboard.png` (with the page next to it) for CI to publish.
 //!
-//! The browser is `chromium` (Debian package) or `$UPSELL_CHROMIUM`. Without it the test skips
-//! with a note, unless `UPSELL_REQUIRE_BROWSER=1` (CI), where it fails.
+//! The real test runs the upsell workflow locally first (sample events, a model provider that
+//! makes some messages fail the judge and some events fail for good), reads the metric log it
+//! wrote and checks the figures against the run's own summary.
+//!
+//! The browser is `chromium` (Debian package) or `$UPSELL_CHROMIUM`. Without it the tests skip
+//! with a note, unless `UPSELL_REQUIRE_BROWSER=1` (CI), where they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
+use upsell_asl::{VirtualClock, virtual_runtime};
+use upsell_cli::app::{AppOptions, LocalApp};
 use upsell_cli::dashboard;
 use upsell_core::monitor::MonitorReport;
-use upsell_core::ports::MetricDatum;
 use upsell_core::ports::dims::{AGENT_ID, AGENT_VERSION, REASON};
+use upsell_core::ports::{
+    ConverseRequest, ConverseResponse, MetricDatum, ModelError, ModelProvider,
+};
+use upsell_core::telemetry::MetricLog;
 use upsell_core::telemetry::{
     ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED, JUDGE_SCORE, MESSAGES_APPROVED,
     MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS, MODEL_OUTPUT_TOKENS, MetricSpec, STATE,
     STATE_LATENCY, WORKER_ERRORS,
 };
+use upsell_models::offline::OfflineModel;
+use upsell_models::prompt::GENERATION_CONTEXT_TAG;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -221,6 +234,92 @@ fn synthetic_dashboard_has_marks_in_every_panel() {
             "the page must be self-contained but has {forbidden:?}"
         );
     }
-    let counts = render_in_browser(&browser, &html, "dashboard");
+    let counts = render_in_browser(&browser, &html, "dashboard-synthetic");
+    assert_every_panel_has_marks(&report, &counts);
+}
+
+/// The offline model, except for two sets of events (matched by event id in the prompt): the
+/// generator writes an off-brand message for `off_brand` every time (the judge rejects it
+/// until the attempts run out), and every call for `dead` is throttled (the event fails after
+/// the state machine's retries).
+struct MixedModel {
+    inner: OfflineModel,
+    off_brand: Vec<String>,
+    dead: Vec<String>,
+}
+
+#[async_trait]
+impl ModelProvider for MixedModel {
+    async fn converse(&self, request: &ConverseRequest) -> Result<ConverseResponse, ModelError> {
+        let text: String = request.messages.iter().map(|m| m.text.as_str()).collect();
+        if self.dead.iter().any(|id| text.contains(id.as_str())) {
+            return Err(ModelError::Throttled("rate exceeded (test)".into()));
+        }
+        let generator = text.contains(&format!("<{GENERATION_CONTEXT_TAG}>"));
+        if generator && self.off_brand.iter().any(|id| text.contains(id.as_str())) {
+            let mut r = self.inner.converse(request).await?;
+            r.text = "FREE pool opening for everyone, reply now, offer ends tonight! Call \
+                      555-0100. Reply STOP to opt out."
+                .into();
+            return Ok(r);
+        }
+        self.inner.converse(request).await
+    }
+}
+
+#[test]
+fn dashboard_after_a_run_shows_every_panel_with_the_runs_figures() {
+    let Some(browser) = browser() else { return };
+    let examples = std::fs::read_to_string(repo_root().join("examples/events.jsonl")).unwrap();
+    let input: String = examples.lines().take(400).collect::<Vec<_>>().join("\n");
+    let service_ids: Vec<String> = input
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["detail-type"] == "ServiceCompleted")
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    let model = Arc::new(MixedModel {
+        inner: OfflineModel::new(),
+        dead: service_ids[..3].to_vec(),
+        off_brand: service_ids[3..15].to_vec(),
+    });
+
+    let home = tempfile::tempdir().unwrap();
+    let rt = virtual_runtime().unwrap();
+    let (summary, data) = rt.block_on(async {
+        let mut opts = AppOptions::new(home.path()).with_repo_root(&repo_root());
+        opts.model = model;
+        opts.clock = Arc::new(VirtualClock::new(Utc::now()));
+        let app = Arc::new(LocalApp::open(opts).await.unwrap());
+        let (summary, _) = app
+            .run_lines(&input, "dashboard.jsonl", |_| {})
+            .await
+            .unwrap();
+        (summary, app.metrics.metrics_since(None).await.unwrap())
+    });
+    assert!(summary.failed >= 1 && summary.rejected >= 1, "{summary:?}");
+
+    let report = MonitorReport::build(&data, None);
+    let s = &report.summary;
+    assert_eq!(
+        (s.approved, s.rejected, s.failed, s.quarantined, s.skipped),
+        (
+            summary.published,
+            summary.rejected,
+            summary.failed,
+            summary.quarantined,
+            summary.skipped
+        ),
+        "the metric log disagrees with the run: {s:?} vs {summary:?}"
+    );
+    assert!(s.cost_usd > 0.0 && s.input_tokens > 0, "{s:?}");
+    let versions = report.by_version.as_deref().unwrap();
+    assert!(
+        versions.iter().any(|v| v.approved > 0 && v.cost_usd > 0.0),
+        "{versions:?}"
+    );
+    assert!(!report.by_reason.as_ref().unwrap().rejected.is_empty());
+
+    let counts = render_in_browser(&browser, &dashboard::render(&report), "dashboard");
     assert_every_panel_has_marks(&report, &counts);
 }

@@ -182,6 +182,20 @@ fn run_twice_from_stdin_then_inspect_the_records() {
         let p = &row["latency"];
         assert!(p["p50"].as_f64() <= p["p95"].as_f64() && p["p95"].as_f64() <= p["p99"].as_f64());
     }
+    // The outcome counts are the first run's (the rerun's lines are duplicates, which record
+    // nothing, and a quarantined line is counted once).
+    let full: Value =
+        serde_json::from_str(&ok(&upsell(home.path(), &["monitor", "--json"], None))).unwrap();
+    for (metric, run) in [
+        ("approved", "published"),
+        ("rejected", "rejected"),
+        ("failed", "failed"),
+        ("quarantined", "quarantined"),
+        ("skipped", "skipped"),
+    ] {
+        assert_eq!(full["summary"][metric], first[run], "{metric}: {full}");
+    }
+    assert!(!full["by_version"].as_array().unwrap().is_empty(), "{full}");
     let text = ok(&upsell(home.path(), &["monitor"], None));
     assert!(
         text.contains("P95 ms") && text.contains("Publish"),
