@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use upsell_core::agent::{AgentRole, AgentSpec};
 use upsell_core::ports::{AgentRegistry, PortError};
 use upsell_core::registry::{Actor, RegisterRequest, TransitionRequest};
+use upsell_core::worker::{ErrorName, StableError};
 use upsell_models::seed::{seed_agents, seed_request};
 
 /// The worker's ports.
@@ -66,11 +67,17 @@ pub enum WorkerError {
 impl WorkerError {
     /// `InvalidRequest` for a malformed request, else the port error's name (`NotFound`,
     /// `Conflict`, `InvalidRequest`, `Throttled`, ...).
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorName {
         match self {
-            WorkerError::BadRequest(_) => "InvalidRequest",
+            WorkerError::BadRequest(_) => ErrorName::InvalidRequest,
             WorkerError::Port(e) => e.error_type(),
         }
+    }
+}
+
+impl StableError for WorkerError {
+    fn error_name(&self) -> ErrorName {
+        self.error_type()
     }
 }
 

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use upsell_core::worker::Worker;
 
 type Https = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -23,12 +24,27 @@ type Https = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 async fn main() -> Result<(), lambda_runtime::Error> {
     upsell_lambda::init_tracing();
     let (deps, http) = upsell_lambda::start("agent-registry", build()).await?;
-    upsell_lambda::run(
-        "agent-registry",
-        |payload: Value| serve(payload, &deps, &http),
-        WorkerError::error_type,
-    )
-    .await
+    upsell_lambda::run(Registry { deps, http }).await
+}
+
+/// The registry worker as the Lambda runner drives it: JSON in (a direct call or a
+/// CloudFormation custom-resource request), JSON out.
+struct Registry {
+    deps: Deps,
+    http: Https,
+}
+
+#[async_trait::async_trait]
+impl Worker for Registry {
+    const NAME: &'static str = "agent-registry";
+    const STATE: &'static str = "AgentRegistry";
+    type Input = Value;
+    type Output = Value;
+    type Error = WorkerError;
+
+    async fn handle(&self, payload: Value) -> Result<Value, WorkerError> {
+        serve(payload, &self.deps, &self.http).await
+    }
 }
 
 /// The registry on `UPSELL_AGENT_REGISTRY_TABLE` and the HTTPS client.

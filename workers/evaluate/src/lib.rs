@@ -30,8 +30,8 @@ use upsell_core::features::CustomerFeatures;
 use upsell_core::message::{JudgeVerdict, TokenUsage};
 use upsell_core::ports::{AgentRegistry, PortError};
 use upsell_core::validate::check_event;
-use upsell_models::agents::{AgentSelector, resolve};
 use upsell_core::worker::{ErrorName, StableError, Worker};
+use upsell_models::agents::{AgentSelector, resolve};
 use upsell_models::pricing::cost_usd;
 use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
 
