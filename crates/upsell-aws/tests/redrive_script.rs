@@ -23,6 +23,7 @@ fn failed_record(event_id: &str, error: &str) -> MessageRecord {
         "generator": {"agentId": "upsell-generator", "version": "1.0.0"},
         "judge": {"agentId": "upsell-judge", "version": "1.0.0"},
         "attempts": [],
+        "totalUsage": {"inputTokens": 0, "outputTokens": 0},
         "error": error,
         "costUsd": 0.0,
         "latencyMs": 10,

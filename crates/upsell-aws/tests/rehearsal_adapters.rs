@@ -101,6 +101,7 @@ async fn adapters_work_on_the_tables_and_bus_the_rehearsal_created() {
         "generator": {"agentId": "upsell-generator", "version": "1.0.0"},
         "judge": {"agentId": "upsell-judge", "version": "1.0.0"},
         "attempts": [],
+        "totalUsage": {"inputTokens": 0, "outputTokens": 0},
         "costUsd": 0.0,
         "latencyMs": 10,
         "createdAt": Utc::now().to_rfc3339()

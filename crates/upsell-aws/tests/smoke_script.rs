@@ -28,6 +28,7 @@ fn record(event_id: &str, status: &str) -> MessageRecord {
         "generator": {"agentId": "upsell-generator", "version": "1.0.0"},
         "judge": {"agentId": "upsell-judge", "version": "1.0.0"},
         "attempts": [],
+        "totalUsage": {"inputTokens": 0, "outputTokens": 0},
         "costUsd": 0.0,
         "latencyMs": 10,
         "createdAt": Utc::now().to_rfc3339()
