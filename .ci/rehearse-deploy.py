@@ -111,12 +111,14 @@ def placeholder(rid, resources):
     return f"arn:aws:rehearsal:{REGION}:123456789012:placeholder/{rid}"
 
 
-def replace_refs(node, removed):
-    """References to left-out resources (`removed`: id -> value) become their placeholders."""
+def replace_refs(node, removed, refs_only=False):
+    """References to `removed` resources (id -> value) become those values: Ref, ${id} in Sub,
+    and, unless `refs_only`, GetAtt and ${id.Attr} too."""
+    again = lambda v: replace_refs(v, removed, refs_only)
     if isinstance(node, dict):
         if set(node) == {"Ref"} and node["Ref"] in removed:
             return removed[node["Ref"]]
-        if set(node) == {"Fn::GetAtt"}:
+        if set(node) == {"Fn::GetAtt"} and not refs_only:
             att = node["Fn::GetAtt"]
             target = att[0] if isinstance(att, list) else att.split(".", 1)[0]
             if target in removed:
@@ -124,17 +126,17 @@ def replace_refs(node, removed):
         if "Fn::Sub" in node:
             sub = node["Fn::Sub"]
             text, variables = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
-            variables = dict(replace_refs(variables, removed))
+            variables = dict(again(variables))
             for r, value in removed.items():
-                for form in (f"${{{r}}}", f"${{{r}.Arn}}"):
+                for form in [f"${{{r}}}"] + ([] if refs_only else [f"${{{r}.Arn}}"]):
                     if form in text:
                         name = f"Rehearsal{r}"
                         text = text.replace(form, f"${{{name}}}")
                         variables[name] = value
             return {"Fn::Sub": [text, variables] if variables else text}
-        return {k: replace_refs(v, removed) for k, v in node.items()}
+        return {k: again(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [replace_refs(v, removed) for v in node]
+        return [again(v) for v in node]
     return node
 
 
@@ -178,11 +180,6 @@ def prepare(template, sam_path, parameters):
             r["DependsOn"] = [d for d in deps if d not in left_out]
     for rid, r in resources.items():
         p = r.setdefault("Properties", {})
-        # moto resolves Ref of an event bus to its model object, not its name: name the bus
-        # with the bus's own Name property instead (the same value CloudFormation gives).
-        bus = p.get("EventBusName")
-        if r["Type"] == "AWS::Events::Rule" and isinstance(bus, dict) and bus.get("Ref") in resources:
-            p["EventBusName"] = resources[bus["Ref"]]["Properties"]["Name"]
         if r["Type"] == "AWS::Lambda::Function":
             p["Code"] = {"S3Bucket": CODE_BUCKET, "S3Key": CODE_KEY}
         if r["Type"] == "AWS::StepFunctions::StateMachine" and "DefinitionS3Location" in p:
@@ -191,6 +188,12 @@ def prepare(template, sam_path, parameters):
             subs = p.pop("DefinitionSubstitutions", {})
             del p["DefinitionS3Location"]
             p["DefinitionString"] = {"Fn::Sub": [definition, subs]} if subs else definition
+    # moto resolves Ref of an event bus to its model object, not its name: every Ref of a bus
+    # (rules, outputs) gets the bus's own Name property instead, the value CloudFormation gives.
+    buses = {rid: r["Properties"]["Name"] for rid, r in resources.items()
+             if r["Type"] == "AWS::Events::EventBus"}
+    template = replace_refs(template, buses, refs_only=True)
+    resources = template["Resources"]
     expected = {}
     for rid, r in resources.items():
         cond = r.get("Condition")
@@ -212,6 +215,8 @@ def check_wiring(session, endpoint, created, expected):
             definition = sfn.describe_state_machine(stateMachineArn=physical)["definition"]
             if "${" in definition:
                 problems.append(f"{rid}: definition keeps a placeholder without substitution")
+            if " object at 0x" in definition:
+                problems.append(f"{rid}: a substitution resolved to a moto object, not a value")
             json.loads(definition)
         if t == "AWS::Events::Rule":
             bus = next((b["Name"] for b in events.list_event_buses()["EventBuses"]
