@@ -25,9 +25,12 @@ pub fn have(tool: &str, test: &str) -> bool {
     ok
 }
 
-/// The AWS CLI against moto, with fake credentials; its JSON output.
+/// The AWS CLI against moto, with fake credentials; its JSON output. `--endpoint-url` is
+/// passed as well as `AWS_ENDPOINT_URL`: some CLI versions ignore the variable for SQS.
 pub fn aws(endpoint: &str, args: &[&str]) -> Value {
-    let out = cli(endpoint, "aws", args);
+    let mut with_endpoint = vec!["--endpoint-url", endpoint];
+    with_endpoint.extend_from_slice(args);
+    let out = cli(endpoint, "aws", &with_endpoint);
     assert!(
         out.status.success(),
         "aws {args:?}: {}",
