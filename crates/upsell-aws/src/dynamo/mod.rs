@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod evaluations;
 pub mod features;
 pub mod messages;
+pub mod receipts;
 pub mod registry;
 pub mod tables;
 
@@ -26,6 +27,11 @@ pub const SK: &str = "sk";
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+/// A number attribute (DynamoDB sends numbers as text).
+pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
