@@ -21,6 +21,8 @@ pub enum TableKind {
     FeatureStore,
     /// Agent-evaluation cases.
     Evaluations,
+    /// The webhook's idempotency receipts.
+    WebhookReceipts,
 }
 
 impl TableKind {
@@ -45,6 +47,7 @@ impl TableKind {
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
             TableKind::Evaluations => &[],
+            TableKind::WebhookReceipts => &[],
         }
     }
 }
