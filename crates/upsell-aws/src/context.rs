@@ -12,6 +12,7 @@ use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
+use crate::dynamo::counters::DynamoVersionCounters;
 use crate::dynamo::evaluations::DynamoEvaluationStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
@@ -35,6 +36,8 @@ pub mod env {
     pub const WEBHOOK_RECEIPTS_TABLE: &str = "UPSELL_WEBHOOK_RECEIPTS_TABLE";
     /// Secrets Manager secret (ARN or name) holding the webhook's HMAC key.
     pub const WEBHOOK_SECRET_ARN: &str = "UPSELL_WEBHOOK_SECRET_ARN";
+    /// DynamoDB table of per-version live counters.
+    pub const VERSION_COUNTERS_TABLE: &str = "UPSELL_VERSION_COUNTERS_TABLE";
     /// EventBridge bus that outbound events go to.
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
     /// Bedrock Knowledge Base id for `Retrieve`.
@@ -96,6 +99,7 @@ struct Settings {
     evaluations_table: Option<String>,
     webhook_receipts_table: Option<String>,
     webhook_secret_arn: Option<String>,
+    version_counters_table: Option<String>,
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
     kb_hybrid_search: bool,
@@ -186,6 +190,7 @@ impl AwsContextBuilder {
                 evaluations_table: var(get, env::EVALUATIONS_TABLE),
                 webhook_receipts_table: var(get, env::WEBHOOK_RECEIPTS_TABLE),
                 webhook_secret_arn: var(get, env::WEBHOOK_SECRET_ARN),
+                version_counters_table: var(get, env::VERSION_COUNTERS_TABLE),
                 event_bus_name: var(get, env::EVENT_BUS_NAME),
                 knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
                 kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
@@ -283,6 +288,9 @@ impl AwsContextBuilder {
     /// The webhook's secret (ARN or name).
     pub fn webhook_secret_arn(mut self, arn: impl Into<String>) -> Self {
         self.settings.webhook_secret_arn = Some(arn.into());
+    /// The version-counters table.
+    pub fn version_counters_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.version_counters_table = Some(name.into());
         self
     }
 
@@ -434,6 +442,15 @@ impl AwsContext {
     pub fn evaluation_store(&self) -> Result<DynamoEvaluationStore, ConfigError> {
         let table = Self::need(&self.settings.evaluations_table, env::EVALUATIONS_TABLE)?;
         Ok(DynamoEvaluationStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// Per-version live counters (`UPSELL_VERSION_COUNTERS_TABLE`).
+    pub fn version_counters(&self) -> Result<DynamoVersionCounters, ConfigError> {
+        let table = Self::need(
+            &self.settings.version_counters_table,
+            env::VERSION_COUNTERS_TABLE,
+        )?;
+        Ok(DynamoVersionCounters::new(self.dynamodb.clone(), table))
     }
 
     /// The customer contacts, in the feature-store table (`UPSELL_FEATURE_STORE_TABLE`).

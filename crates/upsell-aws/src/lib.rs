@@ -1,7 +1,8 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
-//! store, customer contacts), Bedrock Runtime (Converse model provider, Titan Text Embeddings
-//! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base), EventBridge (`PutEvents`),
-//! the webhook's idempotency receipts (DynamoDB) and its HMAC secret (Secrets Manager).
+//! store, customer contacts, per-version counters), Bedrock Runtime (Converse model provider,
+//! Titan Text Embeddings v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base),
+//! EventBridge (`PutEvents`), the webhook's idempotency receipts (DynamoDB) and its HMAC secret
+//! (Secrets Manager).
 //! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
 //! This is the only library crate that depends on the AWS SDK. Lambda mains build one
@@ -21,6 +22,7 @@ pub mod secrets;
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
 pub use dynamo::contacts::DynamoContactStore;
+pub use dynamo::counters::DynamoVersionCounters;
 pub use dynamo::evaluations::DynamoEvaluationStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;

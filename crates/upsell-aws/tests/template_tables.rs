@@ -33,6 +33,7 @@ fn tables_match_the_adapters() {
         ("FeatureStoreTable", TableKind::FeatureStore),
         ("EvaluationsTable", TableKind::Evaluations),
         ("WebhookReceiptsTable", TableKind::WebhookReceipts),
+        ("VersionCountersTable", TableKind::VersionCounters),
     ] {
         let props = &resource(&t, id)["Properties"];
         assert_eq!(text(&props["BillingMode"]), "PAY_PER_REQUEST", "{id}");
@@ -93,6 +94,7 @@ fn functions_get_the_variables_the_adapters_read() {
         env::MESSAGES_TABLE,
         env::AGENT_REGISTRY_TABLE,
         env::FEATURE_STORE_TABLE,
+        env::VERSION_COUNTERS_TABLE,
         env::EVENT_BUS_NAME,
         env::KNOWLEDGE_BASE_ID,
         env::KB_HYBRID_SEARCH,
@@ -281,3 +283,17 @@ fn the_webhook_function_gets_its_route_resources_and_permissions() {
 /// The route the webhook serves (`webhook::EVENTS_PATH`; upsell-aws does not depend on the
 /// worker, so it is written once more here).
 const EVENTS_PATH: &str = "/events";
+#[test]
+fn only_the_publish_worker_adds_to_the_version_counters() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let writers: Vec<&str> = resources
+        .iter()
+        .filter(|(_, r)| {
+            let policies = format!("{:?}", r["Properties"]["Policies"]);
+            policies.contains("VersionCountersTable") && policies.contains("dynamodb:UpdateItem")
+        })
+        .map(|(id, _)| text(id))
+        .collect();
+    assert_eq!(writers, ["PublishFunction"]);
+}

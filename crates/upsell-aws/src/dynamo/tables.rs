@@ -23,6 +23,8 @@ pub enum TableKind {
     Evaluations,
     /// The webhook's idempotency receipts.
     WebhookReceipts,
+    /// Per-version live counters.
+    VersionCounters,
 }
 
 impl TableKind {
@@ -48,6 +50,7 @@ impl TableKind {
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
             TableKind::Evaluations => &[],
             TableKind::WebhookReceipts => &[],
+            TableKind::VersionCounters => &[],
         }
     }
 }
