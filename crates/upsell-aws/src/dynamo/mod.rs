@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use upsell_core::ports::PortError;
 
 pub mod contacts;
+pub mod drift;
 pub mod evaluations;
 pub mod features;
 pub mod messages;
