@@ -34,6 +34,7 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
+use upsell_sqlite::drift::SqliteDriftSource;
 use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
@@ -214,7 +215,8 @@ impl AppOptions {
 }
 
 /// The workers with their local ports, called in-process by worker name (the `CodeUri`
-/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`,
+/// `drift-monitor`).
 pub type LocalWorkers = WorkerSet;
 
 /// How one input line ended.
@@ -469,6 +471,10 @@ impl LocalApp {
                     registry: registry.clone(),
                     timeline,
                     store: evaluations.clone(),
+                })
+                // The events the local runtime has run and their message records.
+                .with(drift_monitor::Deps {
+                    source: Arc::new(SqliteDriftSource::new(executions.clone(), messages.clone())),
                 }),
         );
         let lanes = opts.lanes.max(1);
