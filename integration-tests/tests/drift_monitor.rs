@@ -3,8 +3,8 @@
 //! real `state-machines/drift-monitor.asl.json` runs on the local runtime with the
 //! drift-monitor worker reading what the workflow recorded (the executions' events, the
 //! message records). A shifted region mix raises one `DriftDetected` on the bus naming
-//! `region`; a same-distribution year raises none. Either way the report is recorded in the
-//! template's `DriftReportsTable` and the `DriftDetected` metric is in the metric log.
+//! `region`; a same-distribution year raises no data drift. Either way the report is recorded in
+//! the template's `DriftReportsTable` and the `DriftDetected` metric is in the metric log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
