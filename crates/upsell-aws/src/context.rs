@@ -13,6 +13,7 @@ use upsell_core::kb::RerankSettings;
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
 use crate::dynamo::counters::DynamoVersionCounters;
+use crate::dynamo::drift::DynamoDriftSource;
 use crate::dynamo::evaluations::DynamoEvaluationStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
@@ -430,6 +431,12 @@ impl AwsContext {
     pub fn message_store(&self) -> Result<DynamoMessageStore, ConfigError> {
         let table = Self::need(&self.settings.messages_table, env::MESSAGES_TABLE)?;
         Ok(DynamoMessageStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// The drift windows (claimed events and their message records) on `UPSELL_MESSAGES_TABLE`.
+    pub fn drift_source(&self) -> Result<DynamoDriftSource, ConfigError> {
+        let table = Self::need(&self.settings.messages_table, env::MESSAGES_TABLE)?;
+        Ok(DynamoDriftSource::new(self.dynamodb.clone(), table))
     }
 
     /// The feature store on `UPSELL_FEATURE_STORE_TABLE`.

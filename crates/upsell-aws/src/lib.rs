@@ -23,6 +23,7 @@ pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
 pub use dynamo::contacts::DynamoContactStore;
 pub use dynamo::counters::DynamoVersionCounters;
+pub use dynamo::drift::DynamoDriftSource;
 pub use dynamo::evaluations::DynamoEvaluationStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;

@@ -11,6 +11,7 @@ use upsell_core::ports::PortError;
 
 pub mod contacts;
 pub mod counters;
+pub mod drift;
 pub mod evaluations;
 pub mod features;
 pub mod messages;
