@@ -289,6 +289,9 @@ impl AwsContextBuilder {
     /// The webhook's secret (ARN or name).
     pub fn webhook_secret_arn(mut self, arn: impl Into<String>) -> Self {
         self.settings.webhook_secret_arn = Some(arn.into());
+        self
+    }
+
     /// The version-counters table.
     pub fn version_counters_table(mut self, name: impl Into<String>) -> Self {
         self.settings.version_counters_table = Some(name.into());
