@@ -8,6 +8,7 @@
 //! - Lambda binaries (each worker with its `lambda` feature) do not link the local HTTP client
 //!   or SQLite.
 //! - Every path ARCHITECTURE.md names exists.
+//! - FNV-1a is written once, in `upsell_core::hash`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -284,5 +285,40 @@ fn every_path_architecture_md_names_exists() {
     assert!(
         missing.is_empty(),
         "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
+}
+
+/// One FNV-1a implementation (`upsell_core::hash`): no other source spells its prime.
+#[test]
+fn fnv1a_is_written_once() {
+    let mut found = Vec::new();
+    let mut stack = vec![root().join("crates"), root().join("workers")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "rs")
+                || p.ends_with("crates/upsell-core/src/hash.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let squashed: String = text.chars().filter(|c| *c != '_').collect();
+            if ["100000001b3", "1099511628211"]
+                .iter()
+                .any(|prime| squashed.to_ascii_lowercase().contains(prime))
+            {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "FNV-1a outside upsell_core::hash: {found:?}"
     );
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use upsell_core::evaluation::{EvalCase, EvaluationReport, EvaluationStore, ReplayTimeline};
+use upsell_core::hash::fnv1a;
 use upsell_core::validate::check_event;
 use upsell_local::runtime::is_valid_execution_name;
 use upsell_local::template::state_machine_arn;
@@ -72,12 +73,6 @@ fn envelope(mut v: Value) -> Value {
         v["detail"] = parsed;
     }
     v
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// Reads and validates a dataset (JSON lines, or CSV by the `.csv` extension) and replays its
@@ -141,7 +136,7 @@ pub fn load_dataset(path: &Path, sample: Option<usize>) -> anyhow::Result<Datase
         let mut order: Vec<(u64, usize)> = items
             .iter()
             .enumerate()
-            .map(|(i, v)| (fnv(v["id"].as_str().unwrap_or_default()), i))
+            .map(|(i, v)| (fnv1a(v["id"].as_str().unwrap_or_default().as_bytes()), i))
             .collect();
         order.sort_unstable();
         let mut keep: Vec<usize> = order.into_iter().take(n).map(|(_, i)| i).collect();

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use upsell_core::kb::{
     ChunkingSettings, ChunkingStrategy, Document, HierarchicalSettings, MetadataSidecar,
     SemanticSettings,
@@ -150,16 +151,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PortError> {
     Ok(())
 }
 
+/// SHA-256 (hex) of `parts`, each prefixed with its length so that moving bytes between parts
+/// changes the hash.
 fn hash_hex(parts: &[&[u8]]) -> String {
-    let mut h1 = 0xcbf2_9ce4_8422_2325_u64;
-    let mut h2 = 0x8422_2325_cbf2_9ce4_u64;
+    let mut h = Sha256::new();
     for part in parts {
-        for b in part.iter().chain(&[0xff]) {
-            h1 = (h1 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
-            h2 = (h2 ^ u64::from(*b)).wrapping_mul(0x0000_0001_0000_01b3 | 0x1000);
-        }
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
     }
-    format!("{h1:016x}{h2:016x}")
+    format!("{:x}", h.finalize())
 }
 
 /// Loads every document under `root` that the settings include, chunked, sorted by id.
