@@ -23,9 +23,9 @@ pub mod jsonpath;
 pub(crate) use upsell_jsonata as jsonata_api;
 pub mod mock;
 mod mock_shapes;
+pub mod single_state;
 pub mod task;
 pub mod template;
-pub mod test_state;
 
 pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
 pub use clock::{Clock, RealClock, VirtualClock, virtual_runtime};
@@ -35,8 +35,8 @@ pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};
 pub use history::{HistoryEvent, HistorySink, MemorySink, NullSink};
 pub use items::{ItemSource, ObjectInfo, ResultSink};
 pub use mock::{MockedResponse, StateMocks};
-pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};
-pub use test_state::{
+pub use single_state::{
     FieldValidationMode, InspectionLevel, StateConfiguration, TestMock, TestStateError,
-    TestStateRequest, TestStateResponse, TestStatus, test_state,
+    TestStateRequest, TestStateResponse, TestStatus, run_test_state,
 };
+pub use task::{LambdaError, LambdaInvoker, Resources, TaskContext, TaskFailure, TaskHandler};

@@ -3,7 +3,7 @@
 //! generated into `mock_shapes.json` by `scripts/gen-mock-shapes.py` for the integrations the
 //! project uses; a resource outside that list is not checked.
 
-use crate::test_state::FieldValidationMode;
+use crate::single_state::FieldValidationMode;
 use serde_json::Value;
 use std::sync::OnceLock;
 

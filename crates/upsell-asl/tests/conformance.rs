@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use upsell_asl::{
     Engine, LambdaError, LambdaInvoker, MachineType, Outcome, ParseOptions, Resources,
-    StartOptions, TestStateRequest, VirtualClock, parse_str, test_state,
+    StartOptions, TestStateRequest, VirtualClock, parse_str, run_test_state,
 };
 
 const KNOWN: &str = "tests/conformance-known-failures.txt";
@@ -338,7 +338,7 @@ fn run_test_state_api(req: &Value) -> Result<Value, upsell_asl::TestStateError> 
         let mut resources = Resources::new();
         resources.register_lambda(Arc::new(Mocks));
         let engine = Engine::builder().resources(resources).clock(clock).build();
-        test_state(&engine, request).await.map(|r| r.to_json())
+        run_test_state(&engine, request).await.map(|r| r.to_json())
     })
 }
 

@@ -4,7 +4,7 @@
 //!   (through [`WorkerInvoker`], which maps a function ARN of the SAM template to its worker,
 //!   enforces the function's `Timeout` and reports failures exactly as Lambda does).
 //! - [`LocalEventBus`]: the event bus. It records every event put on it; workflows reach it
-//!   through `events:putEvents` ([`LocalBus`]) and workers through core's [`EventPublisher`].
+//!   through `events:putEvents` ([`PutEventsTarget`]) and workers through core's [`EventPublisher`].
 //! - [`Runtime`]: reads `sam/template.yaml`, and for each submitted event starts one execution
 //!   of every state machine targeted by a matching rule, with durable history and checkpoints
 //!   in an [`ExecutionStore`].
@@ -48,7 +48,7 @@ use upsell_sqlite::tables::TableStore;
 
 use crate::item_reader::LocalObjects;
 use crate::services::{
-    DynamoDbTasks, EventsTasks, ExecutionDescription, LocalBus, LocalStepFunctions,
+    DynamoDbTasks, EventsTasks, ExecutionDescription, LocalStepFunctions, PutEventsTarget,
     StartExecutionError, StatesTasks,
 };
 use crate::template::{
@@ -355,7 +355,7 @@ impl LocalEventBus {
 }
 
 #[async_trait::async_trait]
-impl LocalBus for LocalEventBus {
+impl PutEventsTarget for LocalEventBus {
     async fn put(&self, bus: &str, event: Value) -> Result<(), String> {
         self.record(bus, event, BusSource::Workflow);
         Ok(())
@@ -637,7 +637,7 @@ impl RuntimeBuilder {
             &template.functions,
         )));
         Arc::new(DynamoDbTasks::new(self.tables, &template.tables)).register(&mut resources);
-        let local_bus: Arc<dyn LocalBus> = bus.clone();
+        let local_bus: Arc<dyn PutEventsTarget> = bus.clone();
         Arc::new(EventsTasks::new(local_bus, ingest_bus.clone())).register(&mut resources);
         let sfn = Arc::new(SfnHandle::default());
         Arc::new(StatesTasks::new(sfn.clone())).register(&mut resources);

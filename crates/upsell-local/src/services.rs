@@ -4,7 +4,7 @@
 //!   `arn:aws:states:::aws-sdk:dynamodb:getItem|putItem|updateItem|deleteItem|query` (SDK
 //!   integration, errors named `DynamoDb.<Exception>`), over a SQLite [`TableStore`];
 //!   `arn:aws:states:::dynamodb:query` is accepted as an alias of the SDK query.
-//! - EventBridge: `arn:aws:states:::events:putEvents` onto the local bus ([`LocalBus`]).
+//! - EventBridge: `arn:aws:states:::events:putEvents` onto the local bus ([`PutEventsTarget`]).
 //!
 //! Outputs and error names follow what Step Functions returns, e.g. a failed
 //! `ConditionExpression` is `DynamoDB.ConditionalCheckFailedException` with the SDK's message
@@ -617,16 +617,16 @@ impl TaskHandler for DynamoDbTasks {
     }
 }
 
-/// The local event bus as the `events:putEvents` integration sees it.
+/// Where the `events:putEvents` integration puts entries: the local event bus ([`crate::runtime::LocalEventBus`]) or a test double.
 #[async_trait::async_trait]
-pub trait LocalBus: Send + Sync {
+pub trait PutEventsTarget: Send + Sync {
     /// Puts one EventBridge event (full envelope) on the bus named `bus`.
     async fn put(&self, bus: &str, event: Value) -> Result<(), String>;
 }
 
 /// The `arn:aws:states:::events:putEvents` task handler.
 pub struct EventsTasks {
-    bus: Arc<dyn LocalBus>,
+    bus: Arc<dyn PutEventsTarget>,
     default_bus: String,
 }
 
@@ -638,7 +638,7 @@ impl std::fmt::Debug for EventsTasks {
 
 impl EventsTasks {
     /// Entries without `EventBusName` go to `default_bus`.
-    pub fn new(bus: Arc<dyn LocalBus>, default_bus: impl Into<String>) -> Self {
+    pub fn new(bus: Arc<dyn PutEventsTarget>, default_bus: impl Into<String>) -> Self {
         EventsTasks {
             bus,
             default_bus: default_bus.into(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use upsell_asl::{Resources, TaskContext};
-use upsell_local::services::{DynamoDbTasks, EventsTasks, LocalBus};
+use upsell_local::services::{DynamoDbTasks, EventsTasks, PutEventsTarget};
 use upsell_local::template::TableSpec;
 use upsell_sqlite::tables::TableStore;
 
@@ -93,7 +93,7 @@ struct RecordingBus {
 }
 
 #[async_trait::async_trait]
-impl LocalBus for RecordingBus {
+impl PutEventsTarget for RecordingBus {
     async fn put(&self, bus: &str, event: Value) -> Result<(), String> {
         self.events.lock().unwrap().push((bus.to_string(), event));
         Ok(())

@@ -2,7 +2,7 @@
 //! statuses and request validation.
 
 use serde_json::{Value, json};
-use upsell_asl::{Engine, TestStateRequest, TestStatus, test_state};
+use upsell_asl::{Engine, TestStateRequest, TestStatus, run_test_state};
 
 fn run(req: Value) -> Result<Value, upsell_asl::TestStateError> {
     let request = TestStateRequest::from_api_json(&req)?;
@@ -10,7 +10,7 @@ fn run(req: Value) -> Result<Value, upsell_asl::TestStateError> {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(test_state(&Engine::builder().build(), request))
+    rt.block_on(run_test_state(&Engine::builder().build(), request))
         .map(|r| r.to_json())
 }
 

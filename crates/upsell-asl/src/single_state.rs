@@ -354,7 +354,7 @@ fn contains_state(sm: &StateMachine, name: &str) -> bool {
 
 /// Runs one state as Step Functions' TestState API does. Tasks without a mock go through the
 /// engine's registered handlers; Wait states do not wait.
-pub async fn test_state(
+pub async fn run_test_state(
     engine: &Engine,
     req: TestStateRequest,
 ) -> Result<TestStateResponse, TestStateError> {
