@@ -823,12 +823,9 @@ impl Engine {
                     .await?
             }
             Kind::Map(m) => match extra {
-                Prep::Map(items, conc, tol_count, tol_pct) => {
-                    self.run_map(
-                        ex, st, m, effective, items, conc, tol_count, tol_pct, frame, entered,
-                        retry,
-                    )
-                    .await?
+                Prep::Map(run) => {
+                    self.run_map(ex, st, m, effective, run, frame, entered, retry)
+                        .await?
                 }
                 _ => unreachable!("map prep"),
             },
@@ -899,7 +896,12 @@ impl Engine {
                     }
                     None => None,
                 };
-                Ok(Prep::Map(items, conc, tc, tp))
+                Ok(Prep::Map(MapRun {
+                    items,
+                    concurrency: conc,
+                    tolerated_count: tc,
+                    tolerated_percentage: tp,
+                }))
             }
             _ => Ok(Prep::None),
         }
@@ -1637,14 +1639,17 @@ impl Engine {
         st: &State,
         m: &MapSpec,
         effective: Value,
-        items: Vec<Value>,
-        conc: usize,
-        tol_count: Option<usize>,
-        tol_pct: Option<f64>,
+        run: MapRun,
         frame: &mut Frame,
         entered: DateTime<Utc>,
         retry: u32,
     ) -> Result<Value, Failure> {
+        let MapRun {
+            items,
+            concurrency: conc,
+            tolerated_count: tol_count,
+            tolerated_percentage: tol_pct,
+        } = run;
         let n = items.len();
         let distributed = m.mode == MapMode::Distributed;
         self.emit(ex, &mut frame.prev, "MapStateStarted", || {
@@ -1811,7 +1816,16 @@ enum Prep {
     None,
     Wait(Duration),
     Task(Option<f64>),
-    Map(Vec<Value>, usize, Option<usize>, Option<f64>),
+    Map(MapRun),
+}
+
+/// A Map state's evaluated run settings: its items, `MaxConcurrency` (0 = unbounded) and the
+/// Distributed Map's tolerated failures.
+struct MapRun {
+    items: Vec<Value>,
+    concurrency: usize,
+    tolerated_count: Option<usize>,
+    tolerated_percentage: Option<f64>,
 }
 
 fn assign_vars(vars: &mut Map<String, Value>, new: Option<Value>) {
