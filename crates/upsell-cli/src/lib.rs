@@ -4,4 +4,5 @@
 pub mod app;
 pub mod dashboard;
 pub mod evaluation;
+pub mod rollout;
 pub mod serve;

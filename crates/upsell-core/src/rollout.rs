@@ -34,10 +34,14 @@
 //!   **promote-step** early;
 //! - otherwise **continue**; at the step's last look **promote-step** (no harm shown).
 
+use chrono::{DateTime, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentStatus, semver_lenient};
+use crate::events::EventDetail;
 
 /// Number of latency buckets the counters keep: bucket `i` holds latencies up to `10^(i/10)` ms
 /// (1 ms .. 1,000,000 ms), the last one everything slower.
@@ -554,6 +558,71 @@ pub fn check_health(
         .map(|c| format!("{:?} inconclusive", c.metric))
         .collect();
     report(Decision::Continue, open)
+}
+
+/// Detail of `AgentRolloutRolledBack`: an agent version was taken out of service because a
+/// rollout's health check failed, or a person rolled it back (`upsell rollback`). Consumers
+/// deduplicate on the event id (a retried rollback step may announce twice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRolloutRolledBack {
+    /// Agent id, e.g. `upsell-generator`.
+    #[schemars(length(min = 1))]
+    pub agent_id: String,
+    /// The version rolled back.
+    #[serde(with = "semver_lenient")]
+    #[schemars(with = "String")]
+    pub version: semver::Version,
+    /// The production version that serves everyone now (absent when the agent has none).
+    #[serde(
+        default,
+        with = "option_version",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub production_version: Option<semver::Version>,
+    /// Its status before (canary, or production).
+    pub from_status: AgentStatus,
+    /// Its traffic weight before (percent).
+    #[schemars(range(max = 100))]
+    pub from_weight: u8,
+    /// Why, one sentence per failed check (as recorded in the registry history).
+    pub reasons: Vec<String>,
+    /// The Step Functions execution that rolled it back (locally, the local execution id).
+    #[schemars(length(min = 1))]
+    pub execution_arn: String,
+    /// When.
+    pub rolled_back_at: DateTime<Utc>,
+}
+
+impl EventDetail for AgentRolloutRolledBack {
+    const DETAIL_TYPE: &'static str = "AgentRolloutRolledBack";
+    /// Not about a customer: the agent id.
+    fn customer_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
+mod option_version {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<semver::Version>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<semver::Version>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| {
+                crate::agent::parse_version(&s)
+                    .map_err(|e| serde::de::Error::custom(format!("invalid version {s:?}: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// How one arm behaves in [`simulate`]: per record, the chance of an error, else of approval;
