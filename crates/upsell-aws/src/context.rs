@@ -12,6 +12,7 @@ use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
+use crate::dynamo::counters::DynamoVersionCounters;
 use crate::dynamo::evaluations::DynamoEvaluationStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
@@ -29,6 +30,8 @@ pub mod env {
     pub const FEATURE_STORE_TABLE: &str = "UPSELL_FEATURE_STORE_TABLE";
     /// DynamoDB table of agent-evaluation cases.
     pub const EVALUATIONS_TABLE: &str = "UPSELL_EVALUATIONS_TABLE";
+    /// DynamoDB table of per-version live counters.
+    pub const VERSION_COUNTERS_TABLE: &str = "UPSELL_VERSION_COUNTERS_TABLE";
     /// EventBridge bus that outbound events go to.
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
     /// Bedrock Knowledge Base id for `Retrieve`.
@@ -88,6 +91,7 @@ struct Settings {
     agent_registry_table: Option<String>,
     feature_store_table: Option<String>,
     evaluations_table: Option<String>,
+    version_counters_table: Option<String>,
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
     kb_hybrid_search: bool,
@@ -176,6 +180,7 @@ impl AwsContextBuilder {
                 agent_registry_table: var(get, env::AGENT_REGISTRY_TABLE),
                 feature_store_table: var(get, env::FEATURE_STORE_TABLE),
                 evaluations_table: var(get, env::EVALUATIONS_TABLE),
+                version_counters_table: var(get, env::VERSION_COUNTERS_TABLE),
                 event_bus_name: var(get, env::EVENT_BUS_NAME),
                 knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
                 kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
@@ -261,6 +266,12 @@ impl AwsContextBuilder {
     /// The evaluations table.
     pub fn evaluations_table(mut self, name: impl Into<String>) -> Self {
         self.settings.evaluations_table = Some(name.into());
+        self
+    }
+
+    /// The version-counters table.
+    pub fn version_counters_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.version_counters_table = Some(name.into());
         self
     }
 
@@ -405,6 +416,15 @@ impl AwsContext {
     pub fn evaluation_store(&self) -> Result<DynamoEvaluationStore, ConfigError> {
         let table = Self::need(&self.settings.evaluations_table, env::EVALUATIONS_TABLE)?;
         Ok(DynamoEvaluationStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// Per-version live counters (`UPSELL_VERSION_COUNTERS_TABLE`).
+    pub fn version_counters(&self) -> Result<DynamoVersionCounters, ConfigError> {
+        let table = Self::need(
+            &self.settings.version_counters_table,
+            env::VERSION_COUNTERS_TABLE,
+        )?;
+        Ok(DynamoVersionCounters::new(self.dynamodb.clone(), table))
     }
 
     /// The customer contacts, in the feature-store table (`UPSELL_FEATURE_STORE_TABLE`).

@@ -1,5 +1,5 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
-//! store, customer contacts), Bedrock Runtime (Converse model provider, Titan Text Embeddings
+//! store, customer contacts, per-version counters), Bedrock Runtime (Converse model provider, Titan Text Embeddings
 //! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base) and EventBridge (`PutEvents`).
 //! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
@@ -19,6 +19,7 @@ pub mod kb;
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
 pub use dynamo::contacts::DynamoContactStore;
+pub use dynamo::counters::DynamoVersionCounters;
 pub use dynamo::evaluations::DynamoEvaluationStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;

@@ -32,6 +32,7 @@ fn tables_match_the_adapters() {
         ("AgentRegistryTable", TableKind::AgentRegistry),
         ("FeatureStoreTable", TableKind::FeatureStore),
         ("EvaluationsTable", TableKind::Evaluations),
+        ("VersionCountersTable", TableKind::VersionCounters),
     ] {
         let props = &resource(&t, id)["Properties"];
         assert_eq!(text(&props["BillingMode"]), "PAY_PER_REQUEST", "{id}");
@@ -92,6 +93,7 @@ fn functions_get_the_variables_the_adapters_read() {
         env::MESSAGES_TABLE,
         env::AGENT_REGISTRY_TABLE,
         env::FEATURE_STORE_TABLE,
+        env::VERSION_COUNTERS_TABLE,
         env::EVENT_BUS_NAME,
         env::KNOWLEDGE_BASE_ID,
         env::KB_HYBRID_SEARCH,
@@ -194,4 +196,19 @@ fn kb_retrieve_gets_the_reranking_model_and_its_permissions() {
         resource(&t, "KnowledgeBaseRole")["Properties"]["Policies"]
     );
     assert!(kb_role.contains("bedrock:Rerank"), "{kb_role}");
+}
+
+#[test]
+fn only_the_publish_worker_adds_to_the_version_counters() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let writers: Vec<&str> = resources
+        .iter()
+        .filter(|(_, r)| {
+            let policies = format!("{:?}", r["Properties"]["Policies"]);
+            policies.contains("VersionCountersTable") && policies.contains("dynamodb:UpdateItem")
+        })
+        .map(|(id, _)| text(id))
+        .collect();
+    assert_eq!(writers, ["PublishFunction"]);
 }

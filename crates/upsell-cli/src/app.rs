@@ -34,6 +34,7 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
+use upsell_sqlite::counters::SqliteVersionCounters;
 use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
@@ -335,6 +336,8 @@ pub struct LocalApp {
     pub workers: Arc<LocalWorkers>,
     /// The metric log the workers record into.
     pub metrics: Arc<SqliteMetricLog>,
+    /// Per-version live counters (the publish worker adds to them).
+    pub counters: Arc<SqliteVersionCounters>,
     /// Cases of agent evaluations.
     pub evaluations: Arc<SqliteEvaluationStore>,
     lanes: usize,
@@ -381,7 +384,9 @@ impl LocalApp {
         let features =
             Arc::new(SqliteFeatureStore::shared(conn.clone()).map_err(port("feature store", &db))?);
         let contacts =
-            Arc::new(SqliteContactStore::shared(conn).map_err(port("contact store", &db))?);
+            Arc::new(SqliteContactStore::shared(conn.clone()).map_err(port("contact store", &db))?);
+        let counters =
+            Arc::new(SqliteVersionCounters::shared(conn).map_err(port("version counters", &db))?);
         let kb = Arc::new(
             SqliteKnowledgeBase::open(&db, Arc::new(HashingEmbedder::default()))
                 .map_err(port("knowledge base", &db))?,
@@ -464,6 +469,7 @@ impl LocalApp {
                 .with(publish::Deps {
                     messages: messages.clone(),
                     events: bus.clone(),
+                    counters: counters.clone(),
                 })
                 .with(evaluate::Deps {
                     registry: registry.clone(),
@@ -506,6 +512,7 @@ impl LocalApp {
             bus,
             workers,
             metrics,
+            counters,
             evaluations,
             lanes,
             notes,

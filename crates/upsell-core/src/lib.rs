@@ -4,6 +4,9 @@
 //! every boundary (events, features, agents, messages) and the port traits that adapters implement.
 
 pub mod agent;
+pub mod counters;
+#[cfg(feature = "contract")]
+pub mod counters_contract;
 pub mod drift;
 pub mod evaluation;
 pub mod events;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use upsell_core::ports::PortError;
 
 pub mod contacts;
+pub mod counters;
 pub mod evaluations;
 pub mod features;
 pub mod messages;
@@ -26,6 +27,11 @@ pub const SK: &str = "sk";
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+/// A number attribute.
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {

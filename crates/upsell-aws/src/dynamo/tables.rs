@@ -21,6 +21,8 @@ pub enum TableKind {
     FeatureStore,
     /// Agent-evaluation cases.
     Evaluations,
+    /// Per-version live counters.
+    VersionCounters,
 }
 
 impl TableKind {
@@ -45,6 +47,7 @@ impl TableKind {
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
             TableKind::Evaluations => &[],
+            TableKind::VersionCounters => &[],
         }
     }
 }
