@@ -125,7 +125,10 @@ fn a_candidate_that_degrades_under_live_traffic_is_rolled_back_at_10_percent() {
         last.reason
     );
     let spec = stored(home.path(), "1.1.0");
-    assert_eq!((spec.status, spec.traffic_weight), (AgentStatus::RolledBack, 0));
+    assert_eq!(
+        (spec.status, spec.traffic_weight),
+        (AgentStatus::RolledBack, 0)
+    );
     assert_eq!(stored(home.path(), "1.0.0").status, AgentStatus::Production);
 
     // The alert on the bus, valid against its committed schema.
@@ -137,12 +140,17 @@ fn a_candidate_that_degrades_under_live_traffic_is_rolled_back_at_10_percent() {
         .collect();
     assert_eq!(events.len(), 1, "{journal}");
     let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("schemas/events/out/AgentRolloutRolledBack.schema.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            repo_root().join("schemas/events/out/AgentRolloutRolledBack.schema.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&events[0]).map(|e| e.to_string()).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&events[0])
+        .map(|e| e.to_string())
+        .collect();
     assert!(errors.is_empty(), "{errors:?}\n{:#}", events[0]);
     assert_eq!(events[0]["detail"]["version"], "1.1.0");
     assert_eq!(events[0]["detail"]["executionArn"], e.execution_arn);
@@ -164,11 +172,36 @@ fn a_good_candidate_reaches_100_percent_and_is_promoted() {
         steps,
         vec![
             ("1.2.0".into(), None, AgentStatus::Draft, 0),
-            ("1.2.0".into(), Some(AgentStatus::Draft), AgentStatus::Evaluating, 0),
-            ("1.2.0".into(), Some(AgentStatus::Evaluating), AgentStatus::Canary, 10),
-            ("1.2.0".into(), Some(AgentStatus::Canary), AgentStatus::Canary, 50),
-            ("1.2.0".into(), Some(AgentStatus::Canary), AgentStatus::Production, 100),
-            ("1.0.0".into(), Some(AgentStatus::Production), AgentStatus::Retired, 0),
+            (
+                "1.2.0".into(),
+                Some(AgentStatus::Draft),
+                AgentStatus::Evaluating,
+                0
+            ),
+            (
+                "1.2.0".into(),
+                Some(AgentStatus::Evaluating),
+                AgentStatus::Canary,
+                10
+            ),
+            (
+                "1.2.0".into(),
+                Some(AgentStatus::Canary),
+                AgentStatus::Canary,
+                50
+            ),
+            (
+                "1.2.0".into(),
+                Some(AgentStatus::Canary),
+                AgentStatus::Production,
+                100
+            ),
+            (
+                "1.0.0".into(),
+                Some(AgentStatus::Production),
+                AgentStatus::Retired,
+                0
+            ),
         ],
         "{:#?}",
         run.history

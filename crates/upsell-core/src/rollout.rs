@@ -41,13 +41,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentStatus, semver_lenient};
+use crate::counters::{LATENCY_BUCKETS, VersionCounts, latency_bucket};
 use crate::events::EventDetail;
 
-/// Number of latency buckets the counters keep: bucket `i` holds latencies up to `10^(i/10)` ms
-/// (1 ms .. 1,000,000 ms), the last one everything slower.
-pub const LATENCY_BUCKETS: usize = 62;
-
-/// One arm's counters over a period (a delta of the live per-version counters).
+/// One arm's counters over a period: the live per-version counters
+/// ([`crate::counters::VersionCounts`]) or the difference of two readings ([`ArmCounts::since`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArmCounts {
@@ -66,6 +64,20 @@ pub struct ArmCounts {
     /// Records per latency bucket (up to [`LATENCY_BUCKETS`] entries; missing ones are 0).
     #[serde(default)]
     pub latency: Vec<u64>,
+}
+
+impl From<&VersionCounts> for ArmCounts {
+    fn from(c: &VersionCounts) -> Self {
+        ArmCounts {
+            approvals: c.approvals,
+            rejections: c.rejections,
+            errors: c.errors,
+            score_sum: c.score_sum,
+            score_count: c.score_count,
+            cost_nano_usd: c.cost_nano_usd,
+            latency: c.latency.clone(),
+        }
+    }
 }
 
 impl ArmCounts {
@@ -114,15 +126,6 @@ impl ArmCounts {
 
     fn latency_above(&self, bucket: usize) -> u64 {
         self.latency.iter().skip(bucket + 1).sum()
-    }
-}
-
-/// The upper bound (ms) of latency bucket `i` (`f64::INFINITY` for the overflow bucket).
-pub fn latency_bucket_bound_ms(i: usize) -> f64 {
-    if i + 1 >= LATENCY_BUCKETS {
-        f64::INFINITY
-    } else {
-        10f64.powf(i as f64 / 10.0)
     }
 }
 
@@ -727,8 +730,7 @@ fn draw_arm(rng: &mut ChaCha8Rng, m: &ArmModel, counts: &mut ArmCounts) {
     let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
     let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
     let ms = m.latency_median_ms * (m.latency_sigma * z).exp();
-    let bucket = ((10.0 * ms.max(1.0).log10()).ceil() as usize).min(LATENCY_BUCKETS - 1);
-    counts.latency[bucket] += 1;
+    counts.latency[latency_bucket(ms.round() as u64)] += 1;
     counts.cost_nano_usd += (m.cost_usd * 1e9).round() as u64;
 }
 
