@@ -85,8 +85,7 @@ fn failed_record(event_id: &str, error: &str) -> MessageRecord {
 
 #[tokio::test]
 async fn redrive_script_hands_claims_over_and_starts_named_executions() {
-    let Some(endpoint) =
-        moto_endpoint("redrive_script_hands_claims_over_and_starts_named_executions")
+    let Some(endpoint) = moto_endpoint("redrive_script_hands_claims_over_and_starts_named_executions")
     else {
         return;
     };
@@ -153,10 +152,7 @@ async fn redrive_script_hands_claims_over_and_starts_named_executions() {
             .send()
             .await
             .unwrap();
-        store
-            .put_if_absent(&failed_record(id, error))
-            .await
-            .unwrap();
+        store.put_if_absent(&failed_record(id, error)).await.unwrap();
         failed.push((id, arn, input));
     }
 
@@ -270,11 +266,7 @@ async fn redrive_script_hands_claims_over_and_starts_named_executions() {
     // Without a filter both go: the other failure for the first time, and the throttled one
     // again (its record is still `failed`: moto does not run the workflow, as when a redrive
     // fails), from the execution that now holds its claim, under the next free name.
-    let out = cli(
-        &endpoint,
-        "bash",
-        &["scripts/redrive.sh", "--stack", &stack],
-    );
+    let out = cli(&endpoint, "bash", &["scripts/redrive.sh", "--stack", &stack]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
