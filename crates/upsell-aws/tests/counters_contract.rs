@@ -52,7 +52,7 @@ fn run() -> Vec<(MessageRecord, f64, f64)> {
     (0..40u32)
         .map(|i| {
             let status = match i % 7 {
-                0 | 1 | 2 => MessageStatus::Approved,
+                0..=2 => MessageStatus::Approved,
                 3 | 4 => MessageStatus::Rejected,
                 5 => MessageStatus::Failed,
                 _ => MessageStatus::Skipped,

@@ -35,6 +35,7 @@ use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::counters::SqliteVersionCounters;
+use upsell_sqlite::drift::SqliteDriftSource;
 use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
@@ -215,7 +216,8 @@ impl AppOptions {
 }
 
 /// The workers with their local ports, called in-process by worker name (the `CodeUri`
-/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`,
+/// `drift-monitor`).
 pub type LocalWorkers = WorkerSet;
 
 /// How one input line ended.
@@ -482,6 +484,10 @@ impl LocalApp {
                     registry: registry.clone(),
                     counters: counters.clone(),
                     events: bus.clone(),
+                })
+                // The events the local runtime has run and their message records.
+                .with(drift_monitor::Deps {
+                    source: Arc::new(SqliteDriftSource::new(executions.clone(), messages.clone())),
                 }),
         );
         let lanes = opts.lanes.max(1);

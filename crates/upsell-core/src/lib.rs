@@ -13,6 +13,8 @@ pub mod events;
 pub mod features;
 pub mod hash;
 pub mod ingest;
+#[cfg(feature = "contract")]
+pub mod ingest_contract;
 pub mod kb;
 pub mod message;
 pub mod monitor;

@@ -88,6 +88,7 @@ pub fn outbound_event_schemas() -> Vec<(String, Value)> {
     vec![
         outbound::<UpsellMessageApproved>(),
         outbound::<crate::rollout::AgentRolloutRolledBack>(),
+        outbound::<crate::drift::DriftDetected>(),
     ]
 }
 

@@ -21,6 +21,8 @@ pub enum TableKind {
     FeatureStore,
     /// Agent-evaluation cases.
     Evaluations,
+    /// The webhook's idempotency receipts.
+    WebhookReceipts,
     /// Per-version live counters.
     VersionCounters,
 }
@@ -47,6 +49,7 @@ impl TableKind {
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
             TableKind::Evaluations => &[],
+            TableKind::WebhookReceipts => &[],
             TableKind::VersionCounters => &[],
         }
     }
