@@ -764,7 +764,10 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
         for source in ["com.greenleaf.upsell-flow", "com.homeservices.upsell-flow"] {
             let announcement = json!({"id": "a", "source": source, "detail-type": detail_type,
                                       "time": "2025-01-01T00:00:00Z", "detail": {"eventId": "e"}});
-            assert!(targets(&announcement).is_empty(), "{detail_type} from {source}");
+            assert!(
+                targets(&announcement).is_empty(),
+                "{detail_type} from {source}"
+            );
         }
     }
 }
