@@ -59,7 +59,7 @@ fn request(spec: AgentSpec) -> RolloutRequest {
         },
         traffic: Some(Traffic {
             customers: 2500,
-            seed: 11,
+            seed: Some(11),
             events_per_look: 900,
             batches_per_look: 3,
         }),

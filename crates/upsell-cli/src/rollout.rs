@@ -34,8 +34,9 @@ pub const STATE_MACHINE: &str = "AgentRolloutStateMachine";
 pub struct Traffic {
     /// Sample customers (each brings a profile, service visits and surveys).
     pub customers: usize,
-    /// Seed of the sample.
-    pub seed: u64,
+    /// Seed of the sample; `None`: derived from the execution name, so a second rollout in the
+    /// same home gets new events instead of duplicates of the first one's.
+    pub seed: Option<u64>,
     /// Events put on the bus per wait period.
     pub events_per_look: usize,
     /// Batches per wait period.
@@ -46,7 +47,7 @@ impl Default for Traffic {
     fn default() -> Self {
         Traffic {
             customers: 3000,
-            seed: 7,
+            seed: None,
             events_per_look: 1500,
             batches_per_look: 3,
         }
@@ -179,7 +180,9 @@ pub async fn run_rollout(mut opts: AppOptions, req: &RolloutRequest) -> anyhow::
     if let Some(t) = &req.traffic {
         let sample = generate_jsonl(&SampleConfig {
             customers: t.customers,
-            seed: t.seed,
+            seed: t
+                .seed
+                .unwrap_or_else(|| upsell_core::hash::fnv1a(name.as_bytes())),
             malformed_share: 0.0,
             duplicate_share: 0.0,
             ..SampleConfig::default()

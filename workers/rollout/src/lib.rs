@@ -426,12 +426,22 @@ async fn plan(input: PlanInput, deps: &Deps) -> Result<Plan, WorkerError> {
         }
     }
     let short = execution_arn.rsplit(':').next().unwrap_or(&execution_arn);
+    // The evaluation execution's name: the rollout's, marked once, within the 80 characters
+    // Step Functions allows.
+    let evaluation_id: String = if short.starts_with("rollout-") {
+        short.to_owned()
+    } else {
+        format!("rollout-{short}")
+    }
+    .chars()
+    .take(80)
+    .collect();
     Ok(Plan {
         agent_id: i.agent_id.clone(),
         candidate: candidate.version.to_string(),
         production: production.to_string(),
         evaluation: EvaluationInput {
-            evaluation_id: format!("rollout-{short}"),
+            evaluation_id,
             candidate: candidate.to_string(),
             baseline: production.to_string(),
             dataset: i.dataset,

@@ -54,6 +54,14 @@ enum Sub {
         /// Why, for the history.
         #[arg(long)]
         reason: Option<String>,
+        /// The SAM template.
+        #[arg(
+            long,
+            env = "UPSELL_TEMPLATE",
+            default_value = "sam/template.yaml",
+            value_name = "FILE"
+        )]
+        template: PathBuf,
     },
     /// Print the health check's simulated error rates (the table in docs/agents.md).
     Simulate {
@@ -105,6 +113,10 @@ pub struct StartArgs {
     /// Sample customers of the simulated traffic.
     #[arg(long, default_value_t = 3000)]
     traffic_customers: usize,
+    /// Seed of the simulated traffic (default: derived from the execution name, so every
+    /// rollout sends new events).
+    #[arg(long)]
+    traffic_seed: Option<u64>,
     /// Print the execution and the history as JSON.
     #[arg(long)]
     json: bool,
@@ -173,9 +185,13 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     match args.sub {
         Sub::Start(a) => start(a, ctx),
         Sub::Status { agent, json } => status(&agent, json, ctx),
-        Sub::Abort { agent, reason } => {
+        Sub::Abort {
+            agent,
+            reason,
+            template,
+        } => {
             let reason = reason.unwrap_or_else(|| format!("rollout aborted by {}", user()));
-            manual_rollback(&agent, &reason, PathBuf::from("sam/template.yaml"), ctx)
+            manual_rollback(&agent, &reason, template, ctx)
         }
         Sub::Simulate {
             runs,
@@ -319,6 +335,7 @@ fn start(a: StartArgs, ctx: &Context) -> anyhow::Result<()> {
         thresholds,
         traffic: (a.events_per_look > 0).then(|| Traffic {
             customers: a.traffic_customers,
+            seed: a.traffic_seed,
             events_per_look: a.events_per_look,
             ..Traffic::default()
         }),
@@ -360,14 +377,16 @@ fn start(a: StartArgs, ctx: &Context) -> anyhow::Result<()> {
         );
     } else {
         outln!(
-            "{} {} in {:.1} s ({} simulated events: {} published, {} rejected, {} failed)",
+            "{} {} in {:.1} s ({} simulated events: {} published, {} rejected, {} skipped, {} failed, {} duplicates)",
             e.execution_arn,
             e.status,
             run.elapsed.as_secs_f64(),
             run.traffic.events,
             run.traffic.published,
             run.traffic.rejected,
-            run.traffic.failed
+            run.traffic.skipped,
+            run.traffic.failed,
+            run.traffic.duplicates
         );
         print_history(&run.history)?;
     }
