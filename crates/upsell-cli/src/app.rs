@@ -447,7 +447,9 @@ impl LocalApp {
                 contacts: contacts.clone(),
             }),
         };
-        let model = opts.model.clone();
+        // Agents whose model id is `stub:...` get the degrading stub (rollout tests and demos).
+        let model: Arc<dyn ModelProvider> =
+            Arc::new(upsell_models::stub::StubRouter::new(opts.model.clone()));
         let workers = Arc::new(
             WorkerSet::new(metrics.clone())
                 .with(schema_check::Deps)
@@ -477,6 +479,11 @@ impl LocalApp {
                     registry: registry.clone(),
                     timeline,
                     store: evaluations.clone(),
+                })
+                .with(rollout::Deps {
+                    registry: registry.clone(),
+                    counters: counters.clone(),
+                    events: bus.clone(),
                 })
                 // The events the local runtime has run and their message records.
                 .with(drift_monitor::Deps {

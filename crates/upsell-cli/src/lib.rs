@@ -5,4 +5,5 @@ pub mod app;
 pub mod dashboard;
 pub mod drift_monitor;
 pub mod evaluation;
+pub mod rollout;
 pub mod serve;

@@ -77,6 +77,11 @@ enum Command {
     /// Evaluate an agent version against production on historical events (paired statistics,
     /// pass/fail).
     Eval(cmd::eval::Args),
+    /// Gated rollout of an agent version (evaluate, canary 10% -> 50% with health checks,
+    /// production or automatic rollback): start, status, abort, simulate.
+    Rollout(cmd::rollout::Args),
+    /// Take an agent's canary out now (rolled-back, weight 0, AgentRolloutRolledBack).
+    Rollback(cmd::rollout::RollbackArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +107,8 @@ fn main() -> ExitCode {
         Command::Agents(args) => cmd::agents::run(args, &ctx),
         Command::Drift(args) => cmd::drift::run(args, &ctx),
         Command::Eval(args) => cmd::eval::run(args, &ctx),
+        Command::Rollout(args) => cmd::rollout::run(args, &ctx),
+        Command::Rollback(args) => cmd::rollout::run_rollback(args, &ctx),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

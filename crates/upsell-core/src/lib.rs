@@ -24,6 +24,7 @@ pub mod ports;
 pub mod registry;
 #[cfg(feature = "contract")]
 pub mod registry_contract;
+pub mod rollout;
 pub mod sample;
 pub mod schema;
 pub mod stats;

@@ -87,6 +87,7 @@ fn outbound<D: EventDetail>() -> (String, Value) {
 pub fn outbound_event_schemas() -> Vec<(String, Value)> {
     vec![
         outbound::<UpsellMessageApproved>(),
+        outbound::<crate::rollout::AgentRolloutRolledBack>(),
         outbound::<crate::drift::DriftDetected>(),
     ]
 }

@@ -709,6 +709,7 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
                     | "publish"
                     | "evaluate"
                     | "drift-monitor"
+                    | "rollout"
             )
         }
     }
@@ -748,10 +749,26 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
             );
         }
     }
-    for source in ["com.greenleaf.upsell-flow", "com.homeservices.upsell-flow"] {
-        let announcement = json!({"id": "a", "source": source, "detail-type": "UpsellMessageApproved",
-                                  "time": "2025-01-01T00:00:00Z", "detail": {"eventId": "e"}});
-        assert!(targets(&announcement).is_empty(), "{source}");
+    // Every event the system emits (schemas/events/out/), under any source.
+    let detail_types: Vec<String> = upsell_core::schema::outbound_event_schemas()
+        .into_iter()
+        .map(|(_, schema)| {
+            schema["properties"]["detail-type"]["const"]
+                .as_str()
+                .expect("an outbound schema pins its detail-type")
+                .to_string()
+        })
+        .collect();
+    assert!(detail_types.len() >= 3, "{detail_types:?}");
+    for detail_type in &detail_types {
+        for source in ["com.greenleaf.upsell-flow", "com.homeservices.upsell-flow"] {
+            let announcement = json!({"id": "a", "source": source, "detail-type": detail_type,
+                                      "time": "2025-01-01T00:00:00Z", "detail": {"eventId": "e"}});
+            assert!(
+                targets(&announcement).is_empty(),
+                "{detail_type} from {source}"
+            );
+        }
     }
 }
 

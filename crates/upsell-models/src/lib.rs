@@ -21,4 +21,5 @@ pub mod openai;
 pub mod pricing;
 pub mod prompt;
 pub mod seed;
+pub mod stub;
 pub mod testing;

@@ -25,6 +25,7 @@ pub mod messages;
 pub mod monitor;
 pub mod quarantine;
 pub mod redrive;
+pub mod rollout;
 pub mod run;
 pub mod sample;
 pub mod schemas;
