@@ -18,5 +18,10 @@ async fn build_deps() -> Result<Deps, upsell_aws::ConfigError> {
     Ok(Deps {
         features: Arc::new(ctx.feature_store()?),
         contacts: Arc::new(ctx.contact_store()?),
+        // No customer vector index or past-success writer is deployed yet
+        // (docs/feature-store.md, docs/knowledge-base.md): responses are counted in the
+        // features only.
+        index: None,
+        outcomes: None,
     })
 }
