@@ -599,6 +599,16 @@ impl Gen {
                 _ => {}
             }
         }
+        // An answer window still open when the customer opts out closes without a report.
+        out.retain(|r| {
+            let CustomerEvent::UpsellResponded(e) = r else {
+                return true;
+            };
+            e.detail.response == UpsellResponse::OptedOut
+                || opted_out_at
+                    .get(&e.detail.customer_id)
+                    .is_none_or(|t| e.time < *t)
+        });
         out
     }
 

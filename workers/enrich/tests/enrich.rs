@@ -6,7 +6,7 @@ use enrich::{Deps, Input, bucket_of, handle};
 use serde_json::{Value, json};
 use upsell_core::features::{CustomerIndex, FeatureStore, SimilarQuery};
 use upsell_core::kb::{Filter, HashingEmbedder, KnowledgeBase, MetaValue, RetrieveRequest};
-use upsell_core::ports::{ContactStore, MessageStore};
+use upsell_core::ports::MessageStore;
 use upsell_sqlite::contacts::SqliteContactStore;
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::kb::SqliteKnowledgeBase;
