@@ -6,66 +6,14 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use chrono::Utc;
+use common::cli::{aws, cli, have, stack_with_outputs};
 use common::{builder, moto_endpoint, unique};
 use serde_json::{Value, json};
 use upsell_aws::sdk::dynamodb::types::AttributeValue;
 use upsell_aws::{TableKind, tables};
 use upsell_core::message::MessageRecord;
 use upsell_core::ports::MessageStore;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether `tool` runs; under `UPSELL_REQUIRE_MOTO` its absence fails the test.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok || std::env::var_os("UPSELL_REQUIRE_MOTO").is_none(),
-        "UPSELL_REQUIRE_MOTO is set but `{tool}` does not run (the redrive script needs it)"
-    );
-    if !ok {
-        eprintln!("SKIPPED redrive script test: `{tool}` is not installed");
-    }
-    ok
-}
-
-/// The AWS CLI against moto, with fake credentials.
-fn aws(endpoint: &str, args: &[&str]) -> Value {
-    let out = cli(endpoint, "aws", args);
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("aws {args:?}: {e}: {text}"))
-    }
-}
-
-fn cli(endpoint: &str, program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(repo_root())
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_PAGER", "")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"))
-}
 
 fn failed_record(event_id: &str, error: &str) -> MessageRecord {
     serde_json::from_value(json!({
@@ -75,6 +23,7 @@ fn failed_record(event_id: &str, error: &str) -> MessageRecord {
         "generator": {"agentId": "upsell-generator", "version": "1.0.0"},
         "judge": {"agentId": "upsell-judge", "version": "1.0.0"},
         "attempts": [],
+        "totalUsage": {"inputTokens": 0, "outputTokens": 0},
         "error": error,
         "costUsd": 0.0,
         "latencyMs": 10,
@@ -90,7 +39,7 @@ async fn redrive_script_hands_claims_over_and_starts_named_executions() {
     else {
         return;
     };
-    if !have("aws") || !have("jq") {
+    if !have("aws", "the redrive script test") || !have("jq", "the redrive script test") {
         return;
     }
     let ctx = builder(&endpoint)
@@ -162,24 +111,10 @@ async fn redrive_script_hands_claims_over_and_starts_named_executions() {
 
     // A stack whose outputs name them, as `sam deploy` leaves it.
     let stack = unique("upsell-flow");
-    let template = json!({
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {
-            "MessagesTableName": {"Value": table},
-            "StateMachineArn": {"Value": machine},
-        }
-    })
-    .to_string();
-    aws(
+    stack_with_outputs(
         &endpoint,
-        &[
-            "cloudformation",
-            "create-stack",
-            "--stack-name",
-            &stack,
-            "--template-body",
-            &template,
-        ],
+        &stack,
+        &[("MessagesTableName", &table), ("StateMachineArn", &machine)],
     );
 
     let claim = |id: &'static str| {

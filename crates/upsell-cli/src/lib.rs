@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod dashboard;
+pub mod drift_monitor;
 pub mod evaluation;
 pub mod serve;
