@@ -160,7 +160,7 @@ async fn adapters_work_on_the_tables_and_bus_the_rehearsal_created() {
     };
     let features = replay("cust-000006", &events).unwrap().pop().unwrap();
     let success = PastSuccess::from_accepted(response, Some(&read), &features).unwrap();
-    ctx.past_successes().unwrap().add(&success).await.unwrap();
+    ctx.past_successes().unwrap().write(&success).await.unwrap();
     let object = ctx
         .s3()
         .get_object()
