@@ -145,10 +145,10 @@ fn responses_answer_earlier_services_at_realistic_rates_and_opt_outs_stick() {
                 }
                 *counts.entry(r.detail.response).or_default() += 1;
             }
-            CustomerEvent::CustomerProfileUpdated(p) => {
-                if opted_out.contains_key(p.detail.customer_id.as_str()) {
-                    assert!(!p.detail.marketing_opt_in, "the CRM kept the opt-out");
-                }
+            CustomerEvent::CustomerProfileUpdated(p)
+                if opted_out.contains_key(p.detail.customer_id.as_str()) =>
+            {
+                assert!(!p.detail.marketing_opt_in, "the CRM kept the opt-out");
             }
             _ => {}
         }
