@@ -21,6 +21,7 @@ use crate::dynamo::receipts::DynamoIngestReceipts;
 use crate::dynamo::registry::DynamoAgentRegistry;
 use crate::eventbridge::EventBridgePublisher;
 use crate::kb::{BedrockKnowledgeBase, MAX_RETRIEVE_RESULTS, TitanEmbedder};
+use crate::outcomes::{IngestionTarget, S3PastSuccesses};
 use crate::secrets::SecretsManagerSecret;
 
 /// Names of the environment variables the adapters read (set by sam/template.yaml).
@@ -43,6 +44,11 @@ pub mod env {
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
     /// Bedrock Knowledge Base id for `Retrieve`.
     pub const KNOWLEDGE_BASE_ID: &str = "UPSELL_KNOWLEDGE_BASE_ID";
+    /// S3 bucket of the knowledge base's documents (accepted messages are written there).
+    pub const KNOWLEDGE_BASE_BUCKET: &str = "UPSELL_KNOWLEDGE_BASE_BUCKET";
+    /// Data source of `past-messages/` that an accepted message's sync starts; unset: the
+    /// objects are written and a later sync ingests them.
+    pub const PAST_MESSAGES_DATA_SOURCE_ID: &str = "UPSELL_PAST_MESSAGES_DATA_SOURCE_ID";
     /// `true` when the knowledge base's vector store supports HYBRID search (OpenSearch
     /// Serverless); S3 Vectors does not.
     pub const KB_HYBRID_SEARCH: &str = "UPSELL_KB_HYBRID_SEARCH";
@@ -103,6 +109,8 @@ struct Settings {
     version_counters_table: Option<String>,
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
+    knowledge_base_bucket: Option<String>,
+    past_messages_data_source_id: Option<String>,
     kb_hybrid_search: bool,
     kb_rerank_model_arn: Option<String>,
     kb_rerank_candidates: Option<usize>,
@@ -194,6 +202,8 @@ impl AwsContextBuilder {
                 version_counters_table: var(get, env::VERSION_COUNTERS_TABLE),
                 event_bus_name: var(get, env::EVENT_BUS_NAME),
                 knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
+                knowledge_base_bucket: var(get, env::KNOWLEDGE_BASE_BUCKET),
+                past_messages_data_source_id: var(get, env::PAST_MESSAGES_DATA_SOURCE_ID),
                 kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
                     .unwrap_or(false),
                 kb_rerank_model_arn: var(get, env::KB_RERANK_MODEL_ARN),
@@ -310,6 +320,17 @@ impl AwsContextBuilder {
         self
     }
 
+    /// The knowledge base's bucket and the data source that accepted messages are synced with.
+    pub fn past_messages(
+        mut self,
+        bucket: impl Into<String>,
+        data_source_id: Option<String>,
+    ) -> Self {
+        self.settings.knowledge_base_bucket = Some(bucket.into());
+        self.settings.past_messages_data_source_id = data_source_id;
+        self
+    }
+
     /// Re-ranks `Retrieve` results with the Bedrock re-ranking model `model_arn`, over
     /// `candidates` first-stage results (`None`:
     /// [`upsell_core::kb::RerankSettings::DEFAULT_CANDIDATES`]).
@@ -348,7 +369,7 @@ impl AwsContextBuilder {
         }
         loader = loader.timeout_config(timeouts.build());
         let config = loader.load().await;
-        AwsContext::from_sdk_config(config, self.settings)
+        AwsContext::from_sdk_config(config, self.settings, self.endpoint_url.is_some())
     }
 }
 
@@ -362,6 +383,8 @@ pub struct AwsContext {
     bedrock_agent: aws_sdk_bedrockagentruntime::Client,
     eventbridge: aws_sdk_eventbridge::Client,
     secretsmanager: aws_sdk_secretsmanager::Client,
+    s3: aws_sdk_s3::Client,
+    bedrock_agent_control: aws_sdk_bedrockagent::Client,
 }
 
 impl AwsContext {
@@ -375,8 +398,18 @@ impl AwsContext {
         AwsContextBuilder::default()
     }
 
-    fn from_sdk_config(config: SdkConfig, settings: Settings) -> AwsContext {
+    fn from_sdk_config(
+        config: SdkConfig,
+        settings: Settings,
+        endpoint_override: bool,
+    ) -> AwsContext {
+        // Behind an endpoint override (moto, canned servers) buckets go in the path, not the host.
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(endpoint_override)
+            .build();
         AwsContext {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            bedrock_agent_control: aws_sdk_bedrockagent::Client::new(&config),
             dynamodb: aws_sdk_dynamodb::Client::new(&config),
             bedrock: aws_sdk_bedrockruntime::Client::new(&config),
             bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(&config),
@@ -415,6 +448,16 @@ impl AwsContext {
     /// The Secrets Manager client.
     pub fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
         &self.secretsmanager
+    }
+
+    /// The S3 client.
+    pub fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
+    }
+
+    /// The Bedrock Agent client (control plane: data sources, ingestion jobs).
+    pub fn bedrock_agent_control(&self) -> &aws_sdk_bedrockagent::Client {
+        &self.bedrock_agent_control
     }
 
     fn need(value: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
@@ -489,6 +532,26 @@ impl AwsContext {
         Ok(BedrockKnowledgeBase::new(self.bedrock_agent.clone(), id)
             .with_hybrid_search(self.settings.kb_hybrid_search)
             .with_reranking(rerank))
+    }
+
+    /// Accepted messages as knowledge-base documents in `UPSELL_KNOWLEDGE_BASE_BUCKET`, synced
+    /// into the knowledge base `UPSELL_KNOWLEDGE_BASE_ID` by its data source
+    /// `UPSELL_PAST_MESSAGES_DATA_SOURCE_ID` (both needed for the sync; without the data source
+    /// the objects wait for the next sync).
+    pub fn past_successes(&self) -> Result<S3PastSuccesses, ConfigError> {
+        let bucket = Self::need(
+            &self.settings.knowledge_base_bucket,
+            env::KNOWLEDGE_BASE_BUCKET,
+        )?;
+        let ingestion = match &self.settings.past_messages_data_source_id {
+            Some(ds) => Some(IngestionTarget::new(
+                self.bedrock_agent_control.clone(),
+                Self::need(&self.settings.knowledge_base_id, env::KNOWLEDGE_BASE_ID)?,
+                ds.clone(),
+            )),
+            None => None,
+        };
+        Ok(S3PastSuccesses::new(self.s3.clone(), bucket, ingestion))
     }
 
     /// The Titan embedder (`UPSELL_EMBEDDING_MODEL_ID`, `UPSELL_EMBEDDING_DIMENSIONS`).

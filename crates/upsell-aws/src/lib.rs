@@ -1,7 +1,8 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
 //! store, customer contacts, per-version counters), Bedrock Runtime (Converse model provider,
 //! Titan Text Embeddings v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base),
-//! EventBridge (`PutEvents`), the webhook's idempotency receipts (DynamoDB) and its HMAC secret
+//! EventBridge (`PutEvents`), S3 + Bedrock Agent (accepted messages as knowledge-base
+//! documents and their data-source sync), the webhook's idempotency receipts (DynamoDB) and its HMAC secret
 //! (Secrets Manager).
 //! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
@@ -17,6 +18,7 @@ pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
 pub mod kb;
+pub mod outcomes;
 pub mod secrets;
 
 pub use bedrock::BedrockModelProvider;
@@ -32,14 +34,17 @@ pub use dynamo::registry::DynamoAgentRegistry;
 pub use dynamo::tables::{self, TableKind};
 pub use eventbridge::EventBridgePublisher;
 pub use kb::{BedrockKnowledgeBase, TitanEmbedder};
+pub use outcomes::{IngestionTarget, S3PastSuccesses};
 pub use secrets::SecretsManagerSecret;
 
 /// The SDK crates, re-exported so that callers use the very versions this crate was built with.
 pub mod sdk {
     pub use aws_config;
+    pub use aws_sdk_bedrockagent as bedrockagent;
     pub use aws_sdk_bedrockagentruntime as bedrockagentruntime;
     pub use aws_sdk_bedrockruntime as bedrockruntime;
     pub use aws_sdk_dynamodb as dynamodb;
     pub use aws_sdk_eventbridge as eventbridge;
+    pub use aws_sdk_s3 as s3;
     pub use aws_sdk_secretsmanager as secretsmanager;
 }

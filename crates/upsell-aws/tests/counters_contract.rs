@@ -70,6 +70,7 @@ fn run() -> Vec<(MessageRecord, f64, f64)> {
                 status,
                 message: None,
                 recommended_service: None,
+                offering: None,
                 generator: if status == MessageStatus::Skipped {
                     AgentRef::placeholder("upsell-generator")
                 } else {

@@ -2,8 +2,9 @@
 //! created it in moto's CloudFormation from the translated template; `.ci/check-artefacts` runs
 //! this test right after it with `UPSELL_REHEARSAL_STACK` set): the registry seeded as the
 //! SeedAgents resource seeds it, one event's record written and read back, one approval put on
-//! the stack's bus. The tables are the ones CloudFormation created, so their keys and indexes are
-//! the template's, not a test's.
+//! the stack's bus, the customer's acceptance written into the stack's knowledge-base bucket.
+//! The tables and buckets are the ones CloudFormation created, so their keys, indexes and
+//! encryption are the template's, not a test's.
 //!
 //! Without `UPSELL_REHEARSAL_STACK` the test is skipped, saying so; with
 //! `UPSELL_REQUIRE_REHEARSAL` set it fails instead.
@@ -14,8 +15,10 @@ use chrono::Utc;
 use common::builder;
 use common::cli::{aws, have, next_event, queue_for_rule};
 use serde_json::json;
-use upsell_core::events::RawEvent;
+use upsell_core::events::{CustomerEvent, RawEvent};
+use upsell_core::features::replay;
 use upsell_core::message::{MessageRecord, MessageStatus};
+use upsell_core::outcome::PastSuccess;
 use upsell_core::ports::{AgentRegistry, EventPublisher, MessageStore};
 use upsell_models::seed::{seed_agents, seed_request};
 
@@ -136,4 +139,40 @@ async fn adapters_work_on_the_tables_and_bus_the_rehearsal_created() {
         .unwrap();
     let delivered = next_event(&endpoint, &queue);
     assert_eq!(delivered["detail"]["eventId"], event_id.as_str());
+
+    // The customer accepts: the message goes into the stack's knowledge-base bucket (SSE-KMS
+    // with the stack's key) under the past-messages data source's prefix.
+    let bucket = &outputs["KnowledgeBaseBucketName"];
+    let ctx = builder(&endpoint).past_messages(bucket, None).build().await;
+    let events: Vec<CustomerEvent> = serde_json::from_value(json!([
+        {"id": "rehearsal-s1", "source": "com.greenleaf.ops", "detail-type": "ServiceCompleted",
+         "time": "2025-10-01T00:00:00Z",
+         "detail": {"customerId": "cust-000006", "service": "lawn-care",
+                    "serviceDate": "2025-10-01", "priceCents": 6500}},
+        {"id": format!("{event_id}-r"), "source": "com.greenleaf.messaging",
+         "detail-type": "UpsellResponded", "time": Utc::now().to_rfc3339(),
+         "detail": {"customerId": "cust-000006", "messageEventId": event_id,
+                    "response": "accepted"}}
+    ]))
+    .unwrap();
+    let CustomerEvent::UpsellResponded(response) = &events[1] else {
+        unreachable!()
+    };
+    let features = replay("cust-000006", &events).unwrap().pop().unwrap();
+    let success = PastSuccess::from_accepted(response, Some(&read), &features).unwrap();
+    ctx.past_successes().unwrap().write(&success).await.unwrap();
+    let object = ctx
+        .s3()
+        .get_object()
+        .bucket(bucket)
+        .key(success.key())
+        .send()
+        .await
+        .unwrap();
+    let text = object.body.collect().await.unwrap().into_bytes();
+    assert!(
+        String::from_utf8_lossy(&text).contains("Rehearsal message."),
+        "{}",
+        success.key()
+    );
 }

@@ -297,3 +297,50 @@ fn only_the_publish_worker_adds_to_the_version_counters() {
         .collect();
     assert_eq!(writers, ["PublishFunction"]);
 }
+
+/// Enrich writes accepted messages as past successes: it gets the bucket and the data source it
+/// syncs, may write only under `past-messages/accepted/` (inside the past-messages data
+/// source's prefix), read the answered message and start the sync; an hourly schedule starts
+/// the sync a running job held back.
+#[test]
+fn enrich_writes_accepted_messages_into_the_past_messages_data_source() {
+    let t = template();
+    let f = &resource(&t, "EnrichFunction")["Properties"];
+    let vars = &f["Environment"]["Variables"];
+    for (name, target) in [
+        (env::KNOWLEDGE_BASE_BUCKET, "KnowledgeBaseBucket"),
+        (env::PAST_MESSAGES_DATA_SOURCE_ID, "PastMessagesDataSource"),
+    ] {
+        let shown = format!("{:?}", vars[name]);
+        assert!(shown.contains(target), "{name} = {shown}");
+    }
+    let prefix = upsell_core::outcome::ACCEPTED_PREFIX;
+    let source = &resource(&t, "PastMessagesDataSource")["Properties"];
+    let included = format!(
+        "{:?}",
+        source["DataSourceConfiguration"]["S3Configuration"]["InclusionPrefixes"]
+    );
+    let data_source_prefix = prefix.split('/').next().unwrap();
+    assert!(included.contains(data_source_prefix), "{included}");
+    let policies = format!("{:?}", f["Policies"]);
+    for needle in [
+        "s3:PutObject",
+        &format!("${{KnowledgeBaseBucket.Arn}}/{prefix}*"),
+        "kms:GenerateDataKey",
+        "bedrock:StartIngestionJob",
+        "MessagesTable",
+    ] {
+        assert!(policies.contains(needle), "enrich's role lacks {needle}");
+    }
+    let schedule = format!(
+        "{:?}",
+        resource(&t, "PastMessagesSyncSchedule")["Properties"]
+    );
+    for needle in [
+        "aws-sdk:bedrockagent:startIngestionJob",
+        "PastMessagesDataSource.DataSourceId",
+        "rate(1 hour)",
+    ] {
+        assert!(schedule.contains(needle), "{needle} in {schedule}");
+    }
+}

@@ -41,10 +41,11 @@ use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
 use upsell_sqlite::kb::SqliteKnowledgeBase;
 use upsell_sqlite::kb_cache::CachedKnowledgeBase;
-use upsell_sqlite::kb_source::load_documents;
+use upsell_sqlite::kb_source::{load_documents, read_settings};
 use upsell_sqlite::messages::{MESSAGES_TABLE, SqliteMessageStore};
 use upsell_sqlite::metrics::SqliteMetricLog;
 use upsell_sqlite::open_shared;
+use upsell_sqlite::outcomes::SqlitePastSuccesses;
 use upsell_sqlite::registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
 use upsell_sqlite::tables::TableStore;
 
@@ -422,6 +423,16 @@ impl LocalApp {
             ));
         }
 
+        // Accepted messages are indexed with the knowledge base's own chunking settings.
+        let kb_chunking = read_settings(&opts.kb_dir)
+            .and_then(|s| s.chunking())
+            .with_context(|| {
+                format!(
+                    "reading the knowledge base's ingestion settings in {}",
+                    opts.kb_dir.display()
+                )
+            })?;
+
         let metrics_db = opts.home.join(METRICS_FILE);
         let metrics =
             Arc::new(SqliteMetricLog::open(&metrics_db).map_err(port("metric log", &metrics_db))?);
@@ -456,11 +467,16 @@ impl LocalApp {
                 .with(enrich::Deps {
                     features: features.clone(),
                     contacts,
+                    index: Some(features.clone()),
+                    outcomes: Some(enrich::outcome::OutcomeDeps {
+                        messages: messages.clone(),
+                        successes: Arc::new(SqlitePastSuccesses::new(kb.clone(), kb_chunking)),
+                    }),
                 })
                 // Most events send one of a few dozen requests: their results are cached until
                 // the index changes.
                 .with(kb_retrieve::Deps {
-                    kb: Arc::new(CachedKnowledgeBase::new(kb)),
+                    kb: Arc::new(CachedKnowledgeBase::new(kb.clone())),
                 })
                 .with(generate::Deps {
                     registry: registry.clone(),

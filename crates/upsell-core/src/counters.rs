@@ -360,6 +360,7 @@ mod tests {
             status,
             message: None,
             recommended_service: None,
+            offering: None,
             generator: agent("g", "1.1.0"),
             judge,
             attempts: scores

@@ -130,6 +130,10 @@ impl EventSample {
         }
         let mut customers: BTreeMap<&str, PerCustomer<'_>> = BTreeMap::new();
         for ev in events {
+            // Responses are outcomes, not inputs: the drift features neither use nor count them.
+            if matches!(ev, CustomerEvent::UpsellResponded(_)) {
+                continue;
+            }
             s.events += 1;
             let c = customers.entry(ev.customer_id()).or_default();
             c.events += 1;
@@ -154,6 +158,7 @@ impl EventSample {
                 CustomerEvent::SurveySubmitted(e) => {
                     c.satisfaction.push(f64::from(e.detail.satisfaction));
                 }
+                CustomerEvent::UpsellResponded(_) => {}
             }
         }
         for c in customers.values() {
@@ -1033,6 +1038,7 @@ mod tests {
             status,
             message: None,
             recommended_service: None,
+            offering: None,
             generator: agent.clone(),
             judge: agent,
             attempts: vec![AttemptRecord {

@@ -402,6 +402,76 @@ impl EventDetail for SurveySubmitted {
     }
 }
 
+/// What the customer did with an upsell message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpsellResponse {
+    /// Booked the offered service.
+    Accepted,
+    /// Said no to this offer.
+    Declined,
+    /// Did not answer within the messaging system's answer window.
+    NoAnswer,
+    /// Asked to receive no more marketing messages (withdraws marketing consent).
+    OptedOut,
+}
+
+impl UpsellResponse {
+    /// Every response, in the order above.
+    pub const ALL: [UpsellResponse; 4] = [
+        UpsellResponse::Accepted,
+        UpsellResponse::Declined,
+        UpsellResponse::NoAnswer,
+        UpsellResponse::OptedOut,
+    ];
+
+    /// The wire code, e.g. `"no-answer"`.
+    pub fn code(self) -> &'static str {
+        match self {
+            UpsellResponse::Accepted => "accepted",
+            UpsellResponse::Declined => "declined",
+            UpsellResponse::NoAnswer => "no-answer",
+            UpsellResponse::OptedOut => "opted-out",
+        }
+    }
+}
+
+impl std::fmt::Display for UpsellResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// The messaging system reports what a customer did with an upsell message.
+/// `detail-type`: `UpsellResponded`. The outcome that closes the loop: responses update the
+/// customer's features, and an accepted message becomes a past success in the knowledge base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpsellResponded {
+    /// Customer id as issued by the CRM.
+    #[schemars(length(min = 1, max = 64))]
+    pub customer_id: String,
+    /// The id of the upstream event the message answered (`eventId` of `UpsellMessageApproved`,
+    /// the key of the message record).
+    #[schemars(length(min = 1, max = 128))]
+    pub message_event_id: String,
+    /// What the customer did.
+    pub response: UpsellResponse,
+    /// Generator version that wrote the message, when the messaging system kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<crate::agent::AgentRef>,
+    /// Judge version that approved the message, when the messaging system kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::agent::AgentRef>,
+}
+
+impl EventDetail for UpsellResponded {
+    const DETAIL_TYPE: &'static str = "UpsellResponded";
+    fn customer_id(&self) -> &str {
+        &self.customer_id
+    }
+}
+
 /// A typed upstream event, one variant per known `detail-type`.
 ///
 /// Serialises as the plain EventBridge event. Deserialising picks the variant from
@@ -416,13 +486,16 @@ pub enum CustomerEvent {
     CustomerProfileUpdated(EventEnvelope<CustomerProfileUpdated>),
     /// `SurveySubmitted`.
     SurveySubmitted(EventEnvelope<SurveySubmitted>),
+    /// `UpsellResponded`.
+    UpsellResponded(EventEnvelope<UpsellResponded>),
 }
 
 /// Every `detail-type` the system accepts.
-pub const KNOWN_DETAIL_TYPES: [&str; 3] = [
+pub const KNOWN_DETAIL_TYPES: [&str; 4] = [
     ServiceCompleted::DETAIL_TYPE,
     CustomerProfileUpdated::DETAIL_TYPE,
     SurveySubmitted::DETAIL_TYPE,
+    UpsellResponded::DETAIL_TYPE,
 ];
 
 /// Why a [`RawEvent`] could not become a [`CustomerEvent`].
@@ -483,6 +556,7 @@ impl TryFrom<RawEvent> for CustomerEvent {
                 Ok(CustomerEvent::CustomerProfileUpdated(retype(raw)?))
             }
             SurveySubmitted::DETAIL_TYPE => Ok(CustomerEvent::SurveySubmitted(retype(raw)?)),
+            UpsellResponded::DETAIL_TYPE => Ok(CustomerEvent::UpsellResponded(retype(raw)?)),
             other => Err(EventError::UnknownDetailType {
                 found: other.to_owned(),
             }),
@@ -497,6 +571,7 @@ macro_rules! with_envelope {
             CustomerEvent::ServiceCompleted($e) => $body,
             CustomerEvent::CustomerProfileUpdated($e) => $body,
             CustomerEvent::SurveySubmitted($e) => $body,
+            CustomerEvent::UpsellResponded($e) => $body,
         }
     };
 }
@@ -513,6 +588,7 @@ impl CustomerEvent {
             CustomerEvent::ServiceCompleted(_) => ServiceCompleted::DETAIL_TYPE,
             CustomerEvent::CustomerProfileUpdated(_) => CustomerProfileUpdated::DETAIL_TYPE,
             CustomerEvent::SurveySubmitted(_) => SurveySubmitted::DETAIL_TYPE,
+            CustomerEvent::UpsellResponded(_) => UpsellResponded::DETAIL_TYPE,
         }
     }
 
@@ -614,6 +690,26 @@ mod tests {
         let mut v = service_event();
         v["detail"]["priceCents"] = json!(64.99);
         assert!(serde_json::from_value::<CustomerEvent>(v).is_err());
+    }
+
+    #[test]
+    fn responses_round_trip_with_optional_agent_versions() {
+        let v = json!({
+            "id": "evt-r1", "source": "com.greenleaf.messaging", "detail-type": "UpsellResponded",
+            "time": "2025-05-03T10:00:00Z",
+            "detail": {"customerId": "cust-1", "messageEventId": "evt-1", "response": "no-answer",
+                       "generator": {"agentId": "upsell-generator", "version": "1.0.0"}}
+        });
+        let ev: CustomerEvent = serde_json::from_value(v.clone()).unwrap();
+        let CustomerEvent::UpsellResponded(e) = &ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(e.detail.response, UpsellResponse::NoAnswer);
+        assert_eq!(e.detail.judge, None);
+        assert_eq!(serde_json::to_value(&ev).unwrap()["detail"], v["detail"]);
+        for r in UpsellResponse::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.code());
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::events::{CustomerEvent, HomeType, Pet, Region, Service};
+use crate::events::{CustomerEvent, HomeType, Pet, Region, Service, UpsellResponse};
 use crate::ports::PortError;
 
 /// Version of the feature definitions below.
@@ -93,7 +93,38 @@ pub struct CustomerFeatures {
     pub marketing_opt_in: Option<bool>,
     /// Season of `as_of`.
     pub season: Season,
+    /// Upsell messages the customer accepted (`UpsellResponded` events).
+    #[serde(default)]
+    pub offers_accepted: u32,
+    /// Upsell messages the customer declined.
+    #[serde(default)]
+    pub offers_declined: u32,
+    /// Upsell messages the customer did not answer.
+    #[serde(default)]
+    pub offers_unanswered: u32,
+    /// The newest response to an upsell message (an opt-out included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response: Option<UpsellResponse>,
+    /// Calendar date (UTC) of `last_response`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response_date: Option<NaiveDate>,
+    /// Features that could not be computed, each with why (a feature is null or empty here
+    /// only for a reason listed). Recomputed with the time-relative features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingFeature>,
 }
+
+/// A feature without a value and why (e.g. `satisfactionAvg`: "no survey yet").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MissingFeature {
+    /// The feature's wire name, as in docs/feature-store.md.
+    pub feature: String,
+    /// Why it has no value, in words a person (and the generator) can read.
+    pub reason: String,
+}
+
+const NO_PROFILE: &str = "no CustomerProfileUpdated event yet";
 
 impl CustomerFeatures {
     /// The same snapshot seen at a later read time: time-relative features recomputed for `when`.
@@ -135,6 +166,57 @@ impl CustomerFeatures {
             .year_built
             .map(|y| u32::try_from(today.year() - i32::from(y)).unwrap_or(0));
         self.season = Season::of(today);
+        self.missing = self.missing_features();
+    }
+
+    /// Every feature without a value and why, in table order (docs/feature-store.md).
+    pub fn missing_features(&self) -> Vec<MissingFeature> {
+        let mut out = Vec::new();
+        let mut add = |feature: &str, reason: String| {
+            out.push(MissingFeature {
+                feature: feature.to_owned(),
+                reason,
+            })
+        };
+        if self.last_service_date.is_none() {
+            for f in ["lastServiceDate", "daysSinceLastService"] {
+                add(f, "no completed service yet".into());
+            }
+        }
+        match self.recent_satisfaction.len() {
+            0 => {
+                for f in ["satisfactionAvg", "satisfactionTrend"] {
+                    add(f, "no survey yet".into());
+                }
+            }
+            1 => add("satisfactionTrend", "needs 2 surveys, has 1".into()),
+            _ => {}
+        }
+        let has_profile = self.home_type.is_some();
+        if !has_profile {
+            for f in ["lotSizeSqft", "hasPool", "hasPets"] {
+                add(f, NO_PROFILE.into());
+            }
+        }
+        if self.year_built.is_none() {
+            let why = if has_profile {
+                "the profile does not give the year the home was built"
+            } else {
+                NO_PROFILE
+            };
+            for f in ["yearBuilt", "homeAgeYears"] {
+                add(f, why.into());
+            }
+        }
+        if !has_profile {
+            for f in ["homeType", "region"] {
+                add(f, NO_PROFILE.into());
+            }
+        }
+        if self.marketing_opt_in.is_none() {
+            add("marketingOptIn", NO_PROFILE.into());
+        }
+        out
     }
 }
 
@@ -157,6 +239,12 @@ pub struct FeatureBuilder {
     profile_time: Option<DateTime<Utc>>,
     /// Events folded into the snapshot this builder was resumed from (their ids are unknown).
     resumed_events: u32,
+    /// Accepted, declined and unanswered upsell messages.
+    responses: [u32; 3],
+    /// The newest response and its event time.
+    last_response: Option<(DateTime<Utc>, UpsellResponse)>,
+    /// Event time of the newest opt-out response.
+    opted_out_at: Option<DateTime<Utc>>,
 }
 
 /// The features taken from the newest profile event.
@@ -187,6 +275,9 @@ impl FeatureBuilder {
             profile: None,
             profile_time: None,
             resumed_events: 0,
+            responses: [0; 3],
+            last_response: None,
+            opted_out_at: None,
         }
     }
 
@@ -241,8 +332,23 @@ impl FeatureBuilder {
                 .map(|s| (NaiveDate::MIN, DateTime::<Utc>::MIN_UTC, *s))
                 .collect(),
             profile_time: profile.as_ref().map(|_| snapshot.last_event_time),
+            // Without a profile, a known "no" can only come from an opt-out response.
+            opted_out_at: (profile.is_none() && snapshot.marketing_opt_in == Some(false))
+                .then_some(snapshot.last_event_time),
             profile,
             resumed_events: snapshot.event_count,
+            responses: [
+                snapshot.offers_accepted,
+                snapshot.offers_declined,
+                snapshot.offers_unanswered,
+            ],
+            // Only the date is kept; a response folded in next is newer (see above).
+            last_response: snapshot.last_response.map(|r| {
+                let date = snapshot
+                    .last_response_date
+                    .unwrap_or(snapshot.last_event_time.date_naive());
+                (date.and_time(chrono::NaiveTime::MIN).and_utc(), r)
+            }),
         }
     }
 
@@ -299,6 +405,20 @@ impl FeatureBuilder {
                     self.profile_time = Some(t);
                 }
             }
+            CustomerEvent::UpsellResponded(e) => {
+                let r = e.detail.response;
+                match r {
+                    UpsellResponse::Accepted => self.responses[0] += 1,
+                    UpsellResponse::Declined => self.responses[1] += 1,
+                    UpsellResponse::NoAnswer => self.responses[2] += 1,
+                    UpsellResponse::OptedOut => {
+                        self.opted_out_at = Some(self.opted_out_at.map_or(t, |o| o.max(t)));
+                    }
+                }
+                if self.last_response.is_none_or(|(lt, _)| t >= lt) {
+                    self.last_response = Some((t, r));
+                }
+            }
         }
         Ok(true)
     }
@@ -352,8 +472,21 @@ impl FeatureBuilder {
             home_age_years: None,
             home_type: profile.map(|p| p.home_type),
             region: profile.map(|p| p.region),
-            marketing_opt_in: profile.map(|p| p.marketing_opt_in),
+            // An opt-out response withdraws consent until a newer profile says otherwise.
+            marketing_opt_in: match (profile, self.opted_out_at) {
+                (Some(p), Some(o)) if self.profile_time.is_some_and(|pt| pt > o) => {
+                    Some(p.marketing_opt_in)
+                }
+                (_, Some(_)) => Some(false),
+                (p, None) => p.map(|p| p.marketing_opt_in),
+            },
             season: Season::of(as_of.date_naive()),
+            offers_accepted: self.responses[0],
+            offers_declined: self.responses[1],
+            offers_unanswered: self.responses[2],
+            last_response: self.last_response.map(|(_, r)| r),
+            last_response_date: self.last_response.map(|(t, _)| t.date_naive()),
+            missing: Vec::new(),
         };
         f.refresh_time_relative();
         Some(f)
@@ -674,6 +807,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn response(id: &str, time: &str, response: &str) -> CustomerEvent {
+        ev(
+            json!({"id": id, "source": "test", "detail-type": "UpsellResponded", "time": time,
+            "detail": {"customerId": "c1", "messageEventId": "s1", "response": response}}),
+        )
+    }
+
     fn events() -> Vec<CustomerEvent> {
         vec![
             profile("p1", "2023-01-05T00:00:00Z", false, "midwest"),
@@ -779,6 +919,9 @@ mod tests {
                 1 + i,
             ));
         }
+        evs.push(response("r1", "2024-08-20T00:00:00Z", "accepted"));
+        evs.push(response("r2", "2024-08-21T00:00:00Z", "opted-out"));
+        evs.push(response("r3", "2024-08-22T00:00:00Z", "no-answer"));
         evs.push(profile("p3", "2024-09-01T00:00:00Z", false, "west"));
         let replayed = replay("c1", &evs).unwrap();
         let mut previous: Option<CustomerFeatures> = None;
@@ -794,6 +937,102 @@ mod tests {
         other_json["detail"]["customerId"] = json!("c2");
         let other = ev(other_json);
         assert!(CustomerFeatures::next(previous.as_ref(), &other).is_err());
+    }
+
+    #[test]
+    fn responses_count_and_an_opt_out_withdraws_consent_until_a_newer_profile() {
+        let mut evs = events();
+        evs.push(response("r1", "2024-07-02T00:00:00Z", "accepted"));
+        evs.push(response("r2", "2024-07-03T00:00:00Z", "declined"));
+        evs.push(response("r3", "2024-07-04T00:00:00Z", "opted-out"));
+        let f = replay("c1", &evs).unwrap().pop().unwrap();
+        assert_eq!((f.offers_accepted, f.offers_declined), (1, 1));
+        assert_eq!(f.offers_unanswered, 0);
+        assert_eq!(f.last_response, Some(UpsellResponse::OptedOut));
+        assert_eq!(f.last_response_date, NaiveDate::from_ymd_opt(2024, 7, 4));
+        assert_eq!(f.marketing_opt_in, Some(false));
+        // Resuming from the stored snapshot keeps the opt-out and the counts.
+        let next = CustomerFeatures::next(
+            Some(&f),
+            &response("r4", "2024-07-05T00:00:00Z", "no-answer"),
+        )
+        .unwrap();
+        assert_eq!(next.marketing_opt_in, Some(false));
+        assert_eq!(next.offers_unanswered, 1);
+        assert_eq!(next.offers_accepted, 1);
+        // A newer profile (the CRM re-recorded consent) wins again.
+        evs.push(profile("p9", "2024-08-01T00:00:00Z", true, "west"));
+        let f = replay("c1", &evs).unwrap().pop().unwrap();
+        assert_eq!(f.marketing_opt_in, Some(true));
+        // An opt-out before any profile is a known "no".
+        let only = replay("c1", &[response("r0", "2024-01-01T00:00:00Z", "opted-out")])
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(only.marketing_opt_in, Some(false));
+    }
+
+    #[test]
+    fn missing_features_say_why() {
+        let only_service = replay(
+            "c1",
+            &[service(
+                "s1",
+                "2024-05-01T00:00:00Z",
+                "2024-05-01",
+                "lawn-care",
+                100,
+            )],
+        )
+        .unwrap()
+        .pop()
+        .unwrap();
+        let why = |f: &CustomerFeatures, name: &str| {
+            f.missing
+                .iter()
+                .find(|m| m.feature == name)
+                .map(|m| m.reason.clone())
+        };
+        assert_eq!(
+            why(&only_service, "satisfactionAvg").as_deref(),
+            Some("no survey yet")
+        );
+        assert_eq!(why(&only_service, "region").as_deref(), Some(NO_PROFILE));
+        assert_eq!(why(&only_service, "lastServiceDate"), None);
+        let full = features_from_events("c1", &events(), t("2024-07-01T00:00:00Z"))
+            .unwrap()
+            .unwrap();
+        assert!(full.missing.is_empty(), "{:?}", full.missing);
+        // A profile without a build year, one survey.
+        let mut p =
+            serde_json::to_value(profile("p1", "2024-01-01T00:00:00Z", false, "west")).unwrap();
+        p["detail"]["property"]
+            .as_object_mut()
+            .unwrap()
+            .remove("yearBuilt");
+        let f = replay(
+            "c1",
+            &[ev(p), survey("v1", "2024-01-02T00:00:00Z", "2024-01-02", 8)],
+        )
+        .unwrap()
+        .pop()
+        .unwrap();
+        assert_eq!(
+            why(&f, "homeAgeYears").as_deref(),
+            Some("the profile does not give the year the home was built")
+        );
+        assert_eq!(
+            why(&f, "satisfactionTrend").as_deref(),
+            Some("needs 2 surveys, has 1")
+        );
+        assert_eq!(why(&f, "satisfactionAvg"), None);
+        // Every null feature of the snapshot is explained.
+        let v = serde_json::to_value(&f).unwrap();
+        for (k, val) in v.as_object().unwrap() {
+            if val.is_null() && !k.starts_with("lastResponse") {
+                assert!(why(&f, k).is_some(), "{k} is null without a reason");
+            }
+        }
     }
 
     #[test]

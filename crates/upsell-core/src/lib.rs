@@ -19,6 +19,7 @@ pub mod kb;
 pub mod message;
 pub mod monitor;
 pub mod outbound;
+pub mod outcome;
 pub mod paired_stats;
 pub mod ports;
 pub mod registry;

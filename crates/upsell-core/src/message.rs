@@ -194,6 +194,10 @@ pub struct MessageRecord {
     /// Service proposed by the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommended_service: Option<Service>,
+    /// Catalogue offering proposed by the message, e.g. `gutter_cleaning` (absent in records
+    /// written before it was kept, and for skipped events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offering: Option<String>,
     /// Generator version used.
     pub generator: AgentRef,
     /// Judge version used.

@@ -4,7 +4,10 @@
 //! The same [`SampleConfig`] (including the seed) always gives the same bytes. Each customer
 //! gets a sign-up profile, seasonal service visits that fit the region and property (pool
 //! service only with a pool, snow removal only where it snows), surveys whose satisfaction
-//! follows a per-customer trend, and sometimes a later profile change. A configurable share of
+//! follows a per-customer trend, and sometimes a later profile change. Each completed service of
+//! a customer who is opted in gets an `UpsellResponded` event within a week (see
+//! [`RESPONSE_SHARES`]), drawn from a second random stream so that the other events are the
+//! same with or without them. A configurable share of
 //! lines is deliberately broken (malformed JSON, missing fields, wrong types, unknown
 //! detail-types, out-of-range values, phones that cannot be made E.164) and a configurable
 //! share is redelivered with the same event id, as EventBridge's at-least-once delivery does.
@@ -20,8 +23,21 @@ use serde_json::{Value, json};
 
 use crate::events::{
     Address, CustomerEvent, CustomerProfileUpdated, EventDetail, EventEnvelope, HomeType, Pet,
-    Property, Region, Service, ServiceCompleted, SurveySubmitted,
+    Property, Region, Service, ServiceCompleted, SurveySubmitted, UpsellResponded, UpsellResponse,
 };
+
+/// Source of the sample's `UpsellResponded` events (the messaging system).
+pub const RESPONSE_SOURCE: &str = "com.greenleaf.messaging";
+
+/// Shares of the responses to an upsell message in the sample, in [`UpsellResponse::ALL`]
+/// order (accepted, declined, no answer, opted out). Every `ServiceCompleted` of a customer who
+/// has not opted out stands for one message (the event most messages answer), answered within a
+/// week. Figures in the range home-services SMS/email campaigns report: most messages get no
+/// answer, about one in ten is booked, a few recipients opt out.
+pub const RESPONSE_SHARES: [f64; 4] = [0.11, 0.24, 0.61, 0.04];
+
+/// Days the messaging system waits before it reports `no-answer`.
+pub const NO_ANSWER_AFTER_DAYS: i64 = 7;
 
 /// What to generate.
 #[derive(Debug, Clone, PartialEq)]
@@ -466,10 +482,24 @@ pub fn generate(cfg: &SampleConfig) -> Vec<SampleLine> {
         g.customer_events(&c, &mut events);
     }
     events.sort_by_key(CustomerEvent::time);
+    // Responses draw from their own stream, so the other events are the same bytes as
+    // before responses existed.
+    let mut rg = Gen {
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5253_5053_4e53_4553),
+        cfg: cfg.clone(),
+    };
+    let responses = rg.responses(&mut events);
+    events.extend(responses);
+    events.sort_by_key(CustomerEvent::time);
 
     let mut lines = Vec::with_capacity(events.len() + events.len() / 10);
     let mut pending_dups: Vec<(usize, String)> = Vec::new();
     for (i, ev) in events.iter().enumerate() {
+        let g = if matches!(ev, CustomerEvent::UpsellResponded(_)) {
+            &mut rg
+        } else {
+            &mut g
+        };
         let mut value = serde_json::to_value(ev).expect("events serialise");
         g.denormalise(&mut value);
         if g.rng.random_bool(cfg.malformed_share.clamp(0.0, 1.0)) {
@@ -510,6 +540,78 @@ pub fn generate(cfg: &SampleConfig) -> Vec<SampleLine> {
 }
 
 impl Gen {
+    /// One response per `ServiceCompleted` of a customer who is opted in at the time, drawn
+    /// with [`RESPONSE_SHARES`]; nothing after a customer opts out, and that customer's later
+    /// profile events carry `marketingOptIn: false` (the CRM recorded the opt-out).
+    /// `events` is sorted by time.
+    fn responses(&mut self, events: &mut [CustomerEvent]) -> Vec<CustomerEvent> {
+        let end = (self.cfg.start + Duration::days(i64::from(self.cfg.days)))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc();
+        let mut opted_in: std::collections::HashMap<String, bool> = Default::default();
+        let mut opted_out_at: std::collections::HashMap<String, chrono::DateTime<Utc>> =
+            Default::default();
+        let mut out = Vec::new();
+        for ev in events.iter_mut() {
+            let customer = ev.customer_id().to_owned();
+            match ev {
+                CustomerEvent::CustomerProfileUpdated(e) => {
+                    if opted_out_at.get(&customer).is_some_and(|t| *t <= e.time) {
+                        e.detail.marketing_opt_in = false;
+                    }
+                    opted_in.insert(customer, e.detail.marketing_opt_in);
+                }
+                CustomerEvent::ServiceCompleted(e)
+                    if opted_in.get(&customer) == Some(&true)
+                        && !opted_out_at.contains_key(&customer) =>
+                {
+                    let x: f64 = self.rng.random();
+                    let mut acc = 0.0;
+                    let response = UpsellResponse::ALL
+                        .into_iter()
+                        .zip(RESPONSE_SHARES)
+                        .find(|(_, share)| {
+                            acc += share;
+                            x < acc
+                        })
+                        .map_or(UpsellResponse::NoAnswer, |(r, _)| r);
+                    let delay = match response {
+                        UpsellResponse::NoAnswer => Duration::days(NO_ANSWER_AFTER_DAYS),
+                        _ => Duration::minutes(self.rng.random_range(20..5 * 24 * 60)),
+                    };
+                    let t = e.time + delay;
+                    if t >= end {
+                        continue;
+                    }
+                    if response == UpsellResponse::OptedOut {
+                        opted_out_at.insert(customer.clone(), t);
+                    }
+                    let detail = UpsellResponded {
+                        customer_id: customer,
+                        message_event_id: e.id.clone(),
+                        response,
+                        generator: None,
+                        judge: None,
+                    };
+                    let env = self.envelope(RESPONSE_SOURCE, t, detail);
+                    out.push(CustomerEvent::UpsellResponded(env));
+                }
+                _ => {}
+            }
+        }
+        // An answer window still open when the customer opts out closes without a report.
+        out.retain(|r| {
+            let CustomerEvent::UpsellResponded(e) = r else {
+                return true;
+            };
+            e.detail.response == UpsellResponse::OptedOut
+                || opted_out_at
+                    .get(&e.detail.customer_id)
+                    .is_none_or(|t| e.time < *t)
+        });
+        out
+    }
+
     fn uuid(&mut self) -> String {
         let v: u128 = self.rng.random();
         let v = (v & !(0xF << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
@@ -842,6 +944,7 @@ impl Gen {
                 let field = match dt.as_str() {
                     "ServiceCompleted" => "serviceDate",
                     "SurveySubmitted" => "satisfaction",
+                    "UpsellResponded" => "messageEventId",
                     _ => "email",
                 };
                 if let Some(o) = v["detail"].as_object_mut() {
@@ -855,6 +958,7 @@ impl Gen {
                     v["detail"]["priceCents"] = json!(format!("${}.{:02}", p / 100, p % 100));
                 }
                 "SurveySubmitted" => v["detail"]["satisfaction"] = json!("very satisfied"),
+                "UpsellResponded" => v["detail"]["response"] = json!(true),
                 _ => v["detail"]["property"]["hasPool"] = json!("yes"),
             },
             Breakage::UnknownDetailType => {
@@ -867,6 +971,7 @@ impl Gen {
             Breakage::OutOfRange => match dt.as_str() {
                 "ServiceCompleted" => v["detail"]["rating"] = json!(7),
                 "SurveySubmitted" => v["detail"]["satisfaction"] = json!(11),
+                "UpsellResponded" => v["detail"]["response"] = json!("maybe-later"),
                 _ => v["detail"]["property"]["lotSizeSqft"] = json!(-400),
             },
             Breakage::BadPhone => {

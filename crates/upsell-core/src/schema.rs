@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::agent::AgentSpec;
 use crate::events::{
     CustomerProfileUpdated, EventDetail, EventEnvelope, KNOWN_DETAIL_TYPES, ServiceCompleted,
-    SurveySubmitted,
+    SurveySubmitted, UpsellResponded,
 };
 use crate::message::{
     GenerationRequest, GenerationResult, JudgeResult, JudgeVerdict, MessageRecord, QuarantineRecord,
@@ -113,6 +113,10 @@ fn inbound_and_internal_schemas() -> Vec<(String, Value)> {
         (
             "events/SurveySubmitted.schema.json".into(),
             event_schema::<SurveySubmitted>(),
+        ),
+        (
+            "events/UpsellResponded.schema.json".into(),
+            event_schema::<UpsellResponded>(),
         ),
         ("agent-spec.schema.json".into(), schema_of::<AgentSpec>()),
         (

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::events::{
     CustomerEvent, CustomerProfileUpdated, EventDetail, EventEnvelope, KNOWN_DETAIL_TYPES,
-    ServiceCompleted, SurveySubmitted,
+    ServiceCompleted, SurveySubmitted, UpsellResponded,
 };
 use crate::schema;
 
@@ -166,6 +166,10 @@ impl EventValidator {
         by_type.insert(
             SurveySubmitted::DETAIL_TYPE,
             compile(&schema::event_schema::<SurveySubmitted>()),
+        );
+        by_type.insert(
+            UpsellResponded::DETAIL_TYPE,
+            compile(&schema::event_schema::<UpsellResponded>()),
         );
         EventValidator {
             envelope: compile(&schema::envelope_schema()),
@@ -456,6 +460,17 @@ pub fn normalize(event: CustomerEvent) -> Result<CustomerEvent, Vec<Problem>> {
                 ));
             }
             CustomerEvent::SurveySubmitted(e)
+        }
+        CustomerEvent::UpsellResponded(mut e) => {
+            normalize_envelope(&mut e, &mut problems);
+            let d = &mut e.detail;
+            required_trim(&mut d.customer_id, "/detail/customerId", &mut problems);
+            required_trim(
+                &mut d.message_event_id,
+                "/detail/messageEventId",
+                &mut problems,
+            );
+            CustomerEvent::UpsellResponded(e)
         }
     };
     if problems.is_empty() {

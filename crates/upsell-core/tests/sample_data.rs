@@ -108,3 +108,58 @@ fn customers_get_several_event_types_and_seasonal_services() {
     // Times are in order.
     assert!(events.windows(2).all(|w| w[0].time() <= w[1].time()));
 }
+
+#[test]
+fn responses_answer_earlier_services_at_realistic_rates_and_opt_outs_stick() {
+    use upsell_core::events::UpsellResponse;
+    use upsell_core::sample::RESPONSE_SHARES;
+    let lines = generate(&SampleConfig {
+        customers: 400,
+        malformed_share: 0.0,
+        duplicate_share: 0.0,
+        ..cfg(6)
+    });
+    let events: Vec<CustomerEvent> = lines
+        .iter()
+        .map(|l| check_event(l.text.as_bytes()).unwrap())
+        .collect();
+    let services: HashMap<&str, &CustomerEvent> = events
+        .iter()
+        .filter(|e| matches!(e, CustomerEvent::ServiceCompleted(_)))
+        .map(|e| (e.id(), e))
+        .collect();
+    let mut counts: HashMap<UpsellResponse, usize> = HashMap::new();
+    let mut opted_out: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for e in &events {
+        match e {
+            CustomerEvent::UpsellResponded(r) => {
+                let answered = services[r.detail.message_event_id.as_str()];
+                assert_eq!(answered.customer_id(), r.detail.customer_id);
+                assert!(answered.time() < r.time, "a response follows its message");
+                assert!(
+                    !opted_out.contains_key(r.detail.customer_id.as_str()),
+                    "no response after an opt-out"
+                );
+                if r.detail.response == UpsellResponse::OptedOut {
+                    opted_out.insert(&r.detail.customer_id, r.time);
+                }
+                *counts.entry(r.detail.response).or_default() += 1;
+            }
+            CustomerEvent::CustomerProfileUpdated(p)
+                if opted_out.contains_key(p.detail.customer_id.as_str()) =>
+            {
+                assert!(!p.detail.marketing_opt_in, "the CRM kept the opt-out");
+            }
+            _ => {}
+        }
+    }
+    let total: usize = counts.values().sum();
+    assert!(total > 500, "{total}");
+    for (r, share) in UpsellResponse::ALL.into_iter().zip(RESPONSE_SHARES) {
+        let got = counts.get(&r).copied().unwrap_or(0) as f64 / total as f64;
+        assert!(
+            (got - share).abs() < 0.05,
+            "{r}: {got:.3} of responses, expected about {share}"
+        );
+    }
+}

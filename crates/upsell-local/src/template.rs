@@ -896,6 +896,11 @@ impl Resolver {
             "QueueUrl" => Ok(Value::String(format!(
                 "https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{id}"
             ))),
+            // Bedrock ids: nothing local reads them; the logical id stands in.
+            "DataSourceId" if ty == "AWS::Bedrock::DataSource" => Ok(Value::String(id.to_string())),
+            "KnowledgeBaseId" if ty == "AWS::Bedrock::KnowledgeBase" => {
+                Ok(Value::String(id.to_string()))
+            }
             other => Err(invalid(
                 at,
                 format!("{id} ({ty}) has no local value for attribute {other}"),

@@ -116,6 +116,10 @@ pub struct Facts {
     /// Other suitable offers (context only; the message offers only `offer`).
     #[serde(default)]
     pub alternatives: Vec<Offer>,
+    /// Customer features that could not be computed, with why: the message is written from
+    /// what is known and must not guess these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<upsell_core::features::MissingFeature>,
 }
 
 /// Everything the generator's templates receive.

@@ -49,6 +49,7 @@ pub fn facts(offering: &str, discount_percent: u8) -> Facts {
             score: 1.0,
         },
         alternatives: Vec::new(),
+        unknown: Vec::new(),
     }
 }
 

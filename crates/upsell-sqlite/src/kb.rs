@@ -469,7 +469,24 @@ impl SqliteKnowledgeBase {
     /// Changing the embedder re-embeds everything. All in one transaction.
     pub async fn sync(&self, documents: &[IndexDocument]) -> Result<IngestReport, PortError> {
         let refs: Vec<DocRef<'_>> = documents.iter().map(DocRef::Chunked).collect();
-        self.sync_refs(&refs).await
+        self.sync_refs(&refs, true).await
+    }
+
+    /// Adds or replaces `documents` and keeps every other document (an incremental write,
+    /// e.g. an accepted message as a past success). A non-empty index must have been built with
+    /// the current embedder, since re-embedding everything needs all the documents.
+    pub async fn upsert_sources(
+        &self,
+        documents: &[SourceDocument],
+    ) -> Result<IngestReport, PortError> {
+        let refs: Vec<DocRef<'_>> = documents
+            .iter()
+            .map(|d| match d {
+                SourceDocument::Chunked(d) => DocRef::Chunked(d),
+                SourceDocument::Semantic(d) => DocRef::Semantic(d),
+            })
+            .collect();
+        self.sync_refs(&refs, false).await
     }
 
     /// [`Self::sync`] for documents some of which are chunked with the embedder (Bedrock
@@ -486,7 +503,7 @@ impl SqliteKnowledgeBase {
                 SourceDocument::Semantic(d) => DocRef::Semantic(d),
             })
             .collect();
-        self.sync_refs(&refs).await
+        self.sync_refs(&refs, true).await
     }
 
     /// Embeds `texts` in batches of [`EMBED_BATCH`], checking the count and size of the vectors.
@@ -505,12 +522,24 @@ impl SqliteKnowledgeBase {
         Ok(vectors)
     }
 
-    async fn sync_refs(&self, documents: &[DocRef<'_>]) -> Result<IngestReport, PortError> {
+    /// Writes new and changed `documents`; with `prune`, deletes the documents not among them.
+    async fn sync_refs(
+        &self,
+        documents: &[DocRef<'_>],
+        prune: bool,
+    ) -> Result<IngestReport, PortError> {
         let info = self.embedder.info();
         let want_passages = self.rerank.is_some();
         // Turning passages on or off re-embeds everything, like changing the embedder.
         let same_embedder = self.indexed_with()?.as_ref() == Some(&info)
             && Self::stored_passages(&self.conn())? == want_passages;
+        if !prune && !same_embedder && self.chunk_count()? > 0 {
+            return Err(PortError::Invalid(format!(
+                "the knowledge-base index was not built with embedder {} (or with other \
+                 re-ranking settings): run `upsell kb ingest` before adding documents",
+                info.model
+            )));
+        }
         let existing: HashMap<String, String> = if same_embedder {
             let conn = self.conn();
             let mut stmt = conn
@@ -664,7 +693,7 @@ impl SqliteKnowledgeBase {
             )
             .map_err(db_err)?;
         }
-        for doc_id in existing.keys() {
+        for doc_id in existing.keys().filter(|_| prune) {
             if !seen.contains(doc_id.as_str()) {
                 tx.execute("DELETE FROM kb_docs WHERE doc_id = ?1", [doc_id])
                     .map_err(db_err)?;

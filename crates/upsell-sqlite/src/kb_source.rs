@@ -179,6 +179,51 @@ pub fn load_documents(root: &Path) -> Result<Vec<IndexDocument>, PortError> {
         .collect()
 }
 
+/// One document of the knowledge base at `rel` (its path relative to the root, e.g.
+/// `past-messages/pm-0001.md`), ready to index with `chunking`: its id is `rel` without the
+/// extension (also added to the metadata as `doc_id`), and its content hash covers the text,
+/// the sidecar text and the chunking settings.
+pub fn source_document(
+    rel: &str,
+    text: String,
+    mut metadata: upsell_core::kb::Metadata,
+    sidecar_raw: &str,
+    chunking: &ChunkingStrategy,
+) -> SourceDocument {
+    let doc_id = rel
+        .rsplit_once('.')
+        .map_or(rel, |(stem, _)| stem)
+        .to_owned();
+    metadata
+        .entry("doc_id".into())
+        .or_insert_with(|| upsell_core::kb::MetaValue::Text(doc_id.clone()));
+    let doc = Document {
+        doc_id: doc_id.clone(),
+        source: rel.to_owned(),
+        text,
+        metadata,
+    };
+    let settings_key = chunking.fingerprint();
+    let content_hash = hash_hex(&[
+        doc.text.as_bytes(),
+        sidecar_raw.as_bytes(),
+        settings_key.as_bytes(),
+    ]);
+    match chunking.semantic() {
+        Some(settings) => SourceDocument::Semantic(SemanticDocument {
+            document: doc,
+            settings,
+            content_hash,
+        }),
+        None => SourceDocument::Chunked(IndexDocument {
+            doc_id,
+            source: rel.to_owned(),
+            content_hash,
+            chunks: chunking.chunk(&doc),
+        }),
+    }
+}
+
 /// Loads every document under `root` that the settings include, sorted by id: chunked, or with
 /// `SEMANTIC` chunking left for `SqliteKnowledgeBase::sync_sources` (which chunks only new and
 /// changed documents). A sidecar that is not valid JSON of the Bedrock shape is an error naming
@@ -222,39 +267,13 @@ pub fn load_sources(root: &Path) -> Result<Vec<SourceDocument>, PortError> {
         } else {
             (MetadataSidecar::default(), String::new())
         };
-        let doc_id = rel
-            .rsplit_once('.')
-            .map_or(rel.as_str(), |(stem, _)| stem)
-            .to_owned();
-        let mut metadata = sidecar.metadata_attributes;
-        metadata
-            .entry("doc_id".into())
-            .or_insert_with(|| upsell_core::kb::MetaValue::Text(doc_id.clone()));
-        let doc = Document {
-            doc_id: doc_id.clone(),
-            source: rel.clone(),
+        docs.push(source_document(
+            &rel,
             text,
-            metadata,
-        };
-        let settings_key = chunking.fingerprint();
-        let content_hash = hash_hex(&[
-            doc.text.as_bytes(),
-            sidecar_raw.as_bytes(),
-            settings_key.as_bytes(),
-        ]);
-        docs.push(match chunking.semantic() {
-            Some(settings) => SourceDocument::Semantic(SemanticDocument {
-                document: doc,
-                settings,
-                content_hash,
-            }),
-            None => SourceDocument::Chunked(IndexDocument {
-                doc_id,
-                source: rel,
-                content_hash,
-                chunks: chunking.chunk(&doc),
-            }),
-        });
+            sidecar.metadata_attributes,
+            &sidecar_raw,
+            &chunking,
+        ));
     }
     Ok(docs)
 }

@@ -22,6 +22,7 @@ pub mod kb_cache;
 pub mod kb_source;
 pub mod messages;
 pub mod metrics;
+pub mod outcomes;
 pub mod receipts;
 pub mod registry;
 pub mod tables;

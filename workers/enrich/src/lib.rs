@@ -4,7 +4,16 @@
 //! customer id, so a customer always sees the same agent version during a rollout).
 //!
 //! Events that must not lead to a message give `eligible: false` with a reason (no profile
-//! yet, so no first name; opted out of marketing; an unhappy survey; nothing suitable to offer).
+//! yet, so no first name; opted out of marketing; an unhappy survey; nothing suitable to offer;
+//! a response to an earlier message).
+//!
+//! Every event also refreshes the customer's embedding in the customer index (when one is
+//! plugged in), so similar-customer search covers every customer the workflow has seen. An
+//! `UpsellResponded` event is an outcome ([`outcome`]): it updates the features (counts, last
+//! response), an opt-out withdraws the contact's marketing consent, and an accepted message
+//! becomes a past success in the knowledge base.
+
+pub mod outcome;
 
 use std::sync::Arc;
 
@@ -12,7 +21,9 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::events::{CustomerEvent, RawEvent};
-use upsell_core::features::{CustomerFeatures, FeatureStore, Season};
+use upsell_core::features::{
+    CustomerEmbedding, CustomerFeatures, CustomerIndex, FeatureStore, MissingFeature, Season,
+};
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::catalogue::Catalogue;
@@ -40,9 +51,12 @@ pub struct Output {
     /// Whether a message should be written.
     pub eligible: bool,
     /// Why not, when not eligible: `no-profile`, `opted-out`, `unhappy-customer`,
-    /// `no-suitable-offer`.
+    /// `no-suitable-offer`, `response-recorded` (the event is a response to a message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_reason: Option<String>,
+    /// Customer features that could not be computed, with why (also in `facts.unknown`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_features: Vec<MissingFeature>,
     /// What generate and judge need; present when eligible.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub facts: Option<Facts>,
@@ -79,6 +93,12 @@ pub struct Deps {
     pub features: Arc<dyn FeatureStore>,
     /// First names and consent.
     pub contacts: Arc<dyn ContactStore>,
+    /// Customer embeddings for similar-customer search, refreshed on every event; `None`
+    /// where no index is deployed (AWS today, docs/feature-store.md).
+    pub index: Option<Arc<dyn CustomerIndex>>,
+    /// Message records and the knowledge base's past successes, for responses; `None` to only
+    /// count responses in the features.
+    pub outcomes: Option<outcome::OutcomeDeps>,
 }
 
 /// Offers kept in the output (the best one plus alternatives).
@@ -99,6 +119,7 @@ fn skip(event_id: &str, customer_id: &str, bucket: u8, reason: &str) -> Output {
         bucket,
         eligible: false,
         skip_reason: Some(reason.to_owned()),
+        missing_features: Vec::new(),
         facts: None,
         retrieval: None,
     }
@@ -125,6 +146,14 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     // definitions of `upsell_core::features`: re-applying the same event gives the same
     // snapshot, so a retried or redelivered event is not counted twice.
     let features = deps.features.apply_event(&event).await?;
+    if let Some(index) = &deps.index {
+        index
+            .upsert(&CustomerEmbedding::from_features(&features))
+            .await?;
+    }
+    if let CustomerEvent::UpsellResponded(e) = &event {
+        outcome::record(e, &features, deps).await?;
+    }
 
     let contact = deps.contacts.get(&customer_id).await?;
     Ok(decide(&event, &features, contact))
@@ -142,6 +171,9 @@ pub fn decide(
     let event_id = event.id().to_owned();
     let t: DateTime<Utc> = event.time();
     let bucket = bucket_of(&customer_id);
+    if let CustomerEvent::UpsellResponded(_) = event {
+        return skip(&event_id, &customer_id, bucket, "response-recorded");
+    }
     let Some(contact) = contact else {
         return skip(&event_id, &customer_id, bucket, "no-profile");
     };
@@ -170,7 +202,9 @@ pub fn decide(
             None,
             Some(e.detail.free_text.clone()).filter(|n| !n.is_empty()),
         ),
-        CustomerEvent::CustomerProfileUpdated(_) => (None, None, None),
+        CustomerEvent::CustomerProfileUpdated(_) | CustomerEvent::UpsellResponded(_) => {
+            (None, None, None)
+        }
     };
     let customer = CustomerContext {
         first_name: contact.first_name,
@@ -205,6 +239,7 @@ pub fn decide(
         bucket,
         eligible: true,
         skip_reason: None,
+        missing_features: features.missing.clone(),
         facts: Some(Facts {
             date: date.to_string(),
             season,
@@ -212,6 +247,7 @@ pub fn decide(
             customer,
             offer,
             alternatives: offers,
+            unknown: features.missing.clone(),
         }),
         retrieval: Some(retrieval),
     }

@@ -18,5 +18,13 @@ async fn build_deps() -> Result<Deps, upsell_aws::ConfigError> {
     Ok(Deps {
         features: Arc::new(ctx.feature_store()?),
         contacts: Arc::new(ctx.contact_store()?),
+        // No customer vector index is deployed yet (docs/feature-store.md).
+        index: None,
+        // Accepted messages become past successes in the knowledge base's bucket, synced by
+        // the past-messages data source (docs/knowledge-base.md).
+        outcomes: Some(enrich::outcome::OutcomeDeps {
+            messages: Arc::new(ctx.message_store()?),
+            successes: Arc::new(ctx.past_successes()?),
+        }),
     })
 }
