@@ -8,6 +8,7 @@ pub mod drift;
 pub mod evaluation;
 pub mod events;
 pub mod features;
+pub mod guard;
 pub mod hash;
 pub mod ingest;
 pub mod kb;
