@@ -21,6 +21,7 @@ use upsell_core::message::MessageStatus;
 use upsell_core::ports::{
     ChatMessage, ChatRole, ConverseRequest, MessageQuery, MessageStore, ModelProvider,
 };
+use upsell_core::telemetry::MetricLog;
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::prompt::JUDGE_CONTEXT_TAG;
@@ -221,7 +222,7 @@ fn a_compromised_generator_and_judge_publish_nothing_forbidden() {
     let model: Arc<dyn ModelProvider> = Arc::new(OpenAiCompatible::new(stub.url.clone()));
     opts.model = model;
     opts.lanes = 4;
-    let app = rt.block_on(LocalApp::open(opts)).unwrap();
+    let app = Arc::new(rt.block_on(LocalApp::open(opts)).unwrap());
     let text = input();
     let (summary, _) = rt
         .block_on(app.run_lines(&text, "hostile.jsonl", |_| {}))
@@ -302,10 +303,18 @@ fn a_compromised_generator_and_judge_publish_nothing_forbidden() {
                 .map(|(_, v)| v.clone())
         })
         .collect();
-    for r in &reasons {
-        assert!(guard::CODES.contains(&r.as_str()), "reason {r}");
-    }
-    assert!(reasons.contains(guard::LINK), "{reasons:?}");
+    // The metric's reason is the first code of the last attempt (a planted line can also make
+    // the message too long, which the brand checks list first).
+    let first_codes: HashSet<String> = records
+        .iter()
+        .filter(|r| r.status == MessageStatus::Rejected)
+        .filter_map(|r| r.attempts.last()?.verdict.reasons.first().cloned())
+        .collect();
+    assert_eq!(reasons, first_codes);
+    assert!(
+        reasons.iter().any(|r| guard::CODES.contains(&r.as_str())),
+        "{reasons:?}"
+    );
 
     // The notes' contact details never reached the model, while the notes themselves did.
     let prompts = stub.prompts.lock().unwrap();

@@ -399,17 +399,17 @@ mod tests {
             (
                 "email",
                 GOOD.replace("Reply to book", "Write to dana.lee@example.com to book"),
-                &["personal-data"],
+                &["contact-details", "link", "personal-data"],
             ),
             (
                 "phone",
                 GOOD.replace("Reply to book", "Call 555-123-4567 to book"),
-                &["personal-data"],
+                &["contact-details", "personal-data"],
             ),
             (
                 "street",
                 GOOD.replace("your home", "12 Maple Ave"),
-                &["personal-data"],
+                &["contact-details", "personal-data"],
             ),
             (
                 "other offer",
