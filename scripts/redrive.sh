@@ -82,7 +82,7 @@ fi
     "${aws[@]}" dynamodb update-item --table-name "$table" --key "$key" \
         --update-expression 'SET executionId = :new, redriveOf = :old, redrivenAt = :at' \
         --condition-expression 'executionId = :old' --expression-attribute-values "$values" \
-        || { echo "$event_id: the claim is no longer held by $failed_arn; skipped" >&2; continue; }
+        >/dev/null || { echo "$event_id: the claim is no longer held by $failed_arn; skipped" >&2; continue; }
     "${aws[@]}" stepfunctions start-execution --state-machine-arn "$machine" --name "$name" \
         --input "$input" --query executionArn --output text
 done

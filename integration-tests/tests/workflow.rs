@@ -565,3 +565,180 @@ fn execution_history_records_every_state_of_a_published_event() {
     }
     assert_eq!(history.last().unwrap().event_type, "ExecutionSucceeded");
 }
+
+const LATE_FAILURE_MARKER: &str = "Left the side gate latched.";
+/// What the first generation of a [`LATE_FAILURE_MARKER`] event adds, for the judge to spot.
+const LATE_FAILURE_TAG: &str = "Ref LF-7.";
+
+/// The offline model, except for events whose technician notes carry
+/// [`LATE_FAILURE_MARKER`]: their first generation carries [`LATE_FAILURE_TAG`], the judge's
+/// model rejects it (a verdict with tokens), and every later generator call is throttled. So
+/// the event fails in its second attempt, after one generation and one verdict.
+struct FailsOnRetry {
+    inner: OfflineModel,
+    generator_calls: Mutex<u32>,
+    rejected: Mutex<u32>,
+}
+
+#[async_trait]
+impl ModelProvider for FailsOnRetry {
+    async fn converse(&self, request: &ConverseRequest) -> Result<ConverseResponse, ModelError> {
+        let text = user_text(request);
+        let judge = text.contains(&format!("<{JUDGE_CONTEXT_TAG}>"));
+        if judge && text.contains(LATE_FAILURE_TAG) {
+            let mut r = self.inner.converse(request).await?;
+            let mut verdict: Value = serde_json::from_str(&r.text).expect("offline verdict");
+            verdict["score"] = json!(2);
+            verdict["approved"] = json!(false);
+            verdict["reasons"] = json!(["too-pushy"]);
+            verdict["feedback"] = json!("Be less pushy.");
+            r.text = verdict.to_string();
+            *self.rejected.lock().unwrap() += 1;
+            return Ok(r);
+        }
+        if !judge && text.contains(LATE_FAILURE_MARKER) {
+            let n = {
+                let mut calls = self.generator_calls.lock().unwrap();
+                *calls += 1;
+                *calls
+            };
+            if n > 1 {
+                return Err(ModelError::Throttled("rate exceeded (test)".into()));
+            }
+            let mut r = self.inner.converse(request).await?;
+            r.text = format!("{LATE_FAILURE_TAG} {}", r.text);
+            return Ok(r);
+        }
+        self.inner.converse(request).await
+    }
+}
+
+#[test]
+fn records_name_the_versions_that_ran_and_cost_includes_the_judge() {
+    use upsell_core::counters::{VersionCounters, nano_usd};
+    use upsell_core::message::TokenUsage;
+    use upsell_core::ports::AgentRegistry;
+    use upsell_models::pricing::cost_usd;
+
+    let home = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let model = Arc::new(FailsOnRetry {
+        inner: OfflineModel::new(),
+        generator_calls: Mutex::new(0),
+        rejected: Mutex::new(0),
+    });
+    let app = open(&rt, home.path(), model.clone());
+    let text = [
+        profile_event("itest-v-p1", "cust-v-1"),
+        service_event(
+            "itest-v-ok",
+            "cust-v-1",
+            "Mowed, edged, blew off the drive.",
+        ),
+        profile_event("itest-v-p2", "cust-v-2"),
+        service_event("itest-v-late", "cust-v-2", LATE_FAILURE_MARKER),
+    ]
+    .join("\n");
+    let run = run_lines(&rt, &app, &text);
+    // Profile updates end as records too; one event fails.
+    assert_eq!(run.summary.failed, 1, "{:?}", run.summary);
+    assert!(run.summary.published >= 1, "{:?}", run.summary);
+    assert_eq!(
+        *model.rejected.lock().unwrap(),
+        1,
+        "the judge's model never rejected"
+    );
+    assert!(
+        *model.generator_calls.lock().unwrap() > 1,
+        "the retry never ran"
+    );
+
+    // The cost of a record, recomputed from its attempts and its agents' model ids.
+    let model_id = |a: &upsell_core::agent::AgentRef| {
+        rt.block_on(app.registry.get(&a.agent_id, &a.version))
+            .unwrap()
+            .model_id
+    };
+    let split = |r: &upsell_core::message::MessageRecord| {
+        let (g, j) = r.attempts.iter().fold(
+            (TokenUsage::default(), TokenUsage::default()),
+            |(g, j), a| (g + a.generator_usage, j + a.judge_usage),
+        );
+        (
+            cost_usd(&model_id(&r.generator), g),
+            cost_usd(&model_id(&r.judge), j),
+        )
+    };
+
+    let ok = rt
+        .block_on(app.messages.get("itest-v-ok"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(ok.status, MessageStatus::Approved);
+    let (generator, judge) = split(&ok);
+    assert!(judge > 0.0, "the judge's cost is not counted: {ok:?}");
+    assert!((ok.cost_usd - (generator + judge)).abs() < 1e-12, "{ok:?}");
+
+    // The failed record names the versions that ran, keeps the judged attempt and costs what
+    // ran: the first generation and its verdict (the second generation was throttled).
+    let late = rt
+        .block_on(app.messages.get("itest-v-late"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(late.status, MessageStatus::Failed, "{late:?}");
+    assert!(
+        late.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("ModelThrottled"),
+        "{late:?}"
+    );
+    assert!(!late.generator.is_placeholder(), "{late:?}");
+    assert!(!late.judge.is_placeholder(), "{late:?}");
+    assert_eq!(late.generator, ok.generator);
+    assert_eq!(late.judge, ok.judge);
+    assert_eq!(late.attempts.len(), 1, "{late:?}");
+    assert!(!late.attempts[0].verdict.approved);
+    let (generator_late, judge_late) = split(&late);
+    assert!(judge_late > 0.0);
+    assert!(
+        (late.cost_usd - (generator_late + judge_late)).abs() < 1e-12,
+        "{late:?}"
+    );
+
+    // The per-version counters hold every record: the approvals, the one error, every
+    // verdict's score, every latency, and each agent's own cost.
+    let records = rt
+        .block_on(app.messages.list(&MessageQuery {
+            limit: 1_000,
+            ..MessageQuery::default()
+        }))
+        .unwrap();
+    let counted: Vec<_> = records
+        .iter()
+        .filter(|r| r.status != MessageStatus::Skipped)
+        .collect();
+    let (generator_all, judge_all) = counted.iter().fold((0.0, 0.0), |(g, j), r| {
+        let (a, b) = split(r);
+        (g + a, j + b)
+    });
+    for (agent, cost) in [(&ok.generator, generator_all), (&ok.judge, judge_all)] {
+        let c = rt.block_on(app.counters.read(agent)).unwrap();
+        assert_eq!(
+            (c.approvals, c.rejections, c.errors),
+            (run.summary.published, 0, 1),
+            "{agent}: {c:?}"
+        );
+        let verdicts = counted.iter().flat_map(|r| &r.attempts);
+        assert_eq!(c.score_count, verdicts.clone().count() as u64);
+        assert_eq!(
+            c.score_sum,
+            verdicts.map(|a| u64::from(a.verdict.score)).sum::<u64>()
+        );
+        assert_eq!(c.latency.iter().sum::<u64>(), counted.len() as u64);
+        assert!(
+            c.cost_nano_usd.abs_diff(nano_usd(cost)) <= counted.len() as u64,
+            "{agent}: {c:?} vs {cost}"
+        );
+    }
+}

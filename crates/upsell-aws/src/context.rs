@@ -12,12 +12,16 @@ use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
 use crate::dynamo::contacts::DynamoContactStore;
+use crate::dynamo::counters::DynamoVersionCounters;
+use crate::dynamo::drift::DynamoDriftSource;
 use crate::dynamo::evaluations::DynamoEvaluationStore;
 use crate::dynamo::features::DynamoFeatureStore;
 use crate::dynamo::messages::DynamoMessageStore;
+use crate::dynamo::receipts::DynamoIngestReceipts;
 use crate::dynamo::registry::DynamoAgentRegistry;
 use crate::eventbridge::EventBridgePublisher;
 use crate::kb::{BedrockKnowledgeBase, MAX_RETRIEVE_RESULTS, TitanEmbedder};
+use crate::secrets::SecretsManagerSecret;
 
 /// Names of the environment variables the adapters read (set by sam/template.yaml).
 pub mod env {
@@ -29,6 +33,12 @@ pub mod env {
     pub const FEATURE_STORE_TABLE: &str = "UPSELL_FEATURE_STORE_TABLE";
     /// DynamoDB table of agent-evaluation cases.
     pub const EVALUATIONS_TABLE: &str = "UPSELL_EVALUATIONS_TABLE";
+    /// DynamoDB table of the webhook's idempotency receipts.
+    pub const WEBHOOK_RECEIPTS_TABLE: &str = "UPSELL_WEBHOOK_RECEIPTS_TABLE";
+    /// Secrets Manager secret (ARN or name) holding the webhook's HMAC key.
+    pub const WEBHOOK_SECRET_ARN: &str = "UPSELL_WEBHOOK_SECRET_ARN";
+    /// DynamoDB table of per-version live counters.
+    pub const VERSION_COUNTERS_TABLE: &str = "UPSELL_VERSION_COUNTERS_TABLE";
     /// EventBridge bus that outbound events go to.
     pub const EVENT_BUS_NAME: &str = "UPSELL_EVENT_BUS_NAME";
     /// Bedrock Knowledge Base id for `Retrieve`.
@@ -88,6 +98,9 @@ struct Settings {
     agent_registry_table: Option<String>,
     feature_store_table: Option<String>,
     evaluations_table: Option<String>,
+    webhook_receipts_table: Option<String>,
+    webhook_secret_arn: Option<String>,
+    version_counters_table: Option<String>,
     event_bus_name: Option<String>,
     knowledge_base_id: Option<String>,
     kb_hybrid_search: bool,
@@ -176,6 +189,9 @@ impl AwsContextBuilder {
                 agent_registry_table: var(get, env::AGENT_REGISTRY_TABLE),
                 feature_store_table: var(get, env::FEATURE_STORE_TABLE),
                 evaluations_table: var(get, env::EVALUATIONS_TABLE),
+                webhook_receipts_table: var(get, env::WEBHOOK_RECEIPTS_TABLE),
+                webhook_secret_arn: var(get, env::WEBHOOK_SECRET_ARN),
+                version_counters_table: var(get, env::VERSION_COUNTERS_TABLE),
                 event_bus_name: var(get, env::EVENT_BUS_NAME),
                 knowledge_base_id: var(get, env::KNOWLEDGE_BASE_ID),
                 kb_hybrid_search: parse_var(get, env::KB_HYBRID_SEARCH, |_: &bool| Ok(()))?
@@ -264,6 +280,24 @@ impl AwsContextBuilder {
         self
     }
 
+    /// The webhook's receipts table.
+    pub fn webhook_receipts_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.webhook_receipts_table = Some(name.into());
+        self
+    }
+
+    /// The webhook's secret (ARN or name).
+    pub fn webhook_secret_arn(mut self, arn: impl Into<String>) -> Self {
+        self.settings.webhook_secret_arn = Some(arn.into());
+        self
+    }
+
+    /// The version-counters table.
+    pub fn version_counters_table(mut self, name: impl Into<String>) -> Self {
+        self.settings.version_counters_table = Some(name.into());
+        self
+    }
+
     /// Event bus for outbound events.
     pub fn event_bus_name(mut self, name: impl Into<String>) -> Self {
         self.settings.event_bus_name = Some(name.into());
@@ -327,6 +361,7 @@ pub struct AwsContext {
     bedrock: aws_sdk_bedrockruntime::Client,
     bedrock_agent: aws_sdk_bedrockagentruntime::Client,
     eventbridge: aws_sdk_eventbridge::Client,
+    secretsmanager: aws_sdk_secretsmanager::Client,
 }
 
 impl AwsContext {
@@ -346,6 +381,7 @@ impl AwsContext {
             bedrock: aws_sdk_bedrockruntime::Client::new(&config),
             bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(&config),
             eventbridge: aws_sdk_eventbridge::Client::new(&config),
+            secretsmanager: aws_sdk_secretsmanager::Client::new(&config),
             config,
             settings,
         }
@@ -376,6 +412,11 @@ impl AwsContext {
         &self.eventbridge
     }
 
+    /// The Secrets Manager client.
+    pub fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
+        &self.secretsmanager
+    }
+
     fn need(value: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
         value.clone().ok_or(ConfigError::MissingEnv(name))
     }
@@ -395,6 +436,12 @@ impl AwsContext {
         Ok(DynamoMessageStore::new(self.dynamodb.clone(), table))
     }
 
+    /// The drift windows (claimed events and their message records) on `UPSELL_MESSAGES_TABLE`.
+    pub fn drift_source(&self) -> Result<DynamoDriftSource, ConfigError> {
+        let table = Self::need(&self.settings.messages_table, env::MESSAGES_TABLE)?;
+        Ok(DynamoDriftSource::new(self.dynamodb.clone(), table))
+    }
+
     /// The feature store on `UPSELL_FEATURE_STORE_TABLE`.
     pub fn feature_store(&self) -> Result<DynamoFeatureStore, ConfigError> {
         let table = Self::need(&self.settings.feature_store_table, env::FEATURE_STORE_TABLE)?;
@@ -405,6 +452,15 @@ impl AwsContext {
     pub fn evaluation_store(&self) -> Result<DynamoEvaluationStore, ConfigError> {
         let table = Self::need(&self.settings.evaluations_table, env::EVALUATIONS_TABLE)?;
         Ok(DynamoEvaluationStore::new(self.dynamodb.clone(), table))
+    }
+
+    /// Per-version live counters (`UPSELL_VERSION_COUNTERS_TABLE`).
+    pub fn version_counters(&self) -> Result<DynamoVersionCounters, ConfigError> {
+        let table = Self::need(
+            &self.settings.version_counters_table,
+            env::VERSION_COUNTERS_TABLE,
+        )?;
+        Ok(DynamoVersionCounters::new(self.dynamodb.clone(), table))
     }
 
     /// The customer contacts, in the feature-store table (`UPSELL_FEATURE_STORE_TABLE`).
@@ -447,6 +503,21 @@ impl AwsContext {
                 .embedding_dimensions
                 .unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS),
         )
+    }
+
+    /// The webhook's idempotency receipts on `UPSELL_WEBHOOK_RECEIPTS_TABLE`.
+    pub fn webhook_receipts(&self) -> Result<DynamoIngestReceipts, ConfigError> {
+        let table = Self::need(
+            &self.settings.webhook_receipts_table,
+            env::WEBHOOK_RECEIPTS_TABLE,
+        )?;
+        Ok(DynamoIngestReceipts::new(self.dynamodb.clone(), table))
+    }
+
+    /// The webhook's HMAC secret named by `UPSELL_WEBHOOK_SECRET_ARN`.
+    pub fn webhook_secret(&self) -> Result<SecretsManagerSecret, ConfigError> {
+        let arn = Self::need(&self.settings.webhook_secret_arn, env::WEBHOOK_SECRET_ARN)?;
+        Ok(SecretsManagerSecret::new(self.secretsmanager.clone(), arn))
     }
 
     /// The event publisher on `UPSELL_EVENT_BUS_NAME`.

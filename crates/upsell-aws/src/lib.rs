@@ -1,6 +1,8 @@
 //! AWS adapters for the upsell-flow ports: DynamoDB (agent registry, message store, feature
-//! store, customer contacts), Bedrock Runtime (Converse model provider, Titan Text Embeddings
-//! v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base) and EventBridge (`PutEvents`).
+//! store, customer contacts, per-version counters), Bedrock Runtime (Converse model provider,
+//! Titan Text Embeddings v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base),
+//! EventBridge (`PutEvents`), the webhook's idempotency receipts (DynamoDB) and its HMAC secret
+//! (Secrets Manager).
 //! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
 //! This is the only library crate that depends on the AWS SDK. Lambda mains build one
@@ -15,17 +17,22 @@ pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
 pub mod kb;
+pub mod secrets;
 
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
 pub use dynamo::contacts::DynamoContactStore;
+pub use dynamo::counters::DynamoVersionCounters;
+pub use dynamo::drift::DynamoDriftSource;
 pub use dynamo::evaluations::DynamoEvaluationStore;
 pub use dynamo::features::DynamoFeatureStore;
 pub use dynamo::messages::DynamoMessageStore;
+pub use dynamo::receipts::DynamoIngestReceipts;
 pub use dynamo::registry::DynamoAgentRegistry;
 pub use dynamo::tables::{self, TableKind};
 pub use eventbridge::EventBridgePublisher;
 pub use kb::{BedrockKnowledgeBase, TitanEmbedder};
+pub use secrets::SecretsManagerSecret;
 
 /// The SDK crates, re-exported so that callers use the very versions this crate was built with.
 pub mod sdk {
@@ -34,4 +41,5 @@ pub mod sdk {
     pub use aws_sdk_bedrockruntime as bedrockruntime;
     pub use aws_sdk_dynamodb as dynamodb;
     pub use aws_sdk_eventbridge as eventbridge;
+    pub use aws_sdk_secretsmanager as secretsmanager;
 }

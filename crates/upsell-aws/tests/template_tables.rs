@@ -32,6 +32,8 @@ fn tables_match_the_adapters() {
         ("AgentRegistryTable", TableKind::AgentRegistry),
         ("FeatureStoreTable", TableKind::FeatureStore),
         ("EvaluationsTable", TableKind::Evaluations),
+        ("WebhookReceiptsTable", TableKind::WebhookReceipts),
+        ("VersionCountersTable", TableKind::VersionCounters),
     ] {
         let props = &resource(&t, id)["Properties"];
         assert_eq!(text(&props["BillingMode"]), "PAY_PER_REQUEST", "{id}");
@@ -92,6 +94,7 @@ fn functions_get_the_variables_the_adapters_read() {
         env::MESSAGES_TABLE,
         env::AGENT_REGISTRY_TABLE,
         env::FEATURE_STORE_TABLE,
+        env::VERSION_COUNTERS_TABLE,
         env::EVENT_BUS_NAME,
         env::KNOWLEDGE_BASE_ID,
         env::KB_HYBRID_SEARCH,
@@ -194,4 +197,103 @@ fn kb_retrieve_gets_the_reranking_model_and_its_permissions() {
         resource(&t, "KnowledgeBaseRole")["Properties"]["Policies"]
     );
     assert!(kb_role.contains("bedrock:Rerank"), "{kb_role}");
+}
+
+/// The webhook: an HTTP API route `POST /events` to the function, which gets the receipts table
+/// and the secret it reads (and only the permissions it needs), the receipts expire by the
+/// attribute the adapter writes, and the endpoint is an output.
+#[test]
+fn the_webhook_function_gets_its_route_resources_and_permissions() {
+    let t = template();
+    let f = resource(&t, "WebhookFunction");
+    assert_eq!(text(&f["Properties"]["CodeUri"]), "../workers/webhook");
+    assert_eq!(text(&f["Metadata"]["BuildMethod"]), "rust-cargolambda");
+    assert_eq!(text(&f["Metadata"]["BuildProperties"]["Binary"]), "webhook");
+    let vars = &f["Properties"]["Environment"]["Variables"];
+    for (name, target) in [
+        (env::WEBHOOK_RECEIPTS_TABLE, "WebhookReceiptsTable"),
+        (env::WEBHOOK_SECRET_ARN, "WebhookSecret"),
+    ] {
+        let shown = format!("{:?}", vars[name]);
+        assert!(shown.contains(target), "{name} = {shown}");
+    }
+    // The bus comes from Globals, like every function's.
+    assert!(
+        t["Globals"]["Function"]["Environment"]["Variables"]
+            .get(env::EVENT_BUS_NAME)
+            .is_some()
+    );
+    let route = &f["Properties"]["Events"]["PostEvents"];
+    assert_eq!(text(&route["Type"]), "HttpApi");
+    assert_eq!(text(&route["Properties"]["Method"]), "POST");
+    assert_eq!(text(&route["Properties"]["Path"]), EVENTS_PATH);
+    assert_eq!(text(&route["Properties"]["PayloadFormatVersion"]), "2.0");
+    let api = resource(&t, "WebhookApi");
+    assert_eq!(text(&api["Type"]), "AWS::Serverless::HttpApi");
+    assert!(
+        api["Properties"]["AccessLogSettings"]
+            .get("DestinationArn")
+            .is_some()
+    );
+    let throttling = &api["Properties"]["DefaultRouteSettings"];
+    assert!(throttling.get("ThrottlingRateLimit").is_some());
+    assert!(throttling.get("ThrottlingBurstLimit").is_some());
+
+    let policies = format!("{:?}", f["Properties"]["Policies"]);
+    for needle in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "events:PutEvents",
+        "secretsmanager:GetSecretValue",
+    ] {
+        assert!(
+            policies.contains(needle),
+            "the webhook's role lacks {needle}"
+        );
+    }
+    for needless in ["dynamodb:Scan", "dynamodb:Query", "*"] {
+        assert!(
+            !policies.contains(&format!("\"{needless}\"")),
+            "{needless} in {policies}"
+        );
+    }
+
+    let table = &resource(&t, "WebhookReceiptsTable")["Properties"];
+    assert_eq!(
+        text(&table["TimeToLiveSpecification"]["AttributeName"]),
+        upsell_aws::dynamo::receipts::TTL_ATTRIBUTE
+    );
+    assert_eq!(
+        table["TimeToLiveSpecification"]["Enabled"],
+        Value::Bool(true)
+    );
+    let secret = &resource(&t, "WebhookSecret")["Properties"];
+    assert!(secret.get("KmsKeyId").is_some());
+    assert!(secret.get("GenerateSecretString").is_some());
+    let url = format!("{:?}", t["Outputs"]["WebhookEndpointUrl"]["Value"]);
+    assert!(
+        url.contains("${WebhookApi}.execute-api") && url.contains(EVENTS_PATH),
+        "{url}"
+    );
+    assert!(t["Outputs"].get("WebhookSecretArn").is_some());
+}
+
+/// The route the webhook serves (`webhook::EVENTS_PATH`; upsell-aws does not depend on the
+/// worker, so it is written once more here).
+const EVENTS_PATH: &str = "/events";
+#[test]
+fn only_the_publish_worker_adds_to_the_version_counters() {
+    let t = template();
+    let resources = t["Resources"].as_mapping().unwrap();
+    let writers: Vec<&str> = resources
+        .iter()
+        .filter(|(_, r)| {
+            let policies = format!("{:?}", r["Properties"]["Policies"]);
+            policies.contains("VersionCountersTable") && policies.contains("dynamodb:UpdateItem")
+        })
+        .map(|(id, _)| text(id))
+        .collect();
+    assert_eq!(writers, ["PublishFunction"]);
 }

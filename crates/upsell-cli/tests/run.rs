@@ -196,9 +196,45 @@ fn run_twice_from_stdin_then_inspect_the_records() {
         assert_eq!(full["summary"][metric], first[run], "{metric}: {full}");
     }
     assert!(!full["by_version"].as_array().unwrap().is_empty(), "{full}");
+    // The live counters in the store agree with the run: every approval and rejection is
+    // counted once for the generator version and once for the judge version that ran.
+    let counters = full["version_counters"].as_array().unwrap();
+    for agent in ["upsell-generator", "upsell-judge"] {
+        let sum = |field: &str| -> u64 {
+            counters
+                .iter()
+                .filter(|r| r["agent_id"] == agent)
+                .map(|r| r[field].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(
+            Some(sum("approvals")),
+            first["published"].as_u64(),
+            "{agent}: {full}"
+        );
+        assert_eq!(
+            Some(sum("rejections")),
+            first["rejected"].as_u64(),
+            "{agent}: {full}"
+        );
+        assert!(
+            sum("errors") <= first["failed"].as_u64().unwrap(),
+            "{agent}: {full}"
+        );
+    }
+    assert!(
+        counters
+            .iter()
+            .all(|r| r["cost_usd"].as_f64().unwrap() > 0.0 && r["latency_p50_ms"].is_number()),
+        "{full}"
+    );
     let text = ok(&upsell(home.path(), &["monitor"], None));
     assert!(
         text.contains("P95 ms") && text.contains("Publish"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Live counters per agent version") && text.contains("upsell-judge"),
         "{text}"
     );
 

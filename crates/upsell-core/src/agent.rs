@@ -186,6 +186,22 @@ pub struct AgentRef {
     pub version: semver::Version,
 }
 
+impl AgentRef {
+    /// The version 0.0.0 that a terminal record names for an agent that did not run (a
+    /// failure before the agent was called, a skipped event): records always name both agents.
+    pub fn placeholder(agent_id: &str) -> AgentRef {
+        AgentRef {
+            agent_id: agent_id.to_owned(),
+            version: semver::Version::new(0, 0, 0),
+        }
+    }
+
+    /// Whether this is [`AgentRef::placeholder`]: the agent did not run.
+    pub fn is_placeholder(&self) -> bool {
+        self.version == semver::Version::new(0, 0, 0)
+    }
+}
+
 impl std::fmt::Display for AgentRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}@{}", self.agent_id, self.version)

@@ -735,6 +735,14 @@ pub struct DriftDetected {
     pub tests: u32,
 }
 
+impl crate::events::EventDetail for DriftDetected {
+    const DETAIL_TYPE: &'static str = DRIFT_DETECTED_DETAIL_TYPE;
+    /// A drift alert is about the population, not one customer: empty.
+    fn customer_id(&self) -> &str {
+        ""
+    }
+}
+
 impl DriftReport {
     /// The alert for this report, when drift was detected.
     pub fn alert(&self) -> Option<DriftDetected> {
@@ -782,6 +790,39 @@ pub trait DriftSource: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<MessageRecord>, crate::ports::PortError>;
+}
+
+/// The events of a window from what a store kept of each run (execution inputs locally, the
+/// claim items in AWS), oldest run first: values that are not valid events (quarantined ones)
+/// are left out, an event id counts once (its first run), only event times in `[from, to)` are
+/// kept; sorted by event time, then id.
+pub fn select_events(
+    runs: impl IntoIterator<Item = serde_json::Value>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<CustomerEvent> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for value in runs {
+        let Ok(ev) = crate::validate::validator().check_value(&value) else {
+            continue;
+        };
+        let t = ev.time();
+        if t >= from && t < to && seen.insert(ev.id().to_owned()) {
+            out.push(ev);
+        }
+    }
+    out.sort_by(|a, b| a.time().cmp(&b.time()).then_with(|| a.id().cmp(b.id())));
+    out
+}
+
+/// The records a drift window reads: approved and rejected ones (failed and skipped events say
+/// nothing about the agents).
+pub fn counts_as_outcome(record: &MessageRecord) -> bool {
+    matches!(
+        record.status,
+        MessageStatus::Approved | MessageStatus::Rejected
+    )
 }
 
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {

@@ -9,14 +9,20 @@
 //! dying between a successful publish and `complete`: at least once, never lost.
 //!
 //! [`IngestReceipts`] is the port; [`decide_claim`] is the rule every adapter applies inside
-//! its conditional write (the SQLite adapter: one immediate transaction). The DynamoDB adapter
-//! comes with the webhook's AWS front end, which is not built yet.
+//! its conditional write (SQLite: one immediate transaction; DynamoDB: a put conditioned on the
+//! receipt it read). `ingest_contract` (feature `contract`) is the
+//! test suite both adapters pass.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ports::PortError;
+
+/// How long a store keeps a receipt after its claim: a request repeating an event id within
+/// this window is answered as a duplicate (the DynamoDB table's TTL deletes receipts after it;
+/// SQLite keeps them).
+pub const RECEIPT_RETENTION_DAYS: i64 = 30;
 
 /// The stored receipt of one event id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

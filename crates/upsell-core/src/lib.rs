@@ -4,6 +4,9 @@
 //! every boundary (events, features, agents, messages) and the port traits that adapters implement.
 
 pub mod agent;
+pub mod counters;
+#[cfg(feature = "contract")]
+pub mod counters_contract;
 pub mod drift;
 pub mod evaluation;
 pub mod events;
@@ -11,6 +14,8 @@ pub mod features;
 pub mod guard;
 pub mod hash;
 pub mod ingest;
+#[cfg(feature = "contract")]
+pub mod ingest_contract;
 pub mod kb;
 pub mod message;
 pub mod monitor;

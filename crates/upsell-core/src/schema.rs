@@ -85,7 +85,10 @@ fn outbound<D: EventDetail>() -> (String, Value) {
 
 /// THE list of events the system emits (`schemas/events/out/`). Add yours here.
 pub fn outbound_event_schemas() -> Vec<(String, Value)> {
-    vec![outbound::<UpsellMessageApproved>()]
+    vec![
+        outbound::<UpsellMessageApproved>(),
+        outbound::<crate::drift::DriftDetected>(),
+    ]
 }
 
 /// Every published schema as (path relative to `schemas/`, schema).

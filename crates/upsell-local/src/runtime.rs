@@ -884,8 +884,11 @@ impl Runtime {
         input: Value,
         wait: bool,
     ) -> Result<ExecutionDescription, StartExecutionError> {
+        // A qualified ARN (`...:stateMachine:<name>:<alias or version>`) runs the machine
+        // itself: locally each machine has one version, the one in the template.
         let machine = state_machine_arn
             .strip_prefix(&crate::template::state_machine_arn(""))
+            .map(|m| m.split_once(':').map_or(m, |(name, _)| name))
             .filter(|m| self.inner.machines.contains_key(*m))
             .ok_or_else(|| {
                 StartExecutionError::StateMachineDoesNotExist(state_machine_arn.to_string())

@@ -824,6 +824,9 @@ impl Resolver {
             return Ok(Some(value.clone()));
         }
         let Some(resource) = self.resources.get(name) else {
+            if let Some(arn) = self.published_alias_arn(name) {
+                return Ok(Some(Value::String(arn)));
+            }
             return Err(invalid(
                 at,
                 format!(
@@ -840,6 +843,23 @@ impl Resolver {
             _ => id.to_string(),
         };
         Ok(Some(Value::String(value)))
+    }
+
+    /// The alias SAM generates for a state machine's `AutoPublishAlias` (logical id
+    /// `<StateMachine>Alias<alias>`): its ARN is the machine's ARN qualified by the alias name.
+    /// Locally a machine has one version, so the alias runs the machine itself.
+    fn published_alias_arn(&self, name: &str) -> Option<String> {
+        self.resources.iter().find_map(|(id, resource)| {
+            if !matches!(resource_type(resource), "AWS::Serverless::StateMachine") {
+                return None;
+            }
+            let alias = resource
+                .get("Properties")?
+                .get("AutoPublishAlias")?
+                .as_str()?;
+            (name.strip_prefix(id.as_str())?.strip_prefix("Alias")? == alias)
+                .then(|| format!("{}:{alias}", state_machine_arn(id)))
+        })
     }
 
     fn attribute(&self, id: &str, attr: &str, at: &str) -> Result<Value, TemplateError> {

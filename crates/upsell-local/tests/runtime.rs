@@ -708,6 +708,7 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
                     | "judge"
                     | "publish"
                     | "evaluate"
+                    | "drift-monitor"
             )
         }
     }

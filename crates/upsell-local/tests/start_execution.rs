@@ -1,6 +1,7 @@
 //! `states:startExecution(.sync:2)` and Distributed Map `ItemReader`s over local folders: a
 //! parent state machine reads JSONL and CSV objects, batches them and starts one child execution
-//! per item, named after the item; a second run finds every child already there.
+//! per item, named after the item; a second run finds every child already there. The parent
+//! starts the child through its `AutoPublishAlias` (a qualified ARN), as the backfill does.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,13 +26,15 @@ Resources:
   ChildMachine:
     Type: AWS::Serverless::StateMachine
     Properties:
+      AutoPublishAlias: live
       DefinitionUri: ../state-machines/child.asl.json
   ParentMachine:
     Type: AWS::Serverless::StateMachine
     Properties:
       DefinitionUri: ../state-machines/parent.asl.json
       DefinitionSubstitutions:
-        ChildArn: !GetAtt ChildMachine.Arn
+        # As sam/template.yaml's backfill does: the child's `live` alias, SAM's generated id.
+        ChildArn: !Ref ChildMachineAliaslive
         DataBucket: !Ref Data
 "#;
 

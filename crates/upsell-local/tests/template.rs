@@ -326,3 +326,34 @@ fn inline_definitions_and_conditional_resources() {
     let def: Value = serde_json::from_str(&t.state_machine("S").unwrap().definition).unwrap();
     assert_eq!(def["States"]["A"]["Result"], json!({"n": 1}));
 }
+
+#[test]
+fn a_ref_to_the_alias_sam_publishes_is_the_qualified_state_machine_arn() {
+    let text = |alias_ref: &str| {
+        format!(
+            r#"
+Resources:
+  Child:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      AutoPublishAlias: live
+      Definition: {{"StartAt": "A", "States": {{"A": {{"Type": "Pass", "End": true}}}}}}
+  Parent:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      Definition: {{"StartAt": "A", "States": {{"A": {{"Type": "Pass", "End": true}}}}}}
+      DefinitionSubstitutions:
+        ChildArn: !Ref {alias_ref}
+"#
+        )
+    };
+    let t = parse(&text("ChildAliaslive")).expect("the generated alias id resolves");
+    assert_eq!(
+        t.state_machine("Parent").unwrap().substitutions["ChildArn"],
+        "arn:aws:states:us-east-1:000000000000:stateMachine:Child:live"
+    );
+    for wrong in ["ChildAliasprod", "ParentAliaslive"] {
+        let err = parse(&text(wrong)).expect_err("no such alias");
+        assert!(err.to_string().contains(wrong), "{err}");
+    }
+}

@@ -44,21 +44,12 @@ impl SqliteDriftSource {
             limit: Some(usize::MAX / 2),
             ..ExecutionFilter::default()
         })?;
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
         // Oldest first, so that the first run of an event is the one kept.
-        for e in all.iter().rev() {
-            let Some(input) = &e.input else { continue };
-            let Ok(ev) = upsell_core::validate::validator().check_value(input) else {
-                continue;
-            };
-            let t = ev.time();
-            if t >= from && t < to && seen.insert(ev.id().to_owned()) {
-                out.push(ev);
-            }
-        }
-        out.sort_by(|a, b| a.time().cmp(&b.time()).then_with(|| a.id().cmp(b.id())));
-        Ok(out)
+        Ok(upsell_core::drift::select_events(
+            all.into_iter().rev().filter_map(|e| e.input),
+            from,
+            to,
+        ))
     }
 }
 

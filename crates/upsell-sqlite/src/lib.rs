@@ -12,6 +12,7 @@
 //! cache, so separate connections per store re-read their pages after every write.
 
 pub mod contacts;
+pub mod counters;
 pub mod drift;
 pub mod evaluations;
 pub mod features;

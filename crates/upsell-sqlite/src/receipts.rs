@@ -162,4 +162,15 @@ mod tests {
         r.release("e2").await.unwrap();
         assert_eq!(r.claim("e2", now, lease).await.unwrap(), Claim::Claimed);
     }
+
+    // The one IngestReceipts contract (upsell_core::ingest_contract), on SQLite.
+    mod contract {
+        use super::SqliteIngestReceipts;
+
+        async fn fresh() -> Option<SqliteIngestReceipts> {
+            Some(SqliteIngestReceipts::in_memory().unwrap())
+        }
+
+        upsell_core::ingest_receipts_contract!(fresh());
+    }
 }

@@ -3,9 +3,10 @@
 //!
 //! It reads the baseline window and the current window (by default the `currentDays` days
 //! before the UTC midnight of `at`, the execution's start time) from a [`DriftSource`], runs
-//! [`upsell_core::drift::detect`], records the results as metrics ([`telemetry::DRIFT_DETECTED`]
-//! and one [`telemetry::DRIFT_P_VALUE`] per test) and returns the report with the
-//! `DriftDetected` alert when drift was found; the state machine puts the alert on the bus.
+//! [`upsell_core::drift::detect`] and returns the report with the `DriftDetected` alert when
+//! drift was found; the state machine records the report and puts the alert on the bus. Its
+//! figures ([`Worker::figures`]) are [`telemetry::DRIFT_DETECTED`] and one
+//! [`telemetry::DRIFT_P_VALUE`] per test that ran: EMF in Lambda, the metric log locally.
 //!
 //! Unless `look` is given, the look number is the number of current windows between the
 //! baseline's end and the current window's end, so that daily checks spend alpha by day.
@@ -16,9 +17,9 @@ use chrono::{DateTime, Duration, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::drift::{self, DriftConfig, DriftDetected, DriftReport, DriftSource};
-use upsell_core::ports::{MetricDatum, MetricUnit, Metrics, PortError};
+use upsell_core::ports::PortError;
 use upsell_core::telemetry;
-use upsell_core::worker::{ErrorName, StableError};
+use upsell_core::worker::{ErrorName, Figures, StableError, Worker};
 
 /// What the state machine passes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -87,8 +88,6 @@ impl WorkerError {
 pub struct Deps {
     /// Where the windows come from.
     pub source: Arc<dyn DriftSource>,
-    /// Where the results go.
-    pub metrics: Arc<dyn Metrics>,
 }
 
 /// A half-open time window `[from, to)`.
@@ -149,24 +148,6 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     let baseline = drift::read_window(deps.source.as_ref(), bf, bt).await?;
     let current = drift::read_window(deps.source.as_ref(), cf, ct).await?;
     let report = drift::detect(&baseline, &current, &cfg);
-    let at = input.at.unwrap_or(ct);
-    for t in report.tests() {
-        if let Some(p) = t.p_adjusted {
-            deps.metrics.record(MetricDatum {
-                timestamp: at,
-                ..MetricDatum::new(telemetry::DRIFT_P_VALUE.name, p, MetricUnit::None)
-                    .with_dim(telemetry::FEATURE, t.name.clone())
-            });
-        }
-    }
-    deps.metrics.record(MetricDatum {
-        timestamp: at,
-        ..MetricDatum::new(
-            telemetry::DRIFT_DETECTED.name,
-            if report.drift_detected { 1.0 } else { 0.0 },
-            MetricUnit::Count,
-        )
-    });
     Ok(Output {
         drift_detected: report.drift_detected,
         alert: report.alert(),
@@ -177,5 +158,37 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
 impl StableError for WorkerError {
     fn error_name(&self) -> ErrorName {
         self.error_type()
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Deps {
+    const NAME: &'static str = "drift-monitor";
+    const STATE: &'static str = "CheckDrift";
+    type Input = Input;
+    type Output = Output;
+    type Error = WorkerError;
+
+    async fn handle(&self, input: Input) -> Result<Output, WorkerError> {
+        handle(input, self).await
+    }
+
+    /// One `DriftPValue` (Holm-adjusted) per test that ran, by test name, and one
+    /// `DriftDetected` (1 or 0): the drift alarm's metric.
+    fn figures(output: &Output, out: &mut Figures) {
+        for t in output.report.tests() {
+            if let Some(p) = t.p_adjusted {
+                out.add(
+                    &telemetry::DRIFT_P_VALUE,
+                    p,
+                    &[(telemetry::FEATURE, t.name.as_str())],
+                );
+            }
+        }
+        out.add(
+            &telemetry::DRIFT_DETECTED,
+            if output.drift_detected { 1.0 } else { 0.0 },
+            &[],
+        );
     }
 }

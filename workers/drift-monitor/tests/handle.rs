@@ -1,15 +1,17 @@
-//! The worker over an in-memory source: a same-distribution window raises no alert, a drifted
-//! one raises an alert naming the drifted feature; metrics are recorded for every test.
+//! The worker over an in-memory source, driven as the Lambda runner and the local runtime drive
+//! it (`upsell_core::worker::invoke`): a same-distribution window raises no alert, a drifted one
+//! raises an alert naming the drifted feature; metrics are recorded for every test.
 
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use drift_monitor::{Deps, Input, handle, plan};
+use drift_monitor::{Deps, Input, Output, plan};
 use upsell_core::drift::{DriftSource, events_from_jsonl};
 use upsell_core::events::CustomerEvent;
 use upsell_core::message::MessageRecord;
 use upsell_core::ports::{MetricDatum, Metrics, PortError};
 use upsell_core::sample::{DriftScenario, SampleConfig, generate_jsonl};
+use upsell_core::worker::invoke;
 
 struct Events(Vec<CustomerEvent>);
 
@@ -64,10 +66,13 @@ fn deps(drift: Option<DriftScenario>) -> (Deps, Arc<Recorded>) {
     (
         Deps {
             source: Arc::new(Events(events)),
-            metrics: metrics.clone(),
         },
         metrics,
     )
+}
+
+async fn check(deps: &Deps, metrics: &Recorded) -> Output {
+    invoke(deps, input(), metrics).await.unwrap()
 }
 
 fn input() -> Input {
@@ -81,7 +86,7 @@ fn input() -> Input {
 #[tokio::test]
 async fn same_distribution_raises_no_alert_and_records_metrics() {
     let (deps, metrics) = deps(None);
-    let out = handle(input(), &deps).await.unwrap();
+    let out = check(&deps, &metrics).await;
     assert!(!out.drift_detected, "{:?}", out.report.drifted);
     assert!(out.alert.is_none());
     let m = metrics.0.lock().unwrap();
@@ -99,7 +104,7 @@ async fn same_distribution_raises_no_alert_and_records_metrics() {
 #[tokio::test]
 async fn region_shift_raises_an_alert_naming_region() {
     let (deps, metrics) = deps(Some(DriftScenario::RegionShift));
-    let out = handle(input(), &deps).await.unwrap();
+    let out = check(&deps, &metrics).await;
     let alert = out.alert.expect("drift alert");
     assert!(
         alert.drifted.iter().any(|t| t.name == "region"),

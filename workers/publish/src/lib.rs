@@ -19,6 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::agent::AgentRef;
+use upsell_core::counters::{VersionCounters, record_deltas};
 use upsell_core::events::{EventDetail, RawEvent};
 use upsell_core::message::{
     AttemptRecord, MessageRecord, MessageStatus, QuarantineRecord, TokenUsage,
@@ -92,6 +93,54 @@ pub struct Failed {
     /// Execution start, for the latency.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    /// The generator routing chose (`$.generator`), null before routing ran.
+    #[serde(default)]
+    pub generator: Option<ChosenGenerator>,
+    /// The last generate output (`$.generation`), null before the first one.
+    #[serde(default)]
+    pub generation: Option<LastGeneration>,
+    /// The last judge output (`$.judged`), null before the first one.
+    #[serde(default)]
+    pub judged: Option<LastVerdict>,
+}
+
+/// The generator version routing chose; no version when the generate worker picks the
+/// registry's production version itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChosenGenerator {
+    /// Agent id.
+    pub agent_id: String,
+    /// The chosen version.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub version: Option<semver::Version>,
+}
+
+/// What a failed record needs of the generate worker's last output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastGeneration {
+    /// Attempt number.
+    pub attempt: u32,
+    /// Generator version that ran.
+    pub generator: AgentRef,
+    /// Its model id (for the cost).
+    pub model_id: String,
+    /// Its tokens.
+    pub usage: TokenUsage,
+}
+
+/// What a failed record needs of the judge worker's last output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastVerdict {
+    /// Judge version that ran.
+    pub judge: AgentRef,
+    /// Its model id (for the cost).
+    pub model_id: String,
+    /// Every judged attempt so far.
+    pub history: Vec<AttemptRecord>,
 }
 
 /// An event that deliberately gets no message.
@@ -187,6 +236,8 @@ pub struct Deps {
     pub messages: Arc<dyn MessageStore>,
     /// The event bus.
     pub events: Arc<dyn EventPublisher>,
+    /// Per-version live counters, added to for every record written.
+    pub counters: Arc<dyn VersionCounters>,
 }
 
 fn latency(started_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
@@ -195,19 +246,41 @@ fn latency(started_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> u64 {
     })
 }
 
-fn placeholder(agent_id: &str) -> AgentRef {
-    // MessageRecord requires agent refs; 0.0.0 marks "no version was chosen".
-    AgentRef {
-        agent_id: agent_id.to_owned(),
-        version: semver::Version::new(0, 0, 0),
+/// Model cost in US dollars of each agent: (generator, judge). Unknown model ids cost 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Costs {
+    generator: f64,
+    judge: f64,
+}
+
+impl Costs {
+    fn of(generator: (Option<&str>, TokenUsage), judge: (Option<&str>, TokenUsage)) -> Costs {
+        let cost =
+            |(model, usage): (Option<&str>, TokenUsage)| model.map_or(0.0, |m| cost_usd(m, usage));
+        Costs {
+            generator: cost(generator),
+            judge: cost(judge),
+        }
     }
+
+    fn total(self) -> f64 {
+        self.generator + self.judge
+    }
+}
+
+/// Generator and judge tokens over `attempts`.
+fn usage_of(attempts: &[AttemptRecord]) -> (TokenUsage, TokenUsage) {
+    attempts.iter().fold(
+        (TokenUsage::default(), TokenUsage::default()),
+        |(g, j), a| (g + a.generator_usage, j + a.judge_usage),
+    )
 }
 
 fn finished_record(
     f: &Finished,
     status: MessageStatus,
     now: DateTime<Utc>,
-) -> Result<MessageRecord, WorkerError> {
+) -> Result<(MessageRecord, Costs), WorkerError> {
     let last = f.history.last().ok_or_else(|| {
         WorkerError::InvalidInput(format!("event {}: history has no attempt", f.event_id))
     })?;
@@ -217,22 +290,12 @@ fn finished_record(
             f.event_id
         )));
     }
-    let gen_usage = f
-        .history
-        .iter()
-        .fold(TokenUsage::default(), |a, h| a + h.generator_usage);
-    let judge_usage = f
-        .history
-        .iter()
-        .fold(TokenUsage::default(), |a, h| a + h.judge_usage);
-    let cost = f
-        .generator_model_id
-        .as_deref()
-        .map_or(0.0, |m| cost_usd(m, gen_usage))
-        + f.judge_model_id
-            .as_deref()
-            .map_or(0.0, |m| cost_usd(m, judge_usage));
-    Ok(MessageRecord {
+    let (gen_usage, judge_usage) = usage_of(&f.history);
+    let costs = Costs::of(
+        (f.generator_model_id.as_deref(), gen_usage),
+        (f.judge_model_id.as_deref(), judge_usage),
+    );
+    let record = MessageRecord {
         event_id: f.event_id.clone(),
         customer_id: f.customer_id.clone(),
         status,
@@ -242,7 +305,7 @@ fn finished_record(
         judge: f.judge.clone(),
         attempts: f.history.clone(),
         total_usage: gen_usage + judge_usage,
-        cost_usd: cost,
+        cost_usd: costs.total(),
         latency_ms: latency(f.started_at, now),
         error: (status == MessageStatus::Rejected).then(|| {
             format!(
@@ -252,7 +315,82 @@ fn finished_record(
             )
         }),
         created_at: now,
-    })
+    };
+    Ok((record, costs))
+}
+
+/// The failed record: the versions that ran (the last generate and judge outputs; before the
+/// first generation, the version routing chose), every judged attempt and the cost so far
+/// (the judged attempts plus a generation the judge has not seen yet).
+fn failed_record(f: &Failed, now: DateTime<Utc>) -> (MessageRecord, Costs) {
+    let raw = serde_json::to_string(&f.event).expect("JSON values serialise");
+    let event_id = f
+        .event
+        .get("id")
+        .and_then(Value::as_str)
+        .map_or_else(|| text_hash(&raw), str::to_owned);
+    let customer_id = f
+        .event
+        .pointer("/detail/customerId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let attempts = f
+        .judged
+        .as_ref()
+        .map(|j| j.history.clone())
+        .unwrap_or_default();
+    let (mut gen_usage, judge_usage) = usage_of(&attempts);
+    if let Some(g) = &f.generation
+        && !attempts.iter().any(|a| a.attempt == g.attempt)
+    {
+        gen_usage += g.usage;
+    }
+    let costs = Costs::of(
+        (
+            f.generation.as_ref().map(|g| g.model_id.as_str()),
+            gen_usage,
+        ),
+        (f.judged.as_ref().map(|j| j.model_id.as_str()), judge_usage),
+    );
+    let generator = match (&f.generation, &f.generator) {
+        (Some(g), _) => g.generator.clone(),
+        (
+            None,
+            Some(ChosenGenerator {
+                agent_id,
+                version: Some(version),
+            }),
+        ) => AgentRef {
+            agent_id: agent_id.clone(),
+            version: version.clone(),
+        },
+        _ => AgentRef::placeholder(GENERATOR_ID),
+    };
+    let judge = f
+        .judged
+        .as_ref()
+        .map_or_else(|| AgentRef::placeholder(JUDGE_ID), |j| j.judge.clone());
+    let record = MessageRecord {
+        event_id,
+        customer_id,
+        status: MessageStatus::Failed,
+        message: None,
+        recommended_service: None,
+        generator,
+        judge,
+        attempts,
+        total_usage: gen_usage + judge_usage,
+        cost_usd: costs.total(),
+        latency_ms: latency(f.started_at, now),
+        error: Some(format!(
+            "{}: {}",
+            f.error.error,
+            f.error.cause.as_deref().unwrap_or("no cause given")
+        )),
+        created_at: now,
+    };
+    (record, costs)
 }
 
 fn announcement(record: &MessageRecord, f: &Finished) -> RawEvent {
@@ -275,13 +413,20 @@ fn announcement(record: &MessageRecord, f: &Finished) -> RawEvent {
     .expect("an UpsellMessageApproved detail (strings, numbers, enums) always serialises")
 }
 
+/// Writes the record once; only a record written adds to the per-version counters.
 async fn put(
     deps: &Deps,
     record: &MessageRecord,
+    costs: Costs,
     outcome: &str,
     reason: Option<String>,
 ) -> Result<Output, WorkerError> {
     let written = deps.messages.put_if_absent(record).await? == PutOutcome::Inserted;
+    if written {
+        for (agent, delta) in record_deltas(record, costs.generator, costs.judge) {
+            deps.counters.add(&agent, &delta).await?;
+        }
+    }
     Ok(Output {
         outcome: outcome.to_owned(),
         record_id: record.event_id.clone(),
@@ -306,7 +451,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     let now = Utc::now();
     match input {
         Input::Published(f) => {
-            let record = finished_record(&f, MessageStatus::Approved, now)?;
+            let (record, costs) = finished_record(&f, MessageStatus::Approved, now)?;
             // A failed record is an earlier attempt's: a redrive replaces it.
             if deps
                 .messages
@@ -326,47 +471,17 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             deps.events.publish(&announcement(&record, &f)).await?;
             #[cfg(feature = "fault-injection")]
             fault_point("after-approval-put", &record.event_id);
-            let mut out = put(deps, &record, "published", None).await?;
+            let mut out = put(deps, &record, costs, "published", None).await?;
             out.event_published = true;
             Ok(out)
         }
         Input::Rejected(f) => {
-            let record = finished_record(&f, MessageStatus::Rejected, now)?;
-            put(deps, &record, "rejected", Some(rejection_reason(&f))).await
+            let (record, costs) = finished_record(&f, MessageStatus::Rejected, now)?;
+            put(deps, &record, costs, "rejected", Some(rejection_reason(&f))).await
         }
         Input::Failed(f) => {
-            let raw = serde_json::to_string(&f.event).expect("JSON values serialise");
-            let event_id = f
-                .event
-                .get("id")
-                .and_then(Value::as_str)
-                .map_or_else(|| text_hash(&raw), str::to_owned);
-            let customer_id = f
-                .event
-                .pointer("/detail/customerId")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let record = MessageRecord {
-                event_id,
-                customer_id,
-                status: MessageStatus::Failed,
-                message: None,
-                recommended_service: None,
-                generator: placeholder(GENERATOR_ID),
-                judge: placeholder(JUDGE_ID),
-                attempts: Vec::new(),
-                total_usage: TokenUsage::default(),
-                cost_usd: 0.0,
-                latency_ms: latency(f.started_at, now),
-                error: Some(format!(
-                    "{}: {}",
-                    f.error.error,
-                    f.error.cause.as_deref().unwrap_or("no cause given")
-                )),
-                created_at: now,
-            };
-            put(deps, &record, "failed", Some(f.error.error.clone())).await
+            let (record, costs) = failed_record(&f, now);
+            put(deps, &record, costs, "failed", Some(f.error.error.clone())).await
         }
         Input::Skipped(s) => {
             let record = MessageRecord {
@@ -375,8 +490,8 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 status: MessageStatus::Skipped,
                 message: None,
                 recommended_service: None,
-                generator: placeholder(GENERATOR_ID),
-                judge: placeholder(JUDGE_ID),
+                generator: AgentRef::placeholder(GENERATOR_ID),
+                judge: AgentRef::placeholder(JUDGE_ID),
                 attempts: Vec::new(),
                 total_usage: TokenUsage::default(),
                 cost_usd: 0.0,
@@ -384,7 +499,14 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 error: Some(format!("skipped: {}", s.reason)),
                 created_at: now,
             };
-            put(deps, &record, "skipped", Some(s.reason.clone())).await
+            put(
+                deps,
+                &record,
+                Costs::default(),
+                "skipped",
+                Some(s.reason.clone()),
+            )
+            .await
         }
         Input::Quarantined(q) => {
             let record = quarantine_record(&q, now);

@@ -18,5 +18,6 @@ async fn build_deps() -> Result<Deps, upsell_aws::ConfigError> {
     Ok(Deps {
         messages: Arc::new(ctx.message_store()?),
         events: Arc::new(ctx.event_publisher()?),
+        counters: Arc::new(ctx.version_counters()?),
     })
 }

@@ -3,13 +3,19 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use publish::{Deps, Failed, Finished, Input, Quarantined, Skipped, StepError, handle};
+use publish::{
+    ChosenGenerator, Deps, Failed, Finished, Input, LastGeneration, LastVerdict, Quarantined,
+    Skipped, StepError, handle,
+};
 use serde_json::json;
 use upsell_core::agent::AgentRef;
+use upsell_core::counters::{VersionCounters, nano_usd};
 use upsell_core::events::RawEvent;
 use upsell_core::message::{AttemptRecord, JudgeVerdict, MessageStatus, TokenUsage};
 use upsell_core::ports::{EventPublisher, MessageStore, PortError};
+use upsell_models::pricing::cost_usd;
 use upsell_models::testing::facts;
+use upsell_sqlite::counters::SqliteVersionCounters;
 use upsell_sqlite::messages::SqliteMessageStore;
 
 #[derive(Default)]
@@ -64,21 +70,34 @@ fn finished(approved: bool) -> Finished {
             },
         }],
         generator_model_id: Some("amazon.nova-pro-v1:0".into()),
-        judge_model_id: None,
+        judge_model_id: Some("amazon.nova-lite-v1:0".into()),
         started_at: None,
     }
 }
 
 fn setup() -> (Deps, Arc<SqliteMessageStore>, Arc<Bus>) {
+    let (deps, store, bus, _) = setup_with_counters();
+    (deps, store, bus)
+}
+
+fn setup_with_counters() -> (
+    Deps,
+    Arc<SqliteMessageStore>,
+    Arc<Bus>,
+    Arc<SqliteVersionCounters>,
+) {
     let store = Arc::new(SqliteMessageStore::in_memory().unwrap());
     let bus = Arc::new(Bus::default());
+    let counters = Arc::new(SqliteVersionCounters::in_memory().unwrap());
     (
         Deps {
             messages: store.clone(),
             events: bus.clone(),
+            counters: counters.clone(),
         },
         store,
         bus,
+        counters,
     )
 }
 
@@ -149,7 +168,7 @@ async fn every_outcome_writes_exactly_one_record() {
     let cases = vec![
         (Input::Rejected(Finished { event_id: "evt-2".into(), ..finished(false) }), "rejected", "evt-2"),
         (Input::Skipped(Skipped { event_id: "evt-3".into(), customer_id: "c1".into(), reason: "opted-out".into(), started_at: None }), "skipped", "evt-3"),
-        (Input::Failed(Failed { event: event.clone(), error: StepError { error: "ModelThrottled".into(), cause: Some("429".into()) }, started_at: None }), "failed", "evt-9"),
+        (Input::Failed(Failed { event: event.clone(), error: StepError { error: "ModelThrottled".into(), cause: Some("429".into()) }, started_at: None, generator: None, generation: None, judged: None }), "failed", "evt-9"),
         (Input::Quarantined(Quarantined {
             event: json!({"id": "evt-q", "detail": {}}),
             error: StepError { error: "SchemaInvalid".into(), cause: Some(r#"{"reason":"schema-violation","eventId":"evt-q","problems":[{"path":"/detail/customerId","message":"required"}]}"#.into()) },
@@ -199,4 +218,117 @@ async fn quarantine_reads_problems_from_a_lambda_error_cause() {
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].reason.as_str(), "unknown-detail-type");
     assert_eq!(q[0].errors[0].path, "/detail-type");
+}
+
+fn usage(input_tokens: u64, output_tokens: u64) -> TokenUsage {
+    TokenUsage {
+        input_tokens,
+        output_tokens,
+    }
+}
+
+#[tokio::test]
+async fn cost_counts_the_judge_and_each_version_gets_its_own() {
+    let (deps, store, _, counters) = setup_with_counters();
+    handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    let rec = store.get("evt-1").await.unwrap().unwrap();
+    let generator = cost_usd("amazon.nova-pro-v1:0", usage(1000, 100));
+    let judge = cost_usd("amazon.nova-lite-v1:0", usage(1000, 50));
+    assert!(judge > 0.0, "the judge's model has no price");
+    assert!(
+        (rec.cost_usd - (generator + judge)).abs() < 1e-12,
+        "{}",
+        rec.cost_usd
+    );
+    let g = counters.read(&agent("upsell-generator")).await.unwrap();
+    let j = counters.read(&agent("upsell-judge")).await.unwrap();
+    assert_eq!(g.cost_nano_usd, nano_usd(generator));
+    assert_eq!(j.cost_nano_usd, nano_usd(judge));
+    assert_eq!((g.approvals, g.score_sum, g.score_count), (1, 9, 1));
+    assert_eq!((j.approvals, j.score_sum, j.score_count), (1, 9, 1));
+    assert_eq!(g.latency.iter().sum::<u64>(), 1);
+    // A redelivery writes nothing and counts nothing.
+    handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    assert_eq!(counters.read(&agent("upsell-generator")).await.unwrap(), g);
+}
+
+fn failed_after(generation: Option<LastGeneration>, judged: Option<LastVerdict>) -> Failed {
+    Failed {
+        event: json!({"id": "evt-f", "detail": {"customerId": "c7"}}),
+        error: StepError {
+            error: "ModelThrottled".into(),
+            cause: Some("429".into()),
+        },
+        started_at: None,
+        generator: Some(ChosenGenerator {
+            agent_id: "upsell-generator".into(),
+            version: Some(semver::Version::new(1, 1, 0)),
+        }),
+        generation,
+        judged,
+    }
+}
+
+#[tokio::test]
+async fn a_failed_record_names_the_versions_that_ran_and_what_they_cost() {
+    // Attempt 1 was judged (rejected); attempt 2's generation ran, then its judge call failed.
+    let f = finished(false);
+    let judged = LastVerdict {
+        judge: agent("upsell-judge"),
+        model_id: "amazon.nova-lite-v1:0".into(),
+        history: f.history.clone(),
+    };
+    let generation = LastGeneration {
+        attempt: 2,
+        generator: agent("upsell-generator"),
+        model_id: "amazon.nova-pro-v1:0".into(),
+        usage: usage(500, 80),
+    };
+    let (deps, store, _, counters) = setup_with_counters();
+    handle(
+        Input::Failed(failed_after(Some(generation), Some(judged))),
+        &deps,
+    )
+    .await
+    .unwrap();
+    let rec = store.get("evt-f").await.unwrap().unwrap();
+    assert_eq!(rec.status, MessageStatus::Failed);
+    assert_eq!(rec.generator, agent("upsell-generator"));
+    assert_eq!(rec.judge, agent("upsell-judge"));
+    assert_eq!(rec.attempts.len(), 1);
+    let generator = cost_usd("amazon.nova-pro-v1:0", usage(1500, 180));
+    let judge = cost_usd("amazon.nova-lite-v1:0", usage(1000, 50));
+    assert!(
+        (rec.cost_usd - (generator + judge)).abs() < 1e-12,
+        "{}",
+        rec.cost_usd
+    );
+    assert_eq!(rec.total_usage, usage(2500, 230));
+    let g = counters.read(&agent("upsell-generator")).await.unwrap();
+    assert_eq!((g.errors, g.cost_nano_usd), (1, nano_usd(generator)));
+    let j = counters.read(&agent("upsell-judge")).await.unwrap();
+    assert_eq!((j.errors, j.cost_nano_usd), (1, nano_usd(judge)));
+}
+
+#[tokio::test]
+async fn a_failure_before_the_first_generation_names_the_routed_version_only() {
+    let (deps, store, _, counters) = setup_with_counters();
+    let out = handle(Input::Failed(failed_after(None, None)), &deps)
+        .await
+        .unwrap();
+    let rec = store.get("evt-f").await.unwrap().unwrap();
+    let routed = AgentRef {
+        agent_id: "upsell-generator".into(),
+        version: semver::Version::new(1, 1, 0),
+    };
+    assert_eq!(rec.generator, routed);
+    assert!(rec.judge.is_placeholder(), "{:?}", rec.judge);
+    assert_eq!(rec.cost_usd, 0.0);
+    assert_eq!(out.generator, Some(routed.clone()));
+    assert_eq!(counters.read(&routed).await.unwrap().errors, 1);
+    assert!(counters.versions("upsell-judge").await.unwrap().is_empty());
 }

@@ -5,7 +5,9 @@
 //! - message record: `pk = EVENT#<event id>`, `sk = RECORD`, `record` (JSON), `eventId`,
 //!   `customerId`, `status`, `createdAt`, `gsi1pk = CUSTOMER#<customer>`, `gsi1sk = <event id>`,
 //!   `gsi2pk = STATUS#<status>`, `gsi2sk = <event id>`;
-//! - the state machine's idempotency claim: `pk = EVENT#<event id>`, `sk = CLAIM` (not written here);
+//! - the state machine's idempotency claim: `pk = EVENT#<event id>`, `sk = CLAIM`, with the
+//!   validated event (`event`, JSON text) and `eventTime` that the drift monitor reads
+//!   ([`super::drift`]); not written here;
 //! - quarantine record: `pk = QUARANTINE#<id>`, `sk = RECORD`, `record` (JSON),
 //!   `gsi2pk = STATUS#quarantined`, `gsi2sk = <id>`.
 //!

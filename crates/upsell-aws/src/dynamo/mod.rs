@@ -10,9 +10,12 @@ use serde::de::DeserializeOwned;
 use upsell_core::ports::PortError;
 
 pub mod contacts;
+pub mod counters;
+pub mod drift;
 pub mod evaluations;
 pub mod features;
 pub mod messages;
+pub mod receipts;
 pub mod registry;
 pub mod tables;
 
@@ -26,6 +29,11 @@ pub const SK: &str = "sk";
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
+}
+
+/// A number attribute (DynamoDB sends numbers as text).
+pub(crate) fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
 pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {

@@ -21,6 +21,10 @@ pub enum TableKind {
     FeatureStore,
     /// Agent-evaluation cases.
     Evaluations,
+    /// The webhook's idempotency receipts.
+    WebhookReceipts,
+    /// Per-version live counters.
+    VersionCounters,
 }
 
 impl TableKind {
@@ -45,6 +49,8 @@ impl TableKind {
             TableKind::AgentRegistry => &[],
             TableKind::FeatureStore => crate::dynamo::features::INDEXES,
             TableKind::Evaluations => &[],
+            TableKind::WebhookReceipts => &[],
+            TableKind::VersionCounters => &[],
         }
     }
 }

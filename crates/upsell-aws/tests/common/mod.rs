@@ -1,6 +1,8 @@
 //! Shared test helpers: contexts against moto server or a canned-response HTTP server.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};

@@ -2,18 +2,24 @@
 //! what the local runtime has run (`--baseline FROM..TO --current FROM..TO`) or over two event
 //! files (`--baseline-events A.jsonl --current-events B.jsonl`). The statistics are in
 //! `upsell_core::drift` (docs/monitoring.md, "Drift").
+//!
+//! `upsell drift --run --baseline FROM..TO [--current FROM..TO]` runs the drift monitor itself:
+//! the template's drift-monitor state machine on the local runtime (`upsell_cli::drift_monitor`),
+//! which records the report and puts `DriftDetected` on the local bus when drift is found.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use upsell_cli::app::{HISTORY_FILE, existing_db};
+use upsell_cli::app::{AppOptions, BUS_JOURNAL_FILE, HISTORY_FILE, LocalApp, existing_db};
+use upsell_cli::drift_monitor::{DriftCheck, run_drift_monitor};
 use upsell_core::drift::{
     self, DriftConfig, DriftReport, EventSample, FeatureTest, OutcomeSample, Window, WindowData,
 };
 use upsell_sqlite::drift::SqliteDriftSource;
 use upsell_sqlite::history::ExecutionStore;
+use upsell_sqlite::history::HistoryLevel;
 use upsell_sqlite::messages::SqliteMessageStore;
 
 use super::Context;
@@ -24,9 +30,10 @@ use super::Context;
 pub struct Args {
     /// Baseline window over what has run locally, by event time: `FROM..TO` (half-open; dates
     /// are UTC midnight, or RFC 3339 instants), e.g. `2025-01-01..2025-07-01`.
-    #[arg(long, value_name = "FROM..TO", requires = "current", value_parser = drift::parse_range)]
+    #[arg(long, value_name = "FROM..TO", value_parser = drift::parse_range)]
     baseline: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    /// Current window, same form as --baseline.
+    /// Current window, same form as --baseline (with --run, by default the --current-days days
+    /// before today, UTC, as the daily schedule does).
     #[arg(long, value_name = "FROM..TO", requires = "baseline", value_parser = drift::parse_range)]
     current: Option<(DateTime<Utc>, DateTime<Utc>)>,
     /// Baseline events: a JSON-lines file (invalid lines and repeated ids are left out, as the
@@ -36,18 +43,43 @@ pub struct Args {
     /// Current events: a JSON-lines file.
     #[arg(long, value_name = "FILE", requires = "baseline_events", conflicts_with_all = ["baseline", "current"])]
     current_events: Option<PathBuf>,
+    /// Run the drift monitor: the template's drift-monitor state machine on the local runtime
+    /// (as the daily schedule does in AWS); the report is recorded and, on drift, a
+    /// DriftDetected event goes on the local bus (bus-events.jsonl).
+    #[arg(long, requires = "baseline")]
+    run: bool,
+    /// With --run and no --current: length of the current window in days.
+    #[arg(long, requires = "run", value_parser = clap::value_parser!(u32).range(1..=366), value_name = "DAYS")]
+    current_days: Option<u32>,
     /// False-alarm budget over every look at this baseline.
     #[arg(long, default_value_t = 0.05, value_parser = parse_alpha, value_name = "A")]
     alpha: f64,
-    /// Which look at this baseline this is (1 = first): look t spends alpha/(t(t+1)).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
-    look: u32,
+    /// Which look at this baseline this is (1 = first): look t spends alpha/(t(t+1)). Default: 1,
+    /// or with --run the number of current windows since the baseline's end.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
+    look: Option<u32>,
     /// Fewest observations on each side for a test to run.
     #[arg(long, default_value_t = 30, value_name = "N")]
     min_samples: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// With --run: the SAM template whose state machine and functions run locally.
+    #[arg(
+        long,
+        env = "UPSELL_TEMPLATE",
+        default_value = "sam/template.yaml",
+        value_name = "FILE"
+    )]
+    template: PathBuf,
+    /// With --run: knowledge-base folder, indexed when the home has none yet.
+    #[arg(
+        long,
+        env = "UPSELL_KB_DIR",
+        default_value = "knowledge-base",
+        value_name = "DIR"
+    )]
+    kb_dir: PathBuf,
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {
@@ -77,11 +109,68 @@ fn file_window(path: &Path) -> anyhow::Result<WindowData> {
     ))
 }
 
+fn label((from, to): (DateTime<Utc>, DateTime<Utc>)) -> String {
+    drift::time_window(from, to).label
+}
+
+/// `--run`: one execution of the drift-monitor state machine.
+fn run_monitor(args: &Args, ctx: &Context) -> anyhow::Result<()> {
+    let baseline = args.baseline.context("--run needs --baseline FROM..TO")?;
+    existing_db(&ctx.home)?;
+    let mut opts = AppOptions::new(&ctx.home);
+    opts.template = args.template.clone();
+    opts.kb_dir = args.kb_dir.clone();
+    opts.history = HistoryLevel::Summary;
+    let check = DriftCheck {
+        baseline: label(baseline),
+        current: args.current.map(label),
+        current_days: args.current_days,
+        alpha: Some(args.alpha),
+        look: args.look,
+        min_samples: Some(args.min_samples),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let run = rt.block_on(async {
+        let app = LocalApp::open(opts).await?;
+        run_drift_monitor(&app, &check).await
+    })?;
+    if args.json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "executionArn": run.execution_arn,
+                "driftDetected": run.output.drift_detected,
+                "alert": run.output.alert,
+                "report": run.output.report,
+            }))?
+        );
+        return Ok(());
+    }
+    print_report(&run.output.report)?;
+    outln!();
+    outln!("execution {}", run.execution_arn);
+    if run.events.is_empty() {
+        outln!("no DriftDetected event");
+    } else {
+        outln!(
+            "DriftDetected put on the local bus ({})",
+            ctx.home.join(BUS_JOURNAL_FILE).display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
+    if args.run {
+        return run_monitor(&args, ctx);
+    }
     let cfg = DriftConfig {
         alpha: args.alpha,
-        look: args.look,
+        look: args.look.unwrap_or(1),
         min_samples: args.min_samples,
     };
     let (baseline, current) = match (
@@ -90,6 +179,9 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         &args.baseline_events,
         &args.current_events,
     ) {
+        (Some(_), None, _, _) => {
+            bail!("--baseline needs --current FROM..TO (or --run, which defaults to the last day)")
+        }
         (Some(b), Some(c), _, _) => {
             let db = existing_db(&ctx.home)?;
             let history = db.with_file_name(HISTORY_FILE);

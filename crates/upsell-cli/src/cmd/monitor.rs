@@ -1,12 +1,17 @@
 //! `upsell monitor`: latency percentiles, approval, error and quarantine rates, rejection
-//! reasons and model cost, from the local metric log (docs/monitoring.md).
+//! reasons and model cost, from the local metric log, and the per-version live counters from
+//! the store (docs/monitoring.md).
 
 use std::fmt::Write as _;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use upsell_cli::app::existing_db;
 use upsell_cli::dashboard::usd;
+use upsell_core::counters::{VersionCounterRow, VersionCounters};
 use upsell_core::monitor::{GroupBy, MonitorReport, Percentiles, ReasonCount};
+use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
+use upsell_sqlite::counters::SqliteVersionCounters;
 
 use super::Context;
 
@@ -75,6 +80,35 @@ fn parse_since_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
     ))
 }
 
+/// `--json`: the report plus the live counters per version.
+#[derive(serde::Serialize)]
+struct JsonOut {
+    #[serde(flatten)]
+    report: MonitorReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version_counters: Option<Vec<VersionCounterRow>>,
+}
+
+/// The per-version live counters of the generator and the judge, from `<home>/upsell.db`.
+fn load_counters(ctx: &Context) -> anyhow::Result<Vec<VersionCounterRow>> {
+    let db = existing_db(&ctx.home)?;
+    let counters =
+        SqliteVersionCounters::open(&db).with_context(|| format!("opening {}", db.display()))?;
+    let rt = super::features::runtime()?;
+    let mut rows = Vec::new();
+    for agent_id in [GENERATOR_ID, JUDGE_ID] {
+        let versions = rt
+            .block_on(counters.versions(agent_id))
+            .with_context(|| format!("reading the counters of {agent_id}"))?;
+        rows.extend(
+            versions
+                .iter()
+                .map(|(v, c)| VersionCounterRow::new(agent_id, v, c)),
+        );
+    }
+    Ok(rows)
+}
+
 /// Runs the command.
 pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
     let report = super::dashboard::load_report(ctx, args.since)?;
@@ -82,15 +116,84 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Some(by) => report.only(by.into()),
         None => report,
     };
+    let counters = match args.by {
+        None | Some(By::Version) => Some(load_counters(ctx)?),
+        Some(_) => None,
+    };
     if args.json {
+        let out = JsonOut {
+            report,
+            version_counters: counters,
+        };
         outln!(
             "{}",
-            serde_json::to_string(&report).context("writing the report")?
+            serde_json::to_string(&out).context("writing the report")?
         );
     } else {
-        outln!("{}", text(&report).trim_end());
+        let mut t = text(&report);
+        if let Some(rows) = &counters {
+            t.push_str(&counters_text(rows));
+        }
+        outln!("{}", t.trim_end());
     }
     Ok(())
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.0}"),
+        Some(_) => "slower".to_owned(),
+        None => "-".to_owned(),
+    }
+}
+
+/// The live counters as a text table.
+fn counters_text(rows: &[VersionCounterRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nLive counters per agent version (all time, from the store; latency bucket bounds)"
+    );
+    if rows.is_empty() {
+        let _ = writeln!(out, "  none");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
+        "AGENT",
+        "VERSION",
+        "APPROVED",
+        "REJECTED",
+        "FAILED",
+        "APPROVAL",
+        "ERRORS",
+        "SCORE",
+        "P50 MS",
+        "P95 MS",
+        "P99 MS",
+        "COST"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
+            r.agent_id,
+            r.version,
+            r.approvals,
+            r.rejections,
+            r.errors,
+            rate(r.approval_rate),
+            rate(r.error_rate),
+            r.mean_score
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
+            ms(r.latency_p50_ms),
+            ms(r.latency_p95_ms),
+            ms(r.latency_p99_ms),
+            usd(r.cost_usd)
+        );
+    }
+    out
 }
 
 fn rate(v: Option<f64>) -> String {
