@@ -17,8 +17,10 @@
 //! - [`PAYMENT`]: no request for payment, card, bank or login details.
 //! - [`PRICE`]: the only amounts a message may state are the offer's price and, with the offer's
 //!   discount, the discounted price; dollars in any spelling (`$`, `USD`, `dollars`, `bucks`),
-//!   percentages (`%`, `percent`, number words) and no-cost promises (`for free`, `half price`)
-//!   count.
+//!   percentages (`%`, `percent`, number words) and no-cost promises (`for free`, `half price`,
+//!   `at no charge`, `the first month free`) count. `-free` compounds (`a bite-free evening`) and
+//!   `free of` are not prices. A no-cost phrase passes only inside the offered service's own
+//!   catalogue description, quoted as written (masked like all trusted text).
 //! - [`SERVICE`]: every service phrase (`<word> repair`, `<word> installation`, `<word>
 //!   cleaning`, ...) must come from the company's own text (catalogue names, the offering's
 //!   description, the sign-off).
@@ -202,6 +204,7 @@ struct Patterns {
     money: Regex,
     service: Regex,
     free: Regex,
+    free_after: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -221,7 +224,8 @@ fn patterns() -> &'static Patterns {
             street: re(r"\b\d{1,6}\s+(?:\p{L}+\s+){1,3}(?:st|street|ave|avenue|rd|road|blvd|boulevard|ln|lane|dr|drive|ct|court|pl|place|ter|terrace|cir|circle|hwy|highway|pkwy|parkway)\b"),
             percent: re(r"(\d{1,3})\s?(?:%|percent\b|per cent\b|pct\b)"),
             money: re(r"(?:\$|\busd\s?|\bus\$\s?)(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?|\b(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?\s?(?:dollars?|usd|bucks)\b"),
-            free: re(r"(?:^|[.!?:]\s*|\b(?:for|is|are|it's|its|get|got|totally|completely|100%|100 percent)\s+)free\b|\bfree\s+(?:visits?|months?|weeks?|days?|years?|first|services?|treatments?|cleanings?|gifts?|trials?|upgrades?|inspections?|estimates?|quotes?|sessions?|offer|deal|add-on|extra|\w+ing)\b"),
+            free: re(r"(?:^|[.!?:]\s*|\b(?:for|is|are|it's|its|get|got|totally|completely|100%|100 percent)\s+)free\b|(?:^|[^\w-])free\s+(?:visits?|months?|weeks?|days?|years?|first|services?|treatments?|cleanings?|gifts?|trials?|upgrades?|inspections?|estimates?|quotes?|sessions?|offer|deal|add-on|extra|\w+ing)\b"),
+            free_after: re(r"\b(?:visits?|months?|weeks?|days?|years?|services?|treatments?|cleanings?|sessions?|inspections?|quarters?|seasons?)\s+(?:is\s+|are\s+)?free\b(\s+of\b)?"),
             service: re(r"\b([\w-]+)\s+(repairs?|installations?|installs?|replacements?|remodel(?:l?ing)?|renovations?|services?|removal|cleaning|treatments?|washing|care|control|work|maintenance|painting|roofing|wiring|tune-?ups?)\b"),
         }
     })
@@ -679,8 +683,11 @@ fn check_prices(text: &str, policy: &GuardPolicy<'_>, out: &mut Vec<Finding>) {
             wrong.push(format!("\"{t}\" is not part of this offer"));
         }
     }
-    // "free" as a price, not as in "dandelion-free" or "free of pet hair".
-    if p.free.is_match(text) {
+    // "free" as a price, not as in "dandelion-free", "a bite-free wedding" (a compound that
+    // means "without") or "free of pet hair".
+    // ... nor "days free of mosquitoes" (but "the first month free" is).
+    let free_after = p.free_after.captures_iter(text).any(|c| c.get(1).is_none());
+    if p.free.is_match(text) || free_after {
         wrong.push("nothing is free: state the offer's price or discount".into());
     }
     for w in wrong {
@@ -749,6 +756,40 @@ mod tests {
             "A leaf-free gutter, vents free of dust. Reply to book",
         );
         assert_eq!(check(&compound, &policy()), []);
+        // "-free" compounds before a word that ends in -ing are not a price either.
+        let wedding = OK.replace(
+            "Reply to book",
+            "A bite-free wedding evening, a weed-free planting bed, summer days free of mosquitoes. Reply to book",
+        );
+        assert_eq!(check(&wedding, &policy()), []);
+    }
+
+    #[test]
+    fn no_cost_terms_pass_only_in_the_catalogue_text_of_the_offer() {
+        // The offered service's catalogue description may say what it includes at no charge;
+        // the message may quote it. Anything else at no cost is a price the offer does not
+        // carry.
+        let described =
+            "Clearing leaves and debris from gutters, plus a downspout check at no charge.";
+        let p = GuardPolicy {
+            trusted_text: vec!["Gutter cleaning", described],
+            ..policy()
+        };
+        let with = |extra: &str| OK.replace("Reply to book", &format!("{extra} Reply to book"));
+        assert_eq!(check(&with(described), &p), []);
+        for invented in [
+            "The first visit is at no charge.",
+            "Downspout repairs at no charge too.",
+            "A downspout check at no charge.",
+            "Get a free cleaning.",
+            "Your first month free.",
+        ] {
+            let got: Vec<&str> = check(&with(invented), &p)
+                .into_iter()
+                .map(|f| f.code)
+                .collect();
+            assert!(got.contains(&PRICE), "{invented:?}: {got:?}");
+        }
     }
 
     #[test]

@@ -399,7 +399,13 @@ mod tests {
             (
                 "email",
                 GOOD.replace("Reply to book", "Write to dana.lee@example.com to book"),
-                &["contact-details", "link", "personal-data"],
+                // '@' is outside the characters a message may use.
+                &[
+                    "contact-details",
+                    "link",
+                    "personal-data",
+                    "unexpected-characters",
+                ],
             ),
             (
                 "phone",
