@@ -34,6 +34,8 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_sqlite::contacts::SqliteContactStore;
+use upsell_sqlite::counters::SqliteVersionCounters;
+use upsell_sqlite::drift::SqliteDriftSource;
 use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
 use upsell_sqlite::features::SqliteFeatureStore;
 use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
@@ -214,7 +216,8 @@ impl AppOptions {
 }
 
 /// The workers with their local ports, called in-process by worker name (the `CodeUri`
-/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`).
+/// folder: `schema-check`, `enrich`, `kb-retrieve`, `generate`, `judge`, `publish`, `evaluate`,
+/// `drift-monitor`).
 pub type LocalWorkers = WorkerSet;
 
 /// How one input line ended.
@@ -335,6 +338,8 @@ pub struct LocalApp {
     pub workers: Arc<LocalWorkers>,
     /// The metric log the workers record into.
     pub metrics: Arc<SqliteMetricLog>,
+    /// Per-version live counters (the publish worker adds to them).
+    pub counters: Arc<SqliteVersionCounters>,
     /// Cases of agent evaluations.
     pub evaluations: Arc<SqliteEvaluationStore>,
     lanes: usize,
@@ -381,7 +386,9 @@ impl LocalApp {
         let features =
             Arc::new(SqliteFeatureStore::shared(conn.clone()).map_err(port("feature store", &db))?);
         let contacts =
-            Arc::new(SqliteContactStore::shared(conn).map_err(port("contact store", &db))?);
+            Arc::new(SqliteContactStore::shared(conn.clone()).map_err(port("contact store", &db))?);
+        let counters =
+            Arc::new(SqliteVersionCounters::shared(conn).map_err(port("version counters", &db))?);
         let kb = Arc::new(
             SqliteKnowledgeBase::open(&db, Arc::new(HashingEmbedder::default()))
                 .map_err(port("knowledge base", &db))?,
@@ -441,6 +448,14 @@ impl LocalApp {
             }),
         };
         let model = opts.model.clone();
+        // Test-only: injected model and worker faults (`UPSELL_FAULTS`, crate::faults).
+        #[cfg(feature = "fault-injection")]
+        let faults = crate::faults::FaultPlan::from_env()?;
+        #[cfg(feature = "fault-injection")]
+        let model: Arc<dyn ModelProvider> = match faults {
+            Some(plan) => Arc::new(crate::faults::FaultyModel::new(model, plan)),
+            None => model,
+        };
         let workers = Arc::new(
             WorkerSet::new(metrics.clone())
                 .with(schema_check::Deps)
@@ -464,17 +479,28 @@ impl LocalApp {
                 .with(publish::Deps {
                     messages: messages.clone(),
                     events: bus.clone(),
+                    counters: counters.clone(),
                 })
                 .with(evaluate::Deps {
                     registry: registry.clone(),
                     timeline,
                     store: evaluations.clone(),
+                })
+                // The events the local runtime has run and their message records.
+                .with(drift_monitor::Deps {
+                    source: Arc::new(SqliteDriftSource::new(executions.clone(), messages.clone())),
                 }),
         );
         let lanes = opts.lanes.max(1);
+        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = workers.clone();
+        #[cfg(feature = "fault-injection")]
+        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = match faults {
+            Some(plan) => Arc::new(crate::faults::FaultyWorkers::new(invoked, plan)),
+            None => invoked,
+        };
         let runtime = Runtime::builder(
             &opts.template,
-            workers.clone(),
+            invoked,
             tables.clone(),
             executions.clone(),
             messages.clone(),
@@ -506,6 +532,7 @@ impl LocalApp {
             bus,
             workers,
             metrics,
+            counters,
             evaluations,
             lanes,
             notes,

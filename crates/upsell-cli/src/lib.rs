@@ -3,5 +3,8 @@
 
 pub mod app;
 pub mod dashboard;
+pub mod drift_monitor;
 pub mod evaluation;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod serve;
