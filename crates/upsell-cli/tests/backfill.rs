@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{kill_at, stdout_ok};
+use common::{approvals_on_the_bus, kill_at, stdout_ok};
 use serde_json::Value;
 
 fn repo_root() -> &'static Path {
@@ -200,15 +200,7 @@ fn a_killed_backfill_resumes_to_one_terminal_record_per_event_and_no_duplicate_a
 
     // Approvals on the bus: at least once each; repeated copies are the same approval, so the
     // consumer's key `detail.eventId` leaves exactly one per approved record.
-    let journal = std::fs::read_to_string(home.join("bus-events.jsonl")).unwrap();
-    let mut announced: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for line in journal.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        if e["detail-type"] == "UpsellMessageApproved" {
-            let id = e["detail"]["eventId"].as_str().unwrap().to_string();
-            announced.entry(id).or_default().push(e["detail"].clone());
-        }
-    }
+    let announced = approvals_on_the_bus(&home);
     let keys: BTreeSet<String> = announced.keys().cloned().collect();
     assert_eq!(
         keys, approved,

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{kill_at, stdout_ok as ok};
+use common::{approvals_on_the_bus, kill_at, stdout_ok as ok};
 use serde_json::Value;
 use upsell_cli::app::{AppOptions, LocalApp};
 use upsell_cli::faults::FAULTS_ENV;
@@ -289,15 +289,7 @@ fn every_event_survives_injected_faults_and_two_kills_with_one_terminal_record()
         .filter(|r| r.status == MessageStatus::Approved)
         .map(|r| r.event_id.as_str())
         .collect();
-    let journal = std::fs::read_to_string(home.join("bus-events.jsonl")).unwrap();
-    let mut announced: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for line in journal.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        if e["detail-type"] == "UpsellMessageApproved" {
-            let id = e["detail"]["eventId"].as_str().unwrap().to_owned();
-            announced.entry(id).or_default().push(e["detail"].clone());
-        }
-    }
+    let announced = approvals_on_the_bus(&home);
     let keys: BTreeSet<&str> = announced.keys().map(String::as_str).collect();
     assert_eq!(keys, approved, "approvals on the bus = approved records");
     for (id, copies) in &announced {

@@ -1,9 +1,13 @@
 //! Helpers the tests that kill `upsell` mid-run share.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use serde_json::Value;
 
 /// Spawns the command and kills it with SIGKILL once it has printed a line containing
 /// `marker.0` for the `marker.1`-th time on stderr (or after `delay`, whichever comes first;
@@ -64,4 +68,19 @@ pub fn stdout_ok(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// The `UpsellMessageApproved` details in `<home>/bus-events.jsonl`, by `detail.eventId`, every
+/// copy in journal order.
+pub fn approvals_on_the_bus(home: &Path) -> BTreeMap<String, Vec<Value>> {
+    let journal = std::fs::read_to_string(home.join("bus-events.jsonl")).unwrap();
+    let mut announced: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for line in journal.lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        if e["detail-type"] == "UpsellMessageApproved" {
+            let id = e["detail"]["eventId"].as_str().unwrap().to_owned();
+            announced.entry(id).or_default().push(e["detail"].clone());
+        }
+    }
+    announced
 }
