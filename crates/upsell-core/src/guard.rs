@@ -442,6 +442,11 @@ const GENERIC_QUALIFIERS: &[&str] = &[
     "for",
     "with",
     "regular",
+    "routine",
+    "little",
+    "proper",
+    "ongoing",
+    "basic",
     "weekly",
     "monthly",
     "yearly",
@@ -759,7 +764,7 @@ mod tests {
         // "-free" compounds before a word that ends in -ing are not a price either.
         let wedding = OK.replace(
             "Reply to book",
-            "A bite-free wedding evening, a weed-free planting bed, summer days free of mosquitoes. Reply to book",
+            "A bite-free wedding evening, a weed-free planting bed, summer days free of mosquitoes. A little routine care goes a long way. Reply to book",
         );
         assert_eq!(check(&wedding, &policy()), []);
     }
