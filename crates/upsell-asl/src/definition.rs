@@ -348,8 +348,24 @@ pub struct ParseOptions {
     pub machine_type: MachineType,
 }
 
-/// Parses and validates a definition given as text.
+/// Largest definition accepted, in bytes: Step Functions' limit on a state machine definition
+/// (1 MiB).
+pub const MAX_DEFINITION_BYTES: usize = 1024 * 1024;
+
+/// Parses and validates a definition given as text (at most [`MAX_DEFINITION_BYTES`]).
 pub fn parse_str(text: &str, opts: ParseOptions) -> Result<Arc<StateMachine>, InvalidDefinition> {
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(InvalidDefinition {
+            problems: vec![Problem {
+                code: "SCHEMA_VALIDATION_FAILED",
+                location: "/".into(),
+                message: format!(
+                    "Definition is {} bytes; at most {MAX_DEFINITION_BYTES} are allowed",
+                    text.len()
+                ),
+            }],
+        });
+    }
     match serde_json::from_str::<Value>(text) {
         Ok(v) if v.is_object() => parse(&v, opts),
         _ => Err(InvalidDefinition {

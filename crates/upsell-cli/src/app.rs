@@ -461,6 +461,14 @@ impl LocalApp {
         // Agents whose model id is `stub:...` get the degrading stub (rollout tests and demos).
         let model: Arc<dyn ModelProvider> =
             Arc::new(upsell_models::stub::StubRouter::new(opts.model.clone()));
+        // Test-only: injected model and worker faults (`UPSELL_FAULTS`, crate::faults).
+        #[cfg(feature = "fault-injection")]
+        let faults = crate::faults::FaultPlan::from_env()?;
+        #[cfg(feature = "fault-injection")]
+        let model: Arc<dyn ModelProvider> = match faults {
+            Some(plan) => Arc::new(crate::faults::FaultyModel::new(model, plan)),
+            None => model,
+        };
         let workers = Arc::new(
             WorkerSet::new(metrics.clone())
                 .with(schema_check::Deps)
@@ -507,9 +515,15 @@ impl LocalApp {
                 }),
         );
         let lanes = opts.lanes.max(1);
+        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = workers.clone();
+        #[cfg(feature = "fault-injection")]
+        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = match faults {
+            Some(plan) => Arc::new(crate::faults::FaultyWorkers::new(invoked, plan)),
+            None => invoked,
+        };
         let runtime = Runtime::builder(
             &opts.template,
-            workers.clone(),
+            invoked,
             tables.clone(),
             executions.clone(),
             messages.clone(),

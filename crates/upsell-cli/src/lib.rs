@@ -5,5 +5,7 @@ pub mod app;
 pub mod dashboard;
 pub mod drift_monitor;
 pub mod evaluation;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod rollout;
 pub mod serve;

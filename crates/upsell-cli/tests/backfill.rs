@@ -8,13 +8,14 @@
 //! run is killed again after a delay drawn from `UPSELL_KILL_SEED` (printed), then resumed
 //! until the backfill succeeds.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::{approvals_on_the_bus, kill_at, stdout_ok};
 use serde_json::Value;
 
 fn repo_root() -> &'static Path {
@@ -39,17 +40,6 @@ fn run(home: &Path, args: &[&str]) -> Output {
     command(home, args)
         .output()
         .expect("the upsell binary runs")
-}
-
-fn stdout_ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
 }
 
 /// The JSONL events as CSV rows (the detail column holds the detail as JSON text).
@@ -78,46 +68,6 @@ fn to_csv(jsonl: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Spawns the command and kills it with SIGKILL once it prints `marker` on stderr (or after
-/// `delay`, whichever comes first; `None` = wait for the marker only, at most 10 minutes).
-/// Returns whether the process was still running when killed.
-fn kill_at(mut c: Command, marker: Option<&str>, delay: Option<Duration>) -> (bool, String) {
-    let mut child: Child = c.spawn().expect("the upsell binary runs");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = std::time::Instant::now() + delay.unwrap_or(Duration::from_secs(600));
-    let mut seen = String::new();
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if marker.is_some_and(|m| line.contains(m)) {
-                    break;
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                assert!(delay.is_some(), "no {marker:?} within 10 minutes:\n{seen}");
-                break;
-            }
-            // stderr closed: the process ended before the kill point.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    let running = child.try_wait().unwrap().is_none();
-    child.kill().ok(); // SIGKILL
-    child.wait().unwrap();
-    (running, seen)
 }
 
 #[test]
@@ -171,7 +121,7 @@ fn a_killed_backfill_resumes_to_one_terminal_record_per_event_and_no_duplicate_a
         &["backfill", input_arg, "--name", "bf", "--concurrency", "16"],
     );
     c.env("UPSELL_FAULT_POINT", "after-approval-put:*");
-    let (running, seen) = kill_at(c, Some("UPSELL_FAULT_POINT reached"), None);
+    let (running, seen) = kill_at(c, Some(("UPSELL_FAULT_POINT reached", 1)), None);
     assert!(running, "the fault point was not reached:\n{seen}");
     let fault_id = seen
         .lines()
@@ -250,15 +200,7 @@ fn a_killed_backfill_resumes_to_one_terminal_record_per_event_and_no_duplicate_a
 
     // Approvals on the bus: at least once each; repeated copies are the same approval, so the
     // consumer's key `detail.eventId` leaves exactly one per approved record.
-    let journal = std::fs::read_to_string(home.join("bus-events.jsonl")).unwrap();
-    let mut announced: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for line in journal.lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
-        if e["detail-type"] == "UpsellMessageApproved" {
-            let id = e["detail"]["eventId"].as_str().unwrap().to_string();
-            announced.entry(id).or_default().push(e["detail"].clone());
-        }
-    }
+    let announced = approvals_on_the_bus(&home);
     let keys: BTreeSet<String> = announced.keys().cloned().collect();
     assert_eq!(
         keys, approved,

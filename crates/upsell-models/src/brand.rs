@@ -1,7 +1,10 @@
 //! The judge's deterministic brand checks, read from `knowledge-base/brand-rules.json` (the
 //! machine-readable form of `knowledge-base/brand/guidelines.md`): banned phrases, length, the
 //! customer's first name in the greeting, one catalogue offering at its catalogue price, no
-//! personal data beyond the first name, the opt-out line, no pressure tactics.
+//! personal data beyond the first name, the opt-out line, no pressure tactics; and the guards
+//! against hostile or broken models from `upsell_core::guard` (links in any spelling, contact
+//! details other than the company's own, payment requests, prices other than the offer's,
+//! services not in the catalogue, text addressed to the judge), whose reason codes they keep.
 //!
 //! Every check runs on every message and all violations are returned, so the generator's next
 //! attempt gets complete feedback. A message with any violation is never approved, whatever a
@@ -13,7 +16,9 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use upsell_core::events::Service;
 
-use crate::catalogue::{Catalogue, contains_words, format_price};
+use upsell_core::guard::{self, GuardPolicy};
+
+use crate::catalogue::{Catalogue, contains_words};
 
 const BUILTIN_RULES: &str = include_str!("../../../knowledge-base/brand-rules.json");
 
@@ -59,6 +64,10 @@ pub struct BrandRules {
     /// Services and offers the company does not sell.
     #[serde(default)]
     pub not_offered: Vec<String>,
+    /// The company's own contact details (domains, e-mail addresses, phone numbers) a message
+    /// may give; none by default, so every link and contact detail is rejected.
+    #[serde(default)]
+    pub company_contacts: Vec<String>,
 }
 
 /// Brand rules that could not be read.
@@ -126,8 +135,6 @@ struct Patterns {
     email: Regex,
     phone: Regex,
     street: Regex,
-    money: Regex,
-    percent: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -140,8 +147,6 @@ fn patterns() -> &'static Patterns {
             r"\b\d{1,6}\s+(?:[A-Z][a-z]+\s+){1,3}(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|Ct|Court|Way|Pl|Place|Ter|Terrace|Cir|Circle)\b",
         )
         .expect("valid regex"),
-        money: Regex::new(r"\$\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?").expect("valid regex"),
-        percent: Regex::new(r"(\d{1,3})\s?(?:%|percent\b)").expect("valid regex"),
     })
 }
 
@@ -249,7 +254,25 @@ pub fn check_message(
                     ),
                 ));
             }
-            check_prices(text, o.price_cents, ctx.discount_percent, rules, &mut v);
+            // The guards against hostile or broken models (upsell_core::guard): links,
+            // contact details, payment requests, prices, unknown services, text addressed to
+            // the judge. They also check the price against the offer.
+            let mut trusted: Vec<&str> = catalogue
+                .offerings()
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
+            trusted.push(&o.description);
+            trusted.push(&rules.opt_out_line);
+            let policy = GuardPolicy {
+                trusted_text: trusted,
+                company_contacts: &rules.company_contacts,
+                price_cents: o.price_cents,
+                discount_percent: ctx.discount_percent.min(rules.max_discount_percent),
+            };
+            for f in guard::check(text, &policy) {
+                v.push(Violation::new(f.code, f.message));
+            }
         }
     }
     for s in &rules.not_offered {
@@ -298,53 +321,6 @@ pub fn check_message(
         ));
     }
     v
-}
-
-fn check_prices(
-    text: &str,
-    price_cents: u64,
-    allowed_discount: u8,
-    rules: &BrandRules,
-    v: &mut Vec<Violation>,
-) {
-    let p = patterns();
-    let allowed_discount = allowed_discount.min(rules.max_discount_percent);
-    let mut percents = Vec::new();
-    for c in p.percent.captures_iter(text) {
-        let n: u32 = c[1].parse().unwrap_or(u32::MAX);
-        percents.push(n);
-        if n > u32::from(allowed_discount) {
-            let why = if allowed_discount == 0 {
-                "this offer carries no discount".to_owned()
-            } else {
-                format!("this offer allows at most {allowed_discount}% off")
-            };
-            v.push(Violation::new(
-                "wrong-price",
-                format!("{n}% is not allowed: {why}"),
-            ));
-        }
-    }
-    for c in p.money.captures_iter(text) {
-        let dollars: u64 = c[1].replace(',', "").parse().unwrap_or(u64::MAX / 1000);
-        let cents = dollars.saturating_mul(100)
-            + c.get(2)
-                .map_or(0, |m| m.as_str().parse::<u64>().unwrap_or(0));
-        let discounted_ok = percents.iter().any(|d| {
-            *d <= u32::from(allowed_discount)
-                && cents.abs_diff(price_cents * u64::from(100 - d) / 100) <= 100
-        });
-        if cents != price_cents && !discounted_ok {
-            v.push(Violation::new(
-                "wrong-price",
-                format!(
-                    "{} does not match the catalogue price {}",
-                    &c[0],
-                    format_price(price_cents)
-                ),
-            ));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -423,17 +399,23 @@ mod tests {
             (
                 "email",
                 GOOD.replace("Reply to book", "Write to dana.lee@example.com to book"),
-                &["personal-data"],
+                // '@' is outside the characters a message may use.
+                &[
+                    "contact-details",
+                    "link",
+                    "personal-data",
+                    "unexpected-characters",
+                ],
             ),
             (
                 "phone",
                 GOOD.replace("Reply to book", "Call 555-123-4567 to book"),
-                &["personal-data"],
+                &["contact-details", "personal-data"],
             ),
             (
                 "street",
                 GOOD.replace("your home", "12 Maple Ave"),
-                &["personal-data"],
+                &["contact-details", "personal-data"],
             ),
             (
                 "other offer",

@@ -187,6 +187,10 @@ pub struct JudgeContext {
     pub approval_threshold: u8,
 }
 
+/// Largest rendered prompt (system or user) sent to a model, in bytes. The context is bounded
+/// by the event size (256 KiB), so only a template or context gone wrong reaches it.
+pub const MAX_PROMPT_BYTES: usize = 512 * 1024;
+
 /// A template that could not be rendered.
 #[derive(Debug, thiserror::Error)]
 #[error("prompt template `{name}` failed: {message}")]
@@ -292,7 +296,17 @@ impl PromptVars {
         };
         let env = TemplateCache::global().get(template).map_err(err)?;
         let compiled = env.get_template(STRING_TEMPLATE_NAME).map_err(err)?;
-        compiled.render(&self.0).map_err(err)
+        let out = compiled.render(&self.0).map_err(err)?;
+        if out.len() > MAX_PROMPT_BYTES {
+            return Err(PromptError {
+                name: name.to_owned(),
+                message: format!(
+                    "the rendered prompt is {} bytes; at most {MAX_PROMPT_BYTES} are sent to a model",
+                    out.len()
+                ),
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -387,6 +401,14 @@ mod tests {
     use crate::seed::seed_agents;
     use crate::testing::facts;
     use upsell_core::agent::AgentSpec;
+
+    #[test]
+    fn oversized_prompts_are_a_clear_error() {
+        let big = "x".repeat(MAX_PROMPT_BYTES + 1);
+        let err = render("user", "{{ t }}", &serde_json::json!({ "t": big })).unwrap_err();
+        assert!(err.message.contains("at most"), "{err}");
+        assert!(render("user", "{{ t }}", &serde_json::json!({"t": "ok"})).is_ok());
+    }
 
     #[test]
     fn strict_rendering_reports_unknown_variables() {

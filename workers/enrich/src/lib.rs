@@ -24,6 +24,7 @@ use upsell_core::events::{CustomerEvent, RawEvent};
 use upsell_core::features::{
     CustomerEmbedding, CustomerFeatures, CustomerIndex, FeatureStore, MissingFeature, Season,
 };
+use upsell_core::guard::redact;
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::catalogue::Catalogue;
@@ -191,16 +192,18 @@ pub fn decide(
         return skip(&event_id, &customer_id, bucket, "no-suitable-offer");
     }
     let offer = offers.remove(0);
+    // Free text is untrusted and may hold contact details: redacted before any model sees it
+    // (upsell_core::guard::redact).
     let (last_service, technician_notes, survey_comment) = match event {
         CustomerEvent::ServiceCompleted(e) => (
             Some(e.detail.service),
-            Some(e.detail.technician_notes.clone()).filter(|n| !n.is_empty()),
+            Some(redact(&e.detail.technician_notes)).filter(|n| !n.is_empty()),
             None,
         ),
         CustomerEvent::SurveySubmitted(e) => (
             None,
             None,
-            Some(e.detail.free_text.clone()).filter(|n| !n.is_empty()),
+            Some(redact(&e.detail.free_text)).filter(|n| !n.is_empty()),
         ),
         CustomerEvent::CustomerProfileUpdated(_) | CustomerEvent::UpsellResponded(_) => {
             (None, None, None)

@@ -12,6 +12,7 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::agent::{AgentRef, AgentRole};
+use upsell_core::guard::MAX_MODEL_ANSWER_BYTES;
 use upsell_core::message::{StopReason, TokenUsage};
 use upsell_core::ports::{
     AgentRegistry, ChatMessage, ChatRole, ConverseRequest, ModelError, ModelProvider, PortError,
@@ -147,6 +148,13 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     let started = Instant::now();
     let response = deps.model.converse(&request).await?;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if response.text.len() > MAX_MODEL_ANSWER_BYTES {
+        return Err(ModelError::InvalidOutput(format!(
+            "the generator answered {} bytes; a message may have at most {MAX_MODEL_ANSWER_BYTES}",
+            response.text.len()
+        ))
+        .into());
+    }
     let message = clean(&response.text);
     if message.is_empty() {
         return Err(ModelError::InvalidOutput(

@@ -2,7 +2,9 @@
 //!
 //! 1. Deterministic brand checks (`upsell_models::brand`, rules from
 //!    `knowledge-base/brand-rules.json`): banned phrases, length, first-name greeting, exactly one
-//!    catalogue offering at its catalogue price, no personal data, the opt-out line, no pressure.
+//!    catalogue offering at its catalogue price, no personal data, the opt-out line, no pressure,
+//!    and the guards against hostile models (`upsell_core::guard`: links, foreign contact
+//!    details, payment requests, other prices or services, text addressed to the judge).
 //!    Any violation rejects the message without a model call, whatever a model would say.
 //! 2. The model judge: the judge agent's prompt with the message, brand guidelines, catalogue and
 //!    rubric; it must answer JSON `{score 0..10, approved, reasons[], feedback}`. Malformed output
@@ -20,6 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::agent::{AgentRef, AgentRole};
+use upsell_core::guard::MAX_MODEL_ANSWER_BYTES;
 use upsell_core::message::{AttemptRecord, JudgeVerdict, TokenUsage};
 use upsell_core::ports::dims;
 use upsell_core::ports::{
@@ -140,6 +143,12 @@ pub const DEFAULT_THRESHOLD: u8 = 7;
 /// text) with an integer `score` 0..=10 and a boolean `approved`; `reasons` (strings) and
 /// `feedback` (string) are optional. Anything else is an error naming what is wrong.
 pub fn parse_verdict(text: &str) -> Result<JudgeVerdict, String> {
+    if text.len() > MAX_MODEL_ANSWER_BYTES {
+        return Err(format!(
+            "the answer is {} bytes; a verdict may have at most {MAX_MODEL_ANSWER_BYTES}",
+            text.len()
+        ));
+    }
     let start = text.find('{').ok_or("the answer contains no JSON object")?;
     let end = text
         .rfind('}')

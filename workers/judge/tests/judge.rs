@@ -169,6 +169,11 @@ async fn model_verdicts_are_parsed_strictly() {
         }
     }
     assert!(parse_verdict("{").is_err());
+    let huge = format!(
+        "{{\"score\": 10, \"approved\": true, \"feedback\": \"{}\"}}",
+        "a".repeat(upsell_core::guard::MAX_MODEL_ANSWER_BYTES)
+    );
+    assert!(parse_verdict(&huge).unwrap_err().contains("at most"));
 }
 
 #[tokio::test]
