@@ -8,8 +8,10 @@
 //! figures ([`Worker::figures`]) are [`telemetry::DRIFT_DETECTED`] and one
 //! [`telemetry::DRIFT_P_VALUE`] per test that ran: EMF in Lambda, the metric log locally.
 //!
-//! Unless `look` is given, the look number is the number of current windows between the
-//! baseline's end and the current window's end, so that daily checks spend alpha by day.
+//! Unless `look` is given, the look number counts the checks since the baseline's end, so that
+//! every check spends its own share of alpha: for the schedule's window (from `at`) one look per
+//! day, the first day whose window starts at the baseline's end being look 1; for a given
+//! `current` window, one look per window length between the baseline's end and its end.
 
 use std::sync::Arc;
 
@@ -123,11 +125,19 @@ pub fn plan(input: &Input) -> Result<(DriftConfig, Span, Span), WorkerError> {
             current.0, current.1, baseline.1
         )));
     }
-    let window = (current.1 - current.0).num_seconds().max(1);
-    let since = (current.1 - baseline.1).num_seconds();
-    let look = input
-        .look
-        .unwrap_or_else(|| u32::try_from((since + window - 1) / window).unwrap_or(u32::MAX));
+    let look = input.look.unwrap_or_else(|| {
+        let count = if input.current.is_none() {
+            // The schedule's window: one run a day, each a look, whatever the window's
+            // length (a 7-day window checked daily is looked at on 7 days, not once).
+            (current.0 - baseline.1).num_days() + 1
+        } else {
+            // Given windows are taken as consecutive: one look per window since the baseline.
+            let window = (current.1 - current.0).num_seconds().max(1);
+            let since = (current.1 - baseline.1).num_seconds();
+            (since + window - 1) / window
+        };
+        u32::try_from(count).unwrap_or(u32::MAX)
+    });
     let alpha = input.alpha.unwrap_or(0.05);
     if !(alpha > 0.0 && alpha < 1.0) {
         return Err(bad(format!(

@@ -131,6 +131,24 @@ fn daily_windows_count_looks_from_the_baseline_end() {
     assert_eq!(from.to_rfc3339(), "2025-07-03T00:00:00+00:00");
     assert_eq!(to.to_rfc3339(), "2025-07-04T00:00:00+00:00");
     assert_eq!(cfg.look, 3);
+    // A 7-day window checked daily: every day is a look (the windows overlap, each check
+    // spends its own alpha), counted from the first window that starts at the baseline's end.
+    let weekly = |at: &str| {
+        let input: Input = serde_json::from_value(serde_json::json!({
+            "baseline": "2025-01-01..2025-07-01", "currentDays": 7, "at": at,
+        }))
+        .unwrap();
+        plan(&input).unwrap().0.look
+    };
+    assert_eq!(weekly("2025-07-08T02:30:00Z"), 1);
+    assert_eq!(weekly("2025-07-09T02:30:00Z"), 2);
+    assert_eq!(weekly("2025-07-15T02:30:00Z"), 8);
+    // Given windows count as consecutive windows of their length.
+    let given: Input = serde_json::from_value(serde_json::json!({
+        "baseline": "2025-01-01..2025-07-01", "current": "2025-07-15..2025-07-22"
+    }))
+    .unwrap();
+    assert_eq!(plan(&given).unwrap().0.look, 3);
     // No current window and no time: a clear error.
     let bad: Input =
         serde_json::from_value(serde_json::json!({"baseline": "2025-01-01..2025-07-01"})).unwrap();

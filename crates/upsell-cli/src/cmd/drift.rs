@@ -58,7 +58,7 @@ pub struct Args {
     /// or with --run the number of current windows since the baseline's end.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
     look: Option<u32>,
-    /// Fewest observations on each side for a test to run.
+    /// Fewest observations (customers) on each side for a test to run.
     #[arg(long, default_value_t = 30, value_name = "N")]
     min_samples: u64,
     /// Print the report as JSON.
