@@ -824,11 +824,11 @@ pub trait DriftSource: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<CustomerEvent>, crate::ports::PortError>;
-    /// Approved and rejected message records of the events whose event time is in `[from, to)`.
-    async fn records_between(
+    /// Approved and rejected message records of these events (a window's, from
+    /// [`DriftSource::events_between`]).
+    async fn records_of(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        event_ids: &[String],
     ) -> Result<Vec<MessageRecord>, crate::ports::PortError>;
 }
 
@@ -909,7 +909,8 @@ pub async fn read_window(
     to: DateTime<Utc>,
 ) -> Result<WindowData, crate::ports::PortError> {
     let events = source.events_between(from, to).await?;
-    let records = source.records_between(from, to).await?;
+    let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();
+    let records = source.records_of(&ids).await?;
     Ok(WindowData::new(
         time_window(from, to),
         EventSample::from_events(&events),

@@ -30,11 +30,7 @@ impl DriftSource for Events {
             .collect())
     }
 
-    async fn records_between(
-        &self,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<Vec<MessageRecord>, PortError> {
+    async fn records_of(&self, _: &[String]) -> Result<Vec<MessageRecord>, PortError> {
         Ok(Vec::new())
     }
 }
