@@ -5,7 +5,8 @@
 //! message records). A shifted region mix raises one `DriftDetected` on the bus naming
 //! `region`; a same-distribution year raises none (no data and no concept drift). Either way
 //! the report is recorded in the template's `DriftReportsTable` and the `DriftDetected` metric
-//! is in the metric log.
+//! is in the metric log. A scheduled run whose window starts before the baseline ends succeeds
+//! as skipped: no report recorded, no `DriftDetected`.
 //!
 //! The current year's customers are new ones (`first_customer` after the baseline's). With the
 //! same ids the stores would carry each customer's baseline year into the current one: every
@@ -25,7 +26,7 @@ use upsell_core::events::EventEnvelope;
 use upsell_core::outbound::OUTBOUND_SOURCE;
 use upsell_core::sample::{DriftScenario, SampleConfig, generate_jsonl};
 use upsell_core::telemetry::MetricLog;
-use upsell_sqlite::tables::{ItemKey, KeyValue};
+use upsell_sqlite::tables::{ItemKey, KeyValue, Query, SortCondition};
 
 const CUSTOMERS: usize = 300;
 const BASELINE: &str = "2025-01-01..2026-01-01";
@@ -53,13 +54,30 @@ struct Checked {
     rules_matching_alert: usize,
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The `DriftDetected` values in the metric log.
+async fn drift_metric(app: &LocalApp) -> Vec<f64> {
+    app.metrics.flush().unwrap();
+    app.metrics
+        .metrics_since(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.name == "DriftDetected")
+        .map(|d| d.value)
+        .collect()
+}
+
 /// Runs both years through the workflow, then the drift monitor, in a fresh home.
 fn check(drift: Option<DriftScenario>) -> Checked {
     let home = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut opts = AppOptions::new(home.path()).with_repo_root(&repo_root());
         opts.lanes = 16;
@@ -77,7 +95,7 @@ fn check(drift: Option<DriftScenario>) -> Checked {
         )
         .await
         .unwrap();
-        let report = &run.output.report;
+        let report = run.output.report.as_ref().expect("a report");
         let report_item = app
             .tables
             .get(
@@ -89,16 +107,7 @@ fn check(drift: Option<DriftScenario>) -> Checked {
             )
             .unwrap()
             .expect("the report is recorded");
-        app.metrics.flush().unwrap();
-        let drift_metric = app
-            .metrics
-            .metrics_since(None)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|d| d.name == "DriftDetected")
-            .map(|d| d.value)
-            .collect();
+        let drift_metric = drift_metric(&app).await;
         let rules_matching_alert = run
             .events
             .iter()
@@ -126,18 +135,19 @@ fn attr<'a>(item: &'a Value, name: &str, ty: &str) -> &'a Value {
 fn region_shift_raises_drift_detected_naming_region() {
     let c = check(Some(DriftScenario::RegionShift));
     let out = &c.run.output;
-    assert!(out.drift_detected, "{:?}", out.report.drifted);
+    let report = out.report.as_ref().unwrap();
+    assert!(out.drift_detected, "{:?}", report.drifted);
     // Both windows were read from what the workflow recorded, outcomes included.
-    assert!(out.report.baseline.events > 0 && out.report.current.events > 0);
+    assert!(report.baseline.events > 0 && report.current.events > 0);
     assert!(
-        out.report.baseline.messages > 0 && out.report.current.messages > 0,
+        report.baseline.messages > 0 && report.current.messages > 0,
         "{:?}",
-        out.report.baseline
+        report.baseline
     );
     assert!(
-        out.report.concept.iter().any(|t| t.p_value.is_some()),
+        report.concept.iter().any(|t| t.p_value.is_some()),
         "no concept-drift test ran: {:#?}",
-        out.report.concept
+        report.concept
     );
 
     // Exactly one DriftDetected on the bus, from our source, with a detail that reads as the
@@ -162,7 +172,7 @@ fn region_shift_raises_drift_detected_naming_region() {
     );
     let recorded: Value =
         serde_json::from_str(attr(&c.report_item, "report", "S").as_str().unwrap()).unwrap();
-    assert_eq!(recorded, serde_json::to_value(&out.report).unwrap());
+    assert_eq!(recorded, serde_json::to_value(report).unwrap());
     assert_eq!(c.drift_metric, vec![1.0]);
 }
 
@@ -170,18 +180,19 @@ fn region_shift_raises_drift_detected_naming_region() {
 fn same_distribution_raises_no_drift_detected() {
     let c = check(None);
     let out = &c.run.output;
+    let report = out.report.as_ref().unwrap();
     // Every feature and the agents' tests ran.
     assert!(
-        out.report.features.iter().all(|t| t.p_value.is_some()),
+        report.features.iter().all(|t| t.p_value.is_some()),
         "{:#?}",
-        out.report.features
+        report.features
     );
     assert!(
-        out.report.concept.iter().any(|t| t.p_value.is_some()),
+        report.concept.iter().any(|t| t.p_value.is_some()),
         "{:#?}",
-        out.report.concept
+        report.concept
     );
-    assert!(!out.drift_detected, "{:?}", out.report.drifted);
+    assert!(!out.drift_detected, "{:?}", report.drifted);
     assert!(out.alert.is_none());
     assert!(c.run.events.is_empty(), "{:?}", c.run.events);
     assert_eq!(
@@ -189,4 +200,60 @@ fn same_distribution_raises_no_drift_detected() {
         &Value::Bool(false)
     );
     assert_eq!(c.drift_metric, vec![0.0]);
+}
+
+/// The schedule's run on a day whose window (the day before the execution's start) starts
+/// before the baseline ends, as on the first day after deploying with a baseline that ends
+/// today: the real state machine SUCCEEDS with the worker's `skipped` outcome, through its
+/// `IsSkipped` choice, records no report and puts no `DriftDetected` on the bus.
+#[test]
+fn scheduled_run_before_the_baseline_ends_succeeds_as_skipped() {
+    let home = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let opts = AppOptions::new(home.path()).with_repo_root(&repo_root());
+        let app = LocalApp::open(opts).await.unwrap();
+        // Ends after any execution's start: the window from `$$.Execution.StartTime` overlaps.
+        let baseline = "2025-01-01T00:00:00Z..2100-01-01T00:00:00Z";
+        let run = run_drift_monitor(
+            &app,
+            &DriftCheck {
+                baseline: baseline.into(),
+                current_days: Some(7),
+                ..DriftCheck::default()
+            },
+        )
+        .await
+        .expect("the execution succeeds");
+        let out = &run.output;
+        let skipped = out.skipped.as_ref().expect("skipped");
+        assert_eq!(
+            serde_json::to_value(skipped.reason).unwrap(),
+            "currentOverlapsBaseline"
+        );
+        assert_eq!(skipped.baseline, baseline);
+        assert_eq!(skipped.first_check_on.to_string(), "2100-01-08");
+        assert!(
+            skipped.message.contains("before the baseline"),
+            "{}",
+            skipped.message
+        );
+        assert!(!out.drift_detected && out.alert.is_none() && out.report.is_none());
+        assert!(run.events.is_empty(), "{:?}", run.events);
+        let items = app
+            .tables
+            .query(
+                "DriftReportsTable",
+                &Query {
+                    pk: KeyValue::S(format!("BASELINE#{baseline}")),
+                    sort: SortCondition::Any,
+                    forward: true,
+                    limit: None,
+                    start_after: None,
+                },
+            )
+            .unwrap();
+        assert!(items.is_empty(), "{items:?}");
+        assert_eq!(drift_metric(&app).await, Vec::<f64>::new());
+    });
 }
