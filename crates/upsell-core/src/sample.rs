@@ -44,6 +44,10 @@ pub const NO_ANSWER_AFTER_DAYS: i64 = 7;
 pub struct SampleConfig {
     /// Number of customers.
     pub customers: usize,
+    /// Number of the first customer (`cust-000001` for 1); the customers are numbered from
+    /// it. Two files with disjoint numbers hold different customers, e.g. a second window of
+    /// new customers that the stores have no history for.
+    pub first_customer: usize,
     /// RNG seed; same seed, same output.
     pub seed: u64,
     /// Share of lines (0.0..=1.0) that are deliberately invalid.
@@ -122,6 +126,7 @@ impl Default for SampleConfig {
     fn default() -> Self {
         SampleConfig {
             customers: 100,
+            first_customer: 1,
             seed: 42,
             malformed_share: 0.03,
             duplicate_share: 0.02,
@@ -478,7 +483,7 @@ pub fn generate(cfg: &SampleConfig) -> Vec<SampleLine> {
     };
     let mut events: Vec<CustomerEvent> = Vec::new();
     for n in 0..cfg.customers {
-        let c = g.customer(n + 1);
+        let c = g.customer(cfg.first_customer + n);
         g.customer_events(&c, &mut events);
     }
     events.sort_by_key(CustomerEvent::time);

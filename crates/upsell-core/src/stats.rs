@@ -437,12 +437,20 @@ pub fn welch_t(a: &Moments, b: &Moments) -> Option<TestOutcome> {
     if a.n < 2 || b.n < 2 {
         return None;
     }
-    let (va, vb) = (a.variance() / a.n as f64, b.variance() / b.n as f64);
+    welch_outcome(
+        b.mean() - a.mean(),
+        (a.variance() / a.n as f64, a.n as f64 - 1.0),
+        (b.variance() / b.n as f64, b.n as f64 - 1.0),
+    )
+}
+
+/// A two-sided t-test of a difference from the two sides' squared standard errors and their
+/// degrees of freedom, with the Welch–Satterthwaite degrees of freedom.
+fn welch_outcome(diff: f64, (va, dfa): (f64, f64), (vb, dfb): (f64, f64)) -> Option<TestOutcome> {
     let se2 = va + vb;
-    let diff = b.mean() - a.mean();
     if se2 <= 0.0 {
-        // Both samples constant: any difference is certain, none is no evidence.
-        let p = if diff.abs() > 0.0 { 0.0 } else { 1.0 };
+        // Both sides constant: any difference is certain, none is no evidence.
+        let p = if diff.abs() > 1e-12 { 0.0 } else { 1.0 };
         return Some(TestOutcome {
             statistic: if p == 0.0 {
                 diff.signum() * f64::INFINITY
@@ -454,13 +462,53 @@ pub fn welch_t(a: &Moments, b: &Moments) -> Option<TestOutcome> {
         });
     }
     let t = diff / se2.sqrt();
-    let df = se2 * se2
-        / (va * va / (a.n as f64 - 1.0) + vb * vb / (b.n as f64 - 1.0)).max(f64::MIN_POSITIVE);
+    let df = se2 * se2 / (va * va / dfa + vb * vb / dfb).max(f64::MIN_POSITIVE);
     Some(TestOutcome {
         statistic: t,
         p_value: student_t_two_sided(t, df),
         df: Some(df),
     })
+}
+
+/// One cluster's share of a ratio: `sum` over `units` (one customer: approved messages over
+/// messages, or judge-score total over scored messages).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClusterTotals {
+    /// Units in the cluster (messages).
+    pub units: f64,
+    /// Sum of the units' values (approvals, scores).
+    pub sum: f64,
+}
+
+/// The ratio Σsum / Σunits over clusters and its cluster-robust variance
+/// k/(k-1) · Σ(sumᵢ - r·unitsᵢ)² / (Σunits)² (the linearised ratio estimator, CR1), which holds
+/// whatever the dependence between the units of one cluster. `None` without units or with
+/// fewer than two clusters.
+pub fn clustered_ratio(clusters: &[ClusterTotals]) -> Option<(f64, f64)> {
+    let k = clusters.len();
+    let units: f64 = clusters.iter().map(|c| c.units).sum();
+    if k < 2 || units <= 0.0 {
+        return None;
+    }
+    let r = clusters.iter().map(|c| c.sum).sum::<f64>() / units;
+    let ss: f64 = clusters.iter().map(|c| (c.sum - r * c.units).powi(2)).sum();
+    let kf = k as f64;
+    Some((r, kf / (kf - 1.0) * ss / (units * units)))
+}
+
+/// Two-sided test that a ratio (a rate or a mean per unit) is the same in two samples of
+/// clusters, with the clusters (customers) as the independent units: t = (r₂ - r₁) / se with
+/// cluster-robust variances ([`clustered_ratio`]) and Welch–Satterthwaite degrees of freedom
+/// (k - 1 per side). Counting the units (messages) as independent instead overstates the
+/// evidence when the units of one cluster are alike.
+pub fn clustered_ratio_t(a: &[ClusterTotals], b: &[ClusterTotals]) -> Option<TestOutcome> {
+    let (ra, va) = clustered_ratio(a)?;
+    let (rb, vb) = clustered_ratio(b)?;
+    welch_outcome(
+        rb - ra,
+        (va, a.len() as f64 - 1.0),
+        (vb, b.len() as f64 - 1.0),
+    )
 }
 
 /// Smoothing added to empty bins before taking logs in [`psi`].
@@ -769,6 +817,45 @@ mod tests {
         );
         // mpmath betainc(df/2, 1/2, 0, df/(df+t²)) = 0.0509903839067023.
         assert_close!(t.p_value, 0.050_990_383_906_702_3, 1e-9);
+    }
+
+    #[test]
+    fn clustered_ratio_matches_hand_values_and_one_unit_clusters_match_welch() {
+        let c = |units: f64, sum: f64| ClusterTotals { units, sum };
+        // r = 6/10; residuals 2-0.6*4 = -0.4, 1-0.6*2 = -0.2, 3-0.6*4 = 0.6; Σ² = 0.56;
+        // V = 3/2 * 0.56 / 100 = 0.0084.
+        let (r, v) = clustered_ratio(&[c(4.0, 2.0), c(2.0, 1.0), c(4.0, 3.0)]).unwrap();
+        assert!(
+            (r - 0.6).abs() < 1e-12 && (v - 0.0084).abs() < 1e-12,
+            "{r} {v}"
+        );
+        assert!(clustered_ratio(&[c(3.0, 1.0)]).is_none());
+        // One unit per cluster: the variance is s²/n, so the test is Welch's.
+        let xs = [3.0, 5.0, 4.0, 6.0, 2.0];
+        let ys = [6.0, 7.0, 5.0, 8.0];
+        let (mut a, mut b) = (Moments::default(), Moments::default());
+        xs.iter().for_each(|&x| a.push(x));
+        ys.iter().for_each(|&y| b.push(y));
+        let w = welch_t(&a, &b).unwrap();
+        let ca: Vec<_> = xs.iter().map(|&x| c(1.0, x)).collect();
+        let cb: Vec<_> = ys.iter().map(|&y| c(1.0, y)).collect();
+        let t = clustered_ratio_t(&ca, &cb).unwrap();
+        assert!((t.statistic - w.statistic).abs() < 1e-9, "{t:?} {w:?}");
+        assert!((t.df.unwrap() - w.df.unwrap()).abs() < 1e-9);
+        assert!((t.p_value - w.p_value).abs() < 1e-9);
+        // Customers alike inside: 2 customers × 50 identical messages a side is weak evidence
+        // (2 clusters a side), though 100 messages a side look strong when counted one by one.
+        let same = |v: f64| c(50.0, 50.0 * v);
+        let t = clustered_ratio_t(&[same(0.2), same(0.6)], &[same(0.5), same(0.9)]).unwrap();
+        let z = two_proportion_z(40, 100, 70, 100).unwrap();
+        assert!(z.p_value < 0.001 && t.p_value > 0.2, "{z:?} {t:?}");
+        // Constant sides.
+        assert_eq!(
+            clustered_ratio_t(&[c(2.0, 2.0), c(1.0, 1.0)], &[c(3.0, 3.0), c(1.0, 1.0)])
+                .unwrap()
+                .p_value,
+            1.0
+        );
     }
 
     #[test]

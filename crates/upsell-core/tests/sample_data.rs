@@ -163,3 +163,28 @@ fn responses_answer_earlier_services_at_realistic_rates_and_opt_outs_stick() {
         );
     }
 }
+
+#[test]
+fn first_customer_numbers_the_customers_and_changes_nothing_else() {
+    // Well-formed lines only: a truncated line may cut an id in two.
+    let one = SampleConfig {
+        malformed_share: 0.0,
+        ..cfg(3)
+    };
+    let base = generate_jsonl(&one);
+    let moved = generate_jsonl(&SampleConfig {
+        first_customer: 1001,
+        ..one.clone()
+    });
+    assert!(base.contains("\"cust-000001\"") && !base.contains("\"cust-001001\""));
+    assert!(moved.contains("\"cust-001001\"") && !moved.contains("\"cust-000001\""));
+    // The same people under other ids: customer n becomes customer n + 1000.
+    let mut renumbered = base.clone();
+    for n in (1..=40).rev() {
+        renumbered = renumbered.replace(
+            &format!("\"cust-{n:06}\""),
+            &format!("\"cust-{:06}\"", n + 1000),
+        );
+    }
+    assert_eq!(renumbered, moved);
+}

@@ -63,16 +63,8 @@ impl DriftSource for SqliteDriftSource {
         self.events(from, to)
     }
 
-    async fn records_between(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<MessageRecord>, PortError> {
-        let ids: HashSet<String> = self
-            .events(from, to)?
-            .iter()
-            .map(|e| e.id().to_owned())
-            .collect();
+    async fn records_of(&self, event_ids: &[String]) -> Result<Vec<MessageRecord>, PortError> {
+        let ids: HashSet<&str> = event_ids.iter().map(String::as_str).collect();
         let mut out = Vec::new();
         for status in [MessageStatus::Approved, MessageStatus::Rejected] {
             let mut after = None;
@@ -88,7 +80,10 @@ impl DriftSource for SqliteDriftSource {
                     .await?;
                 after = page.last().map(|r| r.event_id.clone());
                 let full = page.len() == PAGE;
-                out.extend(page.into_iter().filter(|r| ids.contains(&r.event_id)));
+                out.extend(
+                    page.into_iter()
+                        .filter(|r| ids.contains(r.event_id.as_str())),
+                );
                 if !full {
                     break;
                 }

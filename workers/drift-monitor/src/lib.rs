@@ -8,12 +8,20 @@
 //! figures ([`Worker::figures`]) are [`telemetry::DRIFT_DETECTED`] and one
 //! [`telemetry::DRIFT_P_VALUE`] per test that ran: EMF in Lambda, the metric log locally.
 //!
-//! Unless `look` is given, the look number is the number of current windows between the
-//! baseline's end and the current window's end, so that daily checks spend alpha by day.
+//! Unless `look` is given, the look number counts the checks since the baseline's end, so that
+//! every check spends its own share of alpha: for the schedule's window (from `at`) one look per
+//! day, the first day whose window starts at the baseline's end being look 1; for a given
+//! `current` window, one look per window length between the baseline's end and its end.
+//!
+//! A scheduled run (no `current`) whose window starts before the baseline ends is skipped, not
+//! failed: it returns [`Output::skipped`] (why, and the first day a scheduled run checks) with
+//! no report and no figures, and the state machine ends without recording a report. That is
+//! the first `currentDays` days after a baseline that ends on or after the deploy day. A given
+//! `current` window that starts before the baseline ends is still an `InvalidRequest`.
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::drift::{self, DriftConfig, DriftDetected, DriftReport, DriftSource};
@@ -53,13 +61,50 @@ pub struct Input {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
-    /// Whether any test drifted.
+    /// Whether any test drifted (false when the check was skipped).
     pub drift_detected: bool,
+    /// Present when the check did not run (then there is no report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
     /// The bus event's detail, when drift was detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<DriftDetected>,
-    /// The full report.
-    pub report: DriftReport,
+    /// The full report, when the check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<DriftReport>,
+}
+
+/// Why a check did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// The scheduled current window starts before the baseline ends: too early to compare.
+    CurrentOverlapsBaseline,
+}
+
+/// A check that did not run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Skipped {
+    /// Why, as a stable name.
+    pub reason: SkipReason,
+    /// Why, for people.
+    pub message: String,
+    /// The baseline window `FROM..TO`.
+    pub baseline: String,
+    /// The current window `FROM..TO` the run would have compared.
+    pub current: String,
+    /// The first UTC day on which a scheduled run's window starts at or after the baseline's end.
+    pub first_check_on: NaiveDate,
+}
+
+/// What an input asks the worker to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Compare the current window (second) with the baseline (first) under this config.
+    Check(DriftConfig, Span, Span),
+    /// Nothing to compare yet.
+    Skip(Skipped),
 }
 
 /// Why the worker failed.
@@ -93,8 +138,8 @@ pub struct Deps {
 /// A half-open time window `[from, to)`.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
-/// The config, baseline and current windows an input asks for.
-pub fn plan(input: &Input) -> Result<(DriftConfig, Span, Span), WorkerError> {
+/// The config, baseline and current windows an input asks for, or why a scheduled run skips.
+pub fn plan(input: &Input) -> Result<Plan, WorkerError> {
     let bad = WorkerError::InvalidInput;
     let baseline = drift::parse_range(&input.baseline).map_err(bad)?;
     let days = i64::from(input.current_days.unwrap_or(1));
@@ -117,17 +162,54 @@ pub fn plan(input: &Input) -> Result<(DriftConfig, Span, Span), WorkerError> {
             ));
         }
     };
+    if current.0 < baseline.1 && input.current.is_none() {
+        // The schedule's window: a run this early is expected (the first `days` days after
+        // a baseline that ends on or after the deploy day), not an error.
+        let first = baseline.1 + Duration::days(days);
+        let midnight = first
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc();
+        let first_check_on = if midnight == first {
+            first.date_naive()
+        } else {
+            first.date_naive() + Duration::days(1)
+        };
+        let (b, c) = (
+            drift::time_window(baseline.0, baseline.1).label,
+            drift::time_window(current.0, current.1).label,
+        );
+        return Ok(Plan::Skip(Skipped {
+            reason: SkipReason::CurrentOverlapsBaseline,
+            message: format!(
+                "skipped: the current window {c} starts before the baseline {b} ends; \
+                 too early to compare, the first scheduled check is on {first_check_on}"
+            ),
+            baseline: b,
+            current: c,
+            first_check_on,
+        }));
+    }
     if current.0 < baseline.1 {
         return Err(bad(format!(
             "the current window {}..{} starts before the baseline ends ({})",
             current.0, current.1, baseline.1
         )));
     }
-    let window = (current.1 - current.0).num_seconds().max(1);
-    let since = (current.1 - baseline.1).num_seconds();
-    let look = input
-        .look
-        .unwrap_or_else(|| u32::try_from((since + window - 1) / window).unwrap_or(u32::MAX));
+    let look = input.look.unwrap_or_else(|| {
+        let count = if input.current.is_none() {
+            // The schedule's window: one run a day, each a look, whatever the window's
+            // length (a 7-day window checked daily is looked at on 7 days, not once).
+            (current.0 - baseline.1).num_days() + 1
+        } else {
+            // Given windows are taken as consecutive: one look per window since the baseline.
+            let window = (current.1 - current.0).num_seconds().max(1);
+            let since = (current.1 - baseline.1).num_seconds();
+            (since + window - 1) / window
+        };
+        u32::try_from(count).unwrap_or(u32::MAX)
+    });
     let alpha = input.alpha.unwrap_or(0.05);
     if !(alpha > 0.0 && alpha < 1.0) {
         return Err(bad(format!(
@@ -139,19 +221,30 @@ pub fn plan(input: &Input) -> Result<(DriftConfig, Span, Span), WorkerError> {
         look: look.max(1),
         min_samples: input.min_samples.unwrap_or(30),
     };
-    Ok((cfg, baseline, current))
+    Ok(Plan::Check(cfg, baseline, current))
 }
 
-/// Runs one drift check.
+/// Runs one drift check, or skips it (see [`plan`]).
 pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
-    let (cfg, (bf, bt), (cf, ct)) = plan(&input)?;
+    let (cfg, (bf, bt), (cf, ct)) = match plan(&input)? {
+        Plan::Check(cfg, baseline, current) => (cfg, baseline, current),
+        Plan::Skip(skipped) => {
+            return Ok(Output {
+                drift_detected: false,
+                skipped: Some(skipped),
+                alert: None,
+                report: None,
+            });
+        }
+    };
     let baseline = drift::read_window(deps.source.as_ref(), bf, bt).await?;
     let current = drift::read_window(deps.source.as_ref(), cf, ct).await?;
     let report = drift::detect(&baseline, &current, &cfg);
     Ok(Output {
         drift_detected: report.drift_detected,
+        skipped: None,
         alert: report.alert(),
-        report,
+        report: Some(report),
     })
 }
 
@@ -174,9 +267,12 @@ impl Worker for Deps {
     }
 
     /// One `DriftPValue` (Holm-adjusted) per test that ran, by test name, and one
-    /// `DriftDetected` (1 or 0): the drift alarm's metric.
+    /// `DriftDetected` (1 or 0): the drift alarm's metric. None when the check was skipped.
     fn figures(output: &Output, out: &mut Figures) {
-        for t in output.report.tests() {
+        let Some(report) = &output.report else {
+            return;
+        };
+        for t in report.tests() {
             if let Some(p) = t.p_adjusted {
                 out.add(
                     &telemetry::DRIFT_P_VALUE,

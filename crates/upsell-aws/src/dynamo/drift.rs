@@ -9,8 +9,9 @@
 //! - Outcomes: the message records of the window's events (`BatchGetItem` on
 //!   `pk = EVENT#<id>`, `sk = RECORD`), approved and rejected ones.
 //!
-//! The daily check scans the table twice (baseline and current window); its cost grows with the
-//! table, which suits a daily job (docs/monitoring.md, "Drift monitor").
+//! The daily check scans the table twice (baseline and current window) and reads the windows'
+//! records by key; its cost grows with the table, which suits a daily job (docs/monitoring.md,
+//! "Drift monitor").
 
 use std::collections::HashMap;
 
@@ -104,7 +105,7 @@ impl DynamoDriftSource {
         }
     }
 
-    async fn records_of(&self, ids: &[String]) -> Result<Vec<MessageRecord>, PortError> {
+    async fn records_by_id(&self, ids: &[String]) -> Result<Vec<MessageRecord>, PortError> {
         let mut out = Vec::new();
         for chunk in ids.chunks(BATCH) {
             let keys: Vec<Item> = chunk
@@ -160,18 +161,8 @@ impl DriftSource for DynamoDriftSource {
         ))
     }
 
-    async fn records_between(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<MessageRecord>, PortError> {
-        let ids: Vec<String> = self
-            .events_between(from, to)
-            .await?
-            .iter()
-            .map(|e| e.id().to_owned())
-            .collect();
-        self.records_of(&ids).await
+    async fn records_of(&self, event_ids: &[String]) -> Result<Vec<MessageRecord>, PortError> {
+        self.records_by_id(event_ids).await
     }
 }
 

@@ -58,7 +58,7 @@ pub struct Args {
     /// or with --run the number of current windows since the baseline's end.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "T")]
     look: Option<u32>,
-    /// Fewest observations on each side for a test to run.
+    /// Fewest observations (customers) on each side for a test to run.
     #[arg(long, default_value_t = 30, value_name = "N")]
     min_samples: u64,
     /// Print the report as JSON.
@@ -138,18 +138,29 @@ fn run_monitor(args: &Args, ctx: &Context) -> anyhow::Result<()> {
         run_drift_monitor(&app, &check).await
     })?;
     if args.json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "executionArn": run.execution_arn,
-                "driftDetected": run.output.drift_detected,
-                "alert": run.output.alert,
-                "report": run.output.report,
-            }))?
-        );
+        let mut out = serde_json::json!({
+            "executionArn": run.execution_arn,
+            "driftDetected": run.output.drift_detected,
+            "alert": run.output.alert,
+            "report": run.output.report,
+        });
+        if let Some(skipped) = &run.output.skipped {
+            out["skipped"] = serde_json::to_value(skipped)?;
+        }
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    print_report(&run.output.report)?;
+    let Some(report) = &run.output.report else {
+        // A scheduled-window run before the baseline ends: not an error (exit 0).
+        let why = run.output.skipped.as_ref().map_or_else(
+            || "skipped: the drift monitor returned no report".to_string(),
+            |s| s.message.clone(),
+        );
+        outln!("{why}");
+        outln!("execution {} (no report recorded)", run.execution_arn);
+        return Ok(());
+    };
+    print_report(report)?;
     outln!();
     outln!("execution {}", run.execution_arn);
     if run.events.is_empty() {

@@ -15,6 +15,10 @@ pub struct Args {
     /// Number of customers (each produces several events).
     #[arg(long, default_value_t = 100, value_name = "N")]
     customers: usize,
+    /// Number of the first customer id (`cust-000001` for 1). Give a second file a range that
+    /// does not overlap the first to make its customers new ones.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=999_999), value_name = "N")]
+    first_customer: u64,
     /// Random seed; the same seed gives the same file.
     #[arg(long, default_value_t = 42, value_name = "S")]
     seed: u64,
@@ -44,6 +48,7 @@ pub struct Args {
 pub fn run(args: Args, _ctx: &Context) -> anyhow::Result<()> {
     let cfg = SampleConfig {
         customers: args.customers,
+        first_customer: args.first_customer as usize,
         seed: args.seed,
         malformed_share: args.malformed_share,
         duplicate_share: args.duplicate_share,
