@@ -103,6 +103,7 @@ fn outcomes(seed: u64, events: &[CustomerEvent], agents: Agents) -> Vec<MessageR
             },
             message: None,
             recommended_service: None,
+            offering: None,
             generator: agent.clone(),
             judge: agent.clone(),
             attempts: vec![AttemptRecord {
