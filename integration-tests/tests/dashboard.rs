@@ -26,9 +26,9 @@ use upsell_core::ports::{
 };
 use upsell_core::telemetry::MetricLog;
 use upsell_core::telemetry::{
-    ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED, JUDGE_SCORE, MESSAGES_APPROVED,
-    MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS, MODEL_OUTPUT_TOKENS, MetricSpec, STATE,
-    STATE_LATENCY, WORKER_ERRORS,
+    DRIFT_DETECTED, DRIFT_P_VALUE, ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED,
+    FEATURE, JUDGE_SCORE, MESSAGES_APPROVED, MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS,
+    MODEL_OUTPUT_TOKENS, MetricSpec, STATE, STATE_LATENCY, WORKER_ERRORS,
 };
 use upsell_models::offline::OfflineModel;
 use upsell_models::prompt::GENERATION_CONTEXT_TAG;
@@ -219,6 +219,11 @@ fn synthetic() -> Vec<MetricDatum> {
             day,
         ));
         v.push(point(EVENTS_SKIPPED, 1.0, &[(REASON, "NoConsent")], day));
+        // One drift check a day; the third finds the region mix drifted.
+        let region_p = if day == 3 { 0.0004 } else { 0.6 };
+        v.push(point(DRIFT_P_VALUE, region_p, &[(FEATURE, "region")], day));
+        v.push(point(DRIFT_P_VALUE, 0.8, &[(FEATURE, "satisfaction")], day));
+        v.push(point(DRIFT_DETECTED, f64::from(day == 3), &[], day));
     }
     v
 }

@@ -23,6 +23,7 @@ use upsell_cli::app::{AppOptions, LocalApp};
 use upsell_cli::drift_monitor::{DriftCheck, DriftRun, run_drift_monitor};
 use upsell_core::drift::DriftDetected;
 use upsell_core::events::EventEnvelope;
+use upsell_core::monitor::MonitorReport;
 use upsell_core::outbound::OUTBOUND_SOURCE;
 use upsell_core::sample::{DriftScenario, SampleConfig, generate_jsonl};
 use upsell_core::telemetry::MetricLog;
@@ -51,6 +52,7 @@ struct Checked {
     run: DriftRun,
     report_item: Value,
     drift_metric: Vec<f64>,
+    monitored: Vec<upsell_core::monitor::DriftCheck>,
     rules_matching_alert: usize,
 }
 
@@ -72,6 +74,13 @@ async fn drift_metric(app: &LocalApp) -> Vec<f64> {
         .filter(|d| d.name == "DriftDetected")
         .map(|d| d.value)
         .collect()
+}
+
+/// The drift checks `upsell monitor` and the dashboard's drift panel read from the metric log.
+async fn monitored_checks(app: &LocalApp) -> Vec<upsell_core::monitor::DriftCheck> {
+    app.metrics.flush().unwrap();
+    let data = app.metrics.metrics_since(None).await.unwrap();
+    MonitorReport::build(&data, None).drift_checks
 }
 
 /// Runs both years through the workflow, then the drift monitor, in a fresh home.
@@ -108,6 +117,7 @@ fn check(drift: Option<DriftScenario>) -> Checked {
             .unwrap()
             .expect("the report is recorded");
         let drift_metric = drift_metric(&app).await;
+        let monitored = monitored_checks(&app).await;
         let rules_matching_alert = run
             .events
             .iter()
@@ -122,6 +132,7 @@ fn check(drift: Option<DriftScenario>) -> Checked {
             run,
             report_item,
             drift_metric,
+            monitored,
             rules_matching_alert,
         }
     })
@@ -174,6 +185,17 @@ fn region_shift_raises_drift_detected_naming_region() {
         serde_json::from_str(attr(&c.report_item, "report", "S").as_str().unwrap()).unwrap();
     assert_eq!(recorded, serde_json::to_value(report).unwrap());
     assert_eq!(c.drift_metric, vec![1.0]);
+
+    // The monitor (and so the dashboard's drift panel) reads the check back from the metric
+    // log: one check that detected drift, every test with its Holm-adjusted p-value, region's
+    // below the check's alpha.
+    assert_eq!(c.monitored.len(), 1, "{:?}", c.monitored);
+    let seen = &c.monitored[0];
+    assert!(seen.drift_detected);
+    let tested = report.tests().filter(|t| t.p_adjusted.is_some()).count();
+    assert_eq!(seen.p_values.len(), tested, "{:?}", seen.p_values);
+    let region = seen.p_values.iter().find(|(n, _)| n == "region").unwrap().1;
+    assert!(region < report.alpha_look, "{region} {:?}", seen.p_values);
 }
 
 #[test]
@@ -200,6 +222,8 @@ fn same_distribution_raises_no_drift_detected() {
         &Value::Bool(false)
     );
     assert_eq!(c.drift_metric, vec![0.0]);
+    assert_eq!(c.monitored.len(), 1, "{:?}", c.monitored);
+    assert!(!c.monitored[0].drift_detected);
 }
 
 /// The schedule's run on a day whose window (the day before the execution's start) starts

@@ -427,7 +427,46 @@ pub fn panels(r: &MonitorReport) -> Vec<Panel> {
             None,
         ),
     });
+
+    // Only once the drift monitor has run: a page without drift checks has nothing to show.
+    if let Some(last) = r.drift_checks.last() {
+        let detected = r.drift_checks.iter().filter(|c| c.drift_detected).count();
+        let mut rows: Vec<_> = last
+            .p_values
+            .iter()
+            .map(|(test, p)| (test.clone(), vec![*p]))
+            .collect();
+        rows.sort_by(|a, b| a.1[0].total_cmp(&b.1[0]).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(DRIFT_ROWS);
+        out.push(Panel {
+            id: "drift",
+            title: "Drift".into(),
+            note: format!(
+                "{detected} of {} drift checks detected drift; the last, {}, {}. \
+                 Its Holm-adjusted p-values, lowest first (drift below the check's alpha)",
+                r.drift_checks.len(),
+                last.at.format("%Y-%m-%d %H:%M UTC"),
+                if last.drift_detected {
+                    "detected drift"
+                } else {
+                    "detected none"
+                }
+            ),
+            body: hbars(&rows, &["p-value"], p_value, Some(1.0)),
+        });
+    }
     out
+}
+
+/// The drift panel shows the lowest p-values of the last check, as many as this.
+const DRIFT_ROWS: usize = 20;
+
+fn p_value(v: f64) -> String {
+    if v < 0.001 {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +490,51 @@ mod tests {
         }
         assert!(!html.contains("class=\"mark"));
         assert!(html.contains("no data in this window"));
+    }
+
+    #[test]
+    fn drift_panel_shows_the_last_checks_lowest_p_values_first() {
+        use upsell_core::ports::{MetricDatum, MetricUnit};
+        let at = |h| {
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-12-0{h}T06:00:00Z"))
+                .unwrap()
+                .to_utc()
+        };
+        let datum = |name: &str, v: f64, feature: Option<&str>, day| {
+            let mut d = MetricDatum::new(name, v, MetricUnit::None);
+            d.timestamp = at(day);
+            match feature {
+                Some(f) => d.with_dim(upsell_core::telemetry::FEATURE, f),
+                None => d,
+            }
+        };
+        let data = vec![
+            datum("DriftPValue", 0.9, Some("region"), 1),
+            datum("DriftDetected", 0.0, None, 1),
+            datum("DriftPValue", 0.4, Some("region"), 2),
+            datum("DriftPValue", 0.0001, Some("service_mix"), 2),
+            datum("DriftDetected", 1.0, None, 2),
+        ];
+        let r = MonitorReport::build(&data, None);
+        assert_eq!(r.drift_checks.len(), 2);
+        let drift = panels(&r).into_iter().find(|p| p.id == "drift").unwrap();
+        assert!(
+            drift.note.starts_with("1 of 2 drift checks"),
+            "{}",
+            drift.note
+        );
+        assert!(drift.note.contains("detected drift"), "{}", drift.note);
+        let (low, high) = (
+            drift.body.find("service_mix").unwrap(),
+            drift.body.find("region").unwrap(),
+        );
+        assert!(low < high, "lowest p-value first: {}", drift.body);
+        assert!(drift.body.contains("1.0e-4"), "{}", drift.body);
+        assert!(
+            panels(&MonitorReport::build(&[], None))
+                .iter()
+                .all(|p| p.id != "drift")
+        );
     }
 
     #[test]

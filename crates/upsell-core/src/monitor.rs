@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::ports::MetricDatum;
 use crate::ports::dims::{AGENT_ID, AGENT_VERSION, REASON};
 use crate::telemetry::{
-    ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED, JUDGE_SCORE, MESSAGES_APPROVED,
-    MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS, MODEL_OUTPUT_TOKENS, STATE, STATE_LATENCY,
-    WORKER_ERRORS,
+    DRIFT_DETECTED, DRIFT_P_VALUE, ERROR_TYPE, EVENTS_FAILED, EVENTS_QUARANTINED, EVENTS_SKIPPED,
+    FEATURE, JUDGE_SCORE, MESSAGES_APPROVED, MESSAGES_REJECTED, MODEL_COST, MODEL_INPUT_TOKENS,
+    MODEL_OUTPUT_TOKENS, STATE, STATE_LATENCY, WORKER_ERRORS,
 };
 
 /// Which breakdown a report keeps (`upsell monitor --by`).
@@ -62,6 +62,23 @@ pub struct MonitorReport {
     /// Reasons, most frequent first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_reason: Option<ReasonBreakdown>,
+    /// Drift checks (the drift monitor's `DriftDetected` and `DriftPValue`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_checks: Vec<DriftCheck>,
+}
+
+/// A drift check's verdict (once seen) and p-values by test, while reading.
+type DriftAcc = (Option<bool>, BTreeMap<String, f64>);
+
+/// One drift check as its data points tell it: the verdict and each test's corrected p-value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftCheck {
+    /// When the check ran (the time its data points carry).
+    pub at: DateTime<Utc>,
+    /// Whether it detected drift.
+    pub drift_detected: bool,
+    /// Each test with its p-value after the multiple-testing correction, by name.
+    pub p_values: Vec<(String, f64)>,
 }
 
 /// Headline figures over the whole window.
@@ -314,6 +331,8 @@ impl MonitorReport {
         let mut days: BTreeMap<NaiveDate, DayAcc> = BTreeMap::new();
         let mut reasons: [BTreeMap<String, u64>; 4] = Default::default();
         let (mut first, mut last, mut used) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>, 0);
+        // A check's data points share one time stamp (one call's figures).
+        let mut drift: BTreeMap<DateTime<Utc>, DriftAcc> = BTreeMap::new();
 
         for d in data {
             if since.is_some_and(|t| d.timestamp < t) {
@@ -385,6 +404,14 @@ impl MonitorReport {
             } else if name == EVENTS_SKIPPED.name {
                 s.skipped += count(d);
                 *reasons[2].entry(dim_or_unknown(d, REASON)).or_default() += count(d);
+            } else if name == DRIFT_DETECTED.name {
+                drift.entry(d.timestamp).or_default().0 = Some(d.value > 0.0);
+            } else if name == DRIFT_P_VALUE.name {
+                drift
+                    .entry(d.timestamp)
+                    .or_default()
+                    .1
+                    .insert(dim_or_unknown(d, FEATURE), d.value);
             } else {
                 continue;
             }
@@ -446,6 +473,16 @@ impl MonitorReport {
             .collect();
 
         let [rejected, quarantined, skipped, failed] = reasons.map(reason_counts);
+        let drift_checks = drift
+            .into_iter()
+            .filter_map(|(at, (detected, p))| {
+                Some(DriftCheck {
+                    at,
+                    drift_detected: detected?,
+                    p_values: p.into_iter().collect(),
+                })
+            })
+            .collect();
         MonitorReport {
             since,
             first,
@@ -469,6 +506,7 @@ impl MonitorReport {
                 skipped,
                 failed,
             }),
+            drift_checks,
         }
     }
 
