@@ -2,12 +2,12 @@
 //! with the ASL engine, calling each worker in-process.
 //!
 //! [`runtime::Runtime`] ties it together; [`template`] reads `sam/template.yaml`, [`pattern`]
-//! matches EventBridge patterns, [`services`] provides the DynamoDB, EventBridge and Step
-//! Functions (`states:startExecution`) task integrations, [`expr`] the DynamoDB expression
-//! language they use, [`item_reader`] S3 buckets as local folders for Distributed Map
-//! `ItemReader`s and `ResultWriter`s.
+//! matches EventBridge patterns, [`dynamodb`] provides the DynamoDB getItem and putItem task
+//! integrations the state machines use, [`services`] the EventBridge and Step Functions
+//! (`states:startExecution`) ones, [`item_reader`] S3 buckets as local folders for Distributed
+//! Map `ItemReader`s and `ResultWriter`s.
 
-pub mod expr;
+pub mod dynamodb;
 pub mod item_reader;
 pub mod pattern;
 pub mod runtime;

@@ -46,10 +46,11 @@ use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason};
 use upsell_sqlite::history::{ExecutionStore, ExecutionSummary, HistoryLevel};
 use upsell_sqlite::tables::TableStore;
 
+use crate::dynamodb::DynamoDbTasks;
 use crate::item_reader::LocalObjects;
 use crate::services::{
-    DynamoDbTasks, EventsTasks, ExecutionDescription, LocalStepFunctions, PutEventsTarget,
-    StartExecutionError, StatesTasks,
+    EventsTasks, ExecutionDescription, LocalStepFunctions, PutEventsTarget, StartExecutionError,
+    StatesTasks,
 };
 use crate::template::{
     ACCOUNT_ID, DEFAULT_EVENT_BUS, FunctionSpec, LoadOptions, REGION, RuleSpec, SamTemplate,

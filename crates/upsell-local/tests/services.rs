@@ -1,13 +1,11 @@
-//! Local service integrations: the DynamoDB steps in tests/data/dynamodb-steps.json, and
-//! events:putEvents onto a recording bus.
+//! Local service integrations: events:putEvents onto a recording bus (the DynamoDB ones are in
+//! tests/dynamodb.rs).
 
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use upsell_asl::{Resources, TaskContext};
-use upsell_local::services::{DynamoDbTasks, EventsTasks, PutEventsTarget};
-use upsell_local::template::TableSpec;
-use upsell_sqlite::tables::TableStore;
+use upsell_local::services::{EventsTasks, PutEventsTarget};
 
 fn ctx() -> TaskContext {
     TaskContext {
@@ -17,74 +15,6 @@ fn ctx() -> TaskContext {
         state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:M".into(),
         task_token: None,
     }
-}
-
-fn table(id: &str, sk: Option<&str>) -> TableSpec {
-    TableSpec {
-        logical_id: id.into(),
-        partition_key: "pk".into(),
-        sort_key: sk.map(str::to_string),
-    }
-}
-
-#[tokio::test]
-async fn dynamodb_integrations_behave_like_step_functions() {
-    let store = Arc::new(TableStore::in_memory().unwrap());
-    let tables = [
-        table("MessagesTable", Some("sk")),
-        table("AgentRegistryTable", Some("sk")),
-    ];
-    let mut resources = Resources::new();
-    Arc::new(DynamoDbTasks::new(store, &tables)).register(&mut resources);
-
-    let data: Value = serde_json::from_str(include_str!("data/dynamodb-steps.json")).unwrap();
-    let mut failures = Vec::new();
-    for step in data["steps"].as_array().unwrap() {
-        let name = step["name"].as_str().unwrap();
-        let resource = step["resource"].as_str().unwrap();
-        let handler = resources
-            .find(resource)
-            .unwrap_or_else(|| panic!("{name}: no handler for {resource}"));
-        let result = handler
-            .invoke(resource, step["input"].clone(), &ctx())
-            .await;
-        match (result, step.get("output"), step.get("error")) {
-            (Ok(mut out), Some(expected), None) => {
-                let optimized = resource.starts_with("arn:aws:states:::dynamodb:")
-                    && !resource.ends_with(":query");
-                let meta = out.as_object_mut().unwrap();
-                let had_meta = meta.remove("SdkHttpMetadata").is_some()
-                    & meta.remove("SdkResponseMetadata").is_some();
-                if had_meta != optimized {
-                    failures.push(format!(
-                        "{name}: SDK metadata present = {had_meta}, expected {optimized}"
-                    ));
-                }
-                if &out != expected {
-                    failures.push(format!("{name}: got {out}, expected {expected}"));
-                }
-            }
-            (Err(f), None, Some(error)) => {
-                if f.error != error.as_str().unwrap() {
-                    failures.push(format!(
-                        "{name}: error {} (cause {:?}), expected {error}",
-                        f.error, f.cause
-                    ));
-                }
-                if let Some(cause) = step.get("cause").and_then(Value::as_str)
-                    && !f.cause.as_deref().unwrap_or("").contains(cause)
-                {
-                    failures.push(format!("{name}: cause {:?} lacks {cause:?}", f.cause));
-                }
-            }
-            (got, _, _) => failures.push(format!("{name}: unexpected result {got:?}")),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "failing steps:\n{}",
-        failures.join("\n")
-    );
 }
 
 #[derive(Default)]

@@ -2,9 +2,9 @@
 //! (`arn:aws:states:::dynamodb:*`): items stored as DynamoDB JSON under their table name,
 //! partition key and sort key.
 //!
-//! This module only stores and orders items; DynamoDB's expression languages (conditions,
-//! updates, key conditions) live in `upsell-local`, which calls [`TableStore::modify`] to run a
-//! read-check-write atomically. Keys keep DynamoDB's order: strings and binaries by bytes,
+//! This module only stores and orders items; the getItem and putItem integrations and the
+//! condition subset they use live in `upsell-local` (`dynamodb`), which calls
+//! [`TableStore::modify`] to run a read-check-write atomically. Keys keep DynamoDB's order: strings and binaries by bytes,
 //! numbers numerically. A table without a sort key stores the empty string as its sort key.
 //!
 //! Adapters that keep their data in these tables (so the state machines see the same items as
