@@ -13,12 +13,15 @@ cd "$(dirname "$0")/.."
 
 events="${1:-10000}"
 shift || true
-# `upsell sample` writes about 7.3 lines per customer (profile, services, surveys, plus the
-# default 3% malformed and 2% duplicate lines).
-customers=$(( events * 100 / 726 ))
+# `upsell sample` writes about 10.8 lines per customer (profile, services, surveys, responses,
+# plus the default 3% malformed and 2% duplicate lines; 14,858 lines for 1,377 customers).
+customers=$(( events * 100 / 1079 ))
 
 cargo build --release -p upsell-cli --quiet
-bin=target/release/upsell
+# The target dir may be set elsewhere (CARGO_TARGET_DIR, .cargo/config.toml).
+target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/release/upsell"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
