@@ -157,6 +157,9 @@ struct Cache {
     max_group_size: usize,
     /// Whether the index holds passage vectors for re-ranking (`kb_meta` key `passages`).
     has_passages: bool,
+    /// Each distinct metadata text of the rows, parsed: the chunks of one document share one,
+    /// and the next reload (after a sync that added a few documents) parses only new ones.
+    parsed_metadata: Arc<HashMap<String, Metadata>>,
 }
 
 /// One bit per cached row.
@@ -196,11 +199,11 @@ struct MetadataColumns {
 }
 
 impl MetadataColumns {
-    fn build(all: &[Metadata]) -> Self {
+    fn build(all: &[&Metadata]) -> Self {
         let mut by_key: HashMap<String, Vec<(Metadata, Vec<u32>)>> = HashMap::new();
         let mut slot: HashMap<(String, String), usize> = HashMap::new();
         for (row, meta) in all.iter().enumerate() {
-            for (key, value) in meta {
+            for (key, value) in *meta {
                 let id = (
                     key.clone(),
                     serde_json::to_string(value).unwrap_or_default(),
@@ -801,6 +804,14 @@ impl SqliteKnowledgeBase {
         {
             return Ok(Arc::clone(c));
         }
+        // A metadata text parses to the same value whatever row holds it: the last reload's
+        // parses are reused, and only the texts some row still holds are kept for the next.
+        let earlier = slot
+            .as_ref()
+            .map(|c| Arc::clone(&c.parsed_metadata))
+            .unwrap_or_default();
+        let mut parsed: HashMap<String, Metadata> = HashMap::new();
+        let mut texts: Vec<String> = Vec::new();
         let dims = self.embedder.info().dimensions;
         let mut stmt = conn
             .prepare(
@@ -809,7 +820,6 @@ impl SqliteKnowledgeBase {
             .map_err(db_err)?;
         let mut rows = stmt.query([]).map_err(db_err)?;
         let mut rowids = Vec::new();
-        let mut metadata = Vec::new();
         let mut vectors = VectorMatrix::new(dims);
         let mut groups = Vec::new();
         let mut group_ids: HashMap<String, u32> = HashMap::new();
@@ -834,11 +844,20 @@ impl SqliteKnowledgeBase {
                 )));
             }
             rowids.push(id);
-            metadata.push(serde_json::from_str(&meta).map_err(|e| {
-                PortError::Other(format!("corrupt metadata for chunk row {id}: {e}"))
-            })?);
+            if !parsed.contains_key(&meta) {
+                let value = match earlier.get(&meta) {
+                    Some(v) => v.clone(),
+                    None => serde_json::from_str(&meta).map_err(|e| {
+                        PortError::Other(format!("corrupt metadata for chunk row {id}: {e}"))
+                    })?,
+                };
+                parsed.insert(meta.clone(), value);
+            }
+            texts.push(meta);
             vectors.push(&v);
         }
+        let metadata: Vec<&Metadata> = texts.iter().map(|t| &parsed[t]).collect();
+        let columns = MetadataColumns::build(&metadata);
         let index_of = rowids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let has_passages = Self::stored_passages(conn)?;
         let mut doc_freq = HashMap::new();
@@ -854,13 +873,14 @@ impl SqliteKnowledgeBase {
             data_version,
             rowids,
             index_of,
-            columns: MetadataColumns::build(&metadata),
+            columns,
             vectors_i8: Int8Matrix::from_matrix(&vectors),
             vectors,
             doc_freq,
             groups,
             max_group_size: group_sizes.into_iter().max().unwrap_or(1),
             has_passages,
+            parsed_metadata: Arc::new(parsed),
         });
         *slot = Some(Arc::clone(&cache));
         Ok(cache)

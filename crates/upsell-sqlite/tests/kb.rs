@@ -298,6 +298,52 @@ async fn filters_apply_in_every_mode() {
     assert_eq!(got, ["dogs", "snow"]);
 }
 
+/// Filtered doc ids for `region`, best first, in hybrid mode.
+async fn in_region(kb: &SqliteKnowledgeBase, region: &str) -> BTreeSet<String> {
+    let filter = Filter::from_pairs(&[&format!("region={region}")]).unwrap();
+    kb.retrieve(&RetrieveRequest::new("pool cleaning gutter dogs snow", 10).with_filter(filter))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.doc_id)
+        .collect()
+}
+
+#[tokio::test]
+async fn filters_follow_metadata_changed_and_added_by_a_sync() {
+    let kb = index().await;
+    let set = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        in_region(&kb, "northeast").await,
+        set(&["gutters", "pool-ne"])
+    );
+    // "gutters" moves region (its text, hence its chunk, is unchanged), a new document shares
+    // the metadata text another one had, and "snow" is deleted with its metadata.
+    let mut docs: Vec<IndexDocument> = corpus()
+        .into_iter()
+        .filter(|d| d.doc_id != "gutters" && d.doc_id != "snow")
+        .collect();
+    let mut moved = doc(
+        "gutters",
+        "Gutter cleaning in autumn under tall oak trees; downspouts flushed.",
+        &[("region", "southwest"), ("doc_type", "catalogue")],
+    );
+    moved.content_hash.push_str("-moved");
+    docs.push(moved);
+    docs.push(doc(
+        "pool-sw",
+        "Pool cleaning for desert homes: filters, pumps and chlorine.",
+        &[("region", "southwest"), ("doc_type", "catalogue")],
+    ));
+    kb.sync(&docs).await.unwrap();
+    assert_eq!(in_region(&kb, "northeast").await, set(&["pool-ne"]));
+    assert_eq!(
+        in_region(&kb, "southwest").await,
+        set(&["gutters", "pool", "pool-sw"])
+    );
+    assert_eq!(in_region(&kb, "midwest").await, set(&["dogs"]));
+}
+
 #[tokio::test]
 async fn hostile_query_text_never_breaks_fts5() {
     let kb = index().await;

@@ -12,6 +12,7 @@ use upsell_cli::rollout::{RolloutRequest, Traffic, rollback, run_rollout};
 use upsell_core::ports::AgentRegistry;
 use upsell_core::registry::{ActorKind, TransitionRecord};
 use upsell_core::rollout::{HealthParams, simulate, simulation_table, standard_scenarios};
+use upsell_local::services::ExecutionDescription;
 use upsell_models::seed::load_agent_dir;
 use upsell_sqlite::history::HistoryLevel;
 
@@ -163,6 +164,22 @@ fn user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Why an execution failed: its error and cause, with a worker's `errorMessage` taken out of
+/// the Lambda-style cause (`{"errorMessage": ..., "errorType": ...}`).
+fn why(e: &ExecutionDescription) -> String {
+    let error = e.error.as_deref().unwrap_or("?");
+    let cause = e.cause.as_deref().unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(cause)
+        .ok()
+        .and_then(|c| c.get("errorMessage")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| cause.to_owned());
+    if message.is_empty() {
+        error.to_owned()
+    } else {
+        format!("{error}: {message}")
+    }
+}
+
 fn print_history(history: &[TransitionRecord]) -> anyhow::Result<()> {
     for r in history {
         outln!(
@@ -236,11 +253,10 @@ fn manual_rollback(
     let (execution, history) = rt.block_on(rollback(opts, agent, reason))?;
     if execution.status != "SUCCEEDED" {
         bail!(
-            "the rollback {} ended {}: {}: {}",
+            "the rollback {} ended {}: {}",
             execution.name,
             execution.status,
-            execution.error.unwrap_or_default(),
-            execution.cause.unwrap_or_default()
+            why(&execution)
         );
     }
     outln!("rolled back by execution {}:", execution.execution_arn);
@@ -254,6 +270,9 @@ fn status(agent: &str, json: bool, ctx: &Context) -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     rt.block_on(async {
         let app = LocalApp::open(AppOptions::new(&ctx.home)).await?;
+        if app.registry.list_versions(agent).await?.is_empty() {
+            bail!("no agent {agent:?} in the registry (`upsell agents list` lists them)");
+        }
         let routing = app.registry.routing(agent).await?;
         let steps: Vec<TransitionRecord> = app
             .registry
@@ -395,7 +414,7 @@ fn start(a: StartArgs, ctx: &Context) -> anyhow::Result<()> {
             "{}@{} was not promoted: {}",
             req.agent_id,
             req.candidate,
-            e.error.as_deref().unwrap_or("?")
+            why(e)
         );
     }
     Ok(())
