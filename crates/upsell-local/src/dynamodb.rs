@@ -421,14 +421,17 @@ impl TaskHandler for DynamoDbTasks {
             }
             Err(Failure::Service(code, message)) => {
                 let request_id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
-                let error = match code {
-                    "ValidationException" => "DynamoDB.AmazonDynamoDBException".into(),
-                    code => format!("DynamoDB.{code}"),
+                // Step Functions names the error after the SDK's exception class, not the code:
+                // the state machines retry `DynamoDB.InternalServerErrorException`.
+                let (error, status) = match code {
+                    "ValidationException" => ("DynamoDB.AmazonDynamoDBException".into(), 400),
+                    "InternalServerError" => ("DynamoDB.InternalServerErrorException".into(), 500),
+                    code => (format!("DynamoDB.{code}"), 400),
                 };
                 Err(TaskFailure {
                     error,
                     cause: Some(format!(
-                        "{message} (Service: AmazonDynamoDBv2; Status Code: 400; Error Code: {code}; Request ID: {request_id}; Proxy: null)"
+                        "{message} (Service: AmazonDynamoDBv2; Status Code: {status}; Error Code: {code}; Request ID: {request_id}; Proxy: null)"
                     )),
                 })
             }
