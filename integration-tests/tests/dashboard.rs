@@ -162,8 +162,12 @@ fn assert_every_panel_has_marks(report: &MonitorReport, counts: &serde_json::Val
 }
 
 fn point(spec: MetricSpec, value: f64, dims: &[(&str, &str)], day: u32) -> MetricDatum {
-    let mut d = MetricDatum::new(spec.name, value, spec.unit);
-    d.timestamp = Utc.with_ymd_and_hms(2026, 12, day, 10, 0, 0).unwrap();
+    let mut d = MetricDatum::at(
+        spec.name,
+        value,
+        spec.unit,
+        Utc.with_ymd_and_hms(2026, 12, day, 10, 0, 0).unwrap(),
+    );
     for (n, v) in dims {
         d = d.with_dim(*n, *v);
     }

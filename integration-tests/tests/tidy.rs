@@ -2,7 +2,7 @@
 //! and the sources, so a change that breaks one fails `cargo test`.
 //!
 //! - upsell-core depends on no I/O crate and its library code touches no file, network,
-//!   process or environment.
+//!   process, environment or clock.
 //! - Only upsell-aws depends on the AWS SDK directly, and the local path (the default members
 //!   with their default features) never compiles it.
 //! - Lambda binaries (each worker with its `lambda` feature) do not link the local HTTP client
@@ -157,6 +157,10 @@ fn upsell_core_sources_do_no_io() {
         "std::env",
         "File::open",
         "File::create",
+        "Utc::now",
+        "Local::now",
+        "Instant::now",
+        "SystemTime",
     ];
     let mut found = Vec::new();
     let dir = root().join("crates/upsell-core/src");

@@ -501,8 +501,7 @@ mod tests {
                 .to_utc()
         };
         let datum = |name: &str, v: f64, feature: Option<&str>, day| {
-            let mut d = MetricDatum::new(name, v, MetricUnit::None);
-            d.timestamp = at(day);
+            let d = MetricDatum::at(name, v, MetricUnit::None, at(day));
             match feature {
                 Some(f) => d.with_dim(upsell_core::telemetry::FEATURE, f),
                 None => d,

@@ -538,8 +538,7 @@ mod tests {
     }
 
     fn point(spec: MetricSpec, value: f64, dims: &[(&str, &str)], t: DateTime<Utc>) -> MetricDatum {
-        let mut d = MetricDatum::new(spec.name, value, spec.unit);
-        d.timestamp = t;
+        let mut d = MetricDatum::at(spec.name, value, spec.unit, t);
         for (n, v) in dims {
             d = d.with_dim(*n, *v);
         }
@@ -644,7 +643,7 @@ mod tests {
             at(1, 9),
         ));
         // Not in the catalogue: ignored.
-        v.push(MetricDatum::new("Other", 9.0, MetricUnit::Count));
+        v.push(MetricDatum::at("Other", 9.0, MetricUnit::Count, at(1, 9)));
         v
     }
 

@@ -320,14 +320,19 @@ pub struct MetricDatum {
 }
 
 impl MetricDatum {
-    /// A data point measured now with no dimensions.
-    pub fn new(name: impl Into<String>, value: f64, unit: MetricUnit) -> Self {
+    /// A data point measured at `timestamp`, with no dimensions.
+    pub fn at(
+        name: impl Into<String>,
+        value: f64,
+        unit: MetricUnit,
+        timestamp: DateTime<Utc>,
+    ) -> Self {
         MetricDatum {
             name: name.into(),
             value,
             unit,
             dimensions: Vec::new(),
-            timestamp: Utc::now(),
+            timestamp,
         }
     }
 

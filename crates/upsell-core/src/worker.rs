@@ -7,11 +7,13 @@
 //! - [`Worker`]: typed input, output and error. The Lambda runner (`upsell-lambda`) and the local
 //!   runtime (`upsell-local`) both drive workers through [`invoke`], which records the metrics
 //!   of every call once: [`STATE_LATENCY`], [`WORKER_ERRORS`] and the worker's own figures
-//!   ([`Worker::figures`]: tokens, cost, approvals, rejections, quarantines...).
+//!   ([`Worker::figures`]: tokens, cost, approvals, rejections, quarantines...). The caller
+//!   passes the [`CallClock`] the call is timed and stamped with: upsell-core reads no clock.
 
 use std::time::Instant;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -136,20 +138,34 @@ pub trait Worker: Send + Sync + 'static {
     }
 }
 
-/// The data points of one call, stamped with one time.
-#[derive(Debug, Default)]
+/// The time a worker call is timed and stamped with. The Lambda runner and the local runtime
+/// pass the system clock; tests pass a fixed one.
+pub trait CallClock: Send + Sync {
+    /// Wall time: the stamp of the call's figures.
+    fn now(&self) -> DateTime<Utc>;
+    /// Monotonic time: the call's latency is the difference of two readings.
+    fn instant(&self) -> Instant;
+}
+
+/// The data points of one call, stamped with one time: readers group them by it.
+#[derive(Debug)]
 pub struct Figures {
+    at: DateTime<Utc>,
     data: Vec<MetricDatum>,
 }
 
 impl Figures {
+    /// No data points yet; those added will be stamped `at`.
+    pub fn at(at: DateTime<Utc>) -> Self {
+        Figures {
+            at,
+            data: Vec::new(),
+        }
+    }
+
     /// Adds one data point of `spec` with `dims` (name, value), in the catalogue's order.
     pub fn add(&mut self, spec: &MetricSpec, value: f64, dims: &[(&str, &str)]) {
-        let mut d = MetricDatum::new(spec.name, value, spec.unit);
-        // One invocation's figures carry one time stamp: readers group them by it.
-        if let Some(first) = self.data.first() {
-            d.timestamp = first.timestamp;
-        }
+        let mut d = MetricDatum::at(spec.name, value, spec.unit, self.at);
         d.dimensions = dims
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -183,16 +199,18 @@ impl Figures {
 }
 
 /// Runs one invocation of `worker` and records its metrics in `metrics`: the latency (with the
-/// agent that ran), one `WorkerErrors` on failure, the worker's figures on success.
+/// agent that ran), one `WorkerErrors` on failure, the worker's figures on success, all
+/// stamped with the time the call ended on `clock`.
 pub async fn invoke<W: Worker>(
     worker: &W,
     input: W::Input,
     metrics: &dyn Metrics,
+    clock: &dyn CallClock,
 ) -> Result<W::Output, W::Error> {
-    let started = Instant::now();
+    let started = clock.instant();
     let result = worker.handle(input).await;
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let mut figures = Figures::default();
+    let elapsed_ms = clock.instant().duration_since(started).as_secs_f64() * 1000.0;
+    let mut figures = Figures::at(clock.now());
     match &result {
         Ok(output) => {
             match W::agent(output) {
@@ -276,11 +294,35 @@ mod tests {
             .collect()
     }
 
+    /// Each reading moves on by 5 ms and a second of wall time.
+    struct Ticking(Mutex<(Instant, DateTime<Utc>)>);
+
+    impl Ticking {
+        fn new() -> Self {
+            let start = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+            Ticking(Mutex::new((Instant::now(), start)))
+        }
+    }
+
+    impl CallClock for Ticking {
+        fn now(&self) -> DateTime<Utc> {
+            let mut t = self.0.lock().unwrap();
+            t.1 += chrono::Duration::seconds(1);
+            t.1
+        }
+        fn instant(&self) -> Instant {
+            let mut t = self.0.lock().unwrap();
+            t.0 += std::time::Duration::from_millis(5);
+            t.0
+        }
+    }
+
     #[tokio::test]
     async fn a_call_records_latency_with_its_agent_and_its_figures_or_its_error_name() {
         let m = Recorded::default();
-        invoke(&Echo, 1, &m).await.unwrap();
-        invoke(&Echo, -1, &m).await.unwrap_err();
+        let clock = Ticking::new();
+        invoke(&Echo, 1, &m, &clock).await.unwrap();
+        invoke(&Echo, -1, &m, &clock).await.unwrap_err();
         let got = m.0.lock().unwrap();
         let names: Vec<&str> = got.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(
@@ -306,9 +348,15 @@ mod tests {
             [("State", "Echo"), ("ErrorType", "ModelThrottled")]
         );
         assert_eq!(got[3].value, 1.0);
-        // One call's figures share one time stamp (the monitor groups a drift check by it).
+        // The latency is the clock's, and one call's figures share one time stamp, the time the
+        // call ended (the monitor groups a drift check by it).
+        assert_eq!((got[0].value, got[2].value), (5.0, 5.0));
         assert_eq!(got[0].timestamp, got[1].timestamp);
         assert_eq!(got[2].timestamp, got[3].timestamp);
+        assert_eq!(
+            got[2].timestamp - got[0].timestamp,
+            chrono::Duration::seconds(1)
+        );
     }
 
     #[test]

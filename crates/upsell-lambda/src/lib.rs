@@ -13,8 +13,9 @@ pub mod emf;
 use std::fmt::Display;
 use std::future::Future;
 
+use chrono::{DateTime, Utc};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use upsell_core::worker::{StableError, Worker, invoke};
+use upsell_core::worker::{CallClock, StableError, Worker, invoke};
 
 pub use emf::EmfMetrics;
 
@@ -37,16 +38,30 @@ pub async fn run<W: Worker>(worker: W) -> Result<(), lambda_runtime::Error> {
     let metrics = EmfMetrics::from_env();
     let (worker, metrics) = (&worker, &metrics);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<W::Input>| async move {
-        invoke(worker, event.payload, metrics).await.map_err(|e| {
-            let error_type = e.error_name().as_str();
-            lambda_runtime::tracing::warn!(error_type, error = %e, "{} failed", W::NAME);
-            Diagnostic {
-                error_type: error_type.to_owned(),
-                error_message: e.to_string(),
-            }
-        })
+        invoke(worker, event.payload, metrics, &SystemClock)
+            .await
+            .map_err(|e| {
+                let error_type = e.error_name().as_str();
+                lambda_runtime::tracing::warn!(error_type, error = %e, "{} failed", W::NAME);
+                Diagnostic {
+                    error_type: error_type.to_owned(),
+                    error_message: e.to_string(),
+                }
+            })
     }))
     .await
+}
+
+/// The system clock, which times and stamps each invocation.
+struct SystemClock;
+
+impl CallClock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn instant(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
 }
 
 /// JSON log lines on stdout, whatever the function's log format, so Logs Insights can query the

@@ -1320,8 +1320,13 @@ impl Runtime {
             && let Some(metrics) = &self.inner.metrics
         {
             metrics.record(
-                MetricDatum::new(EVENTS_QUARANTINED.name, 1.0, EVENTS_QUARANTINED.unit)
-                    .with_dim(dims::REASON, reason.as_str()),
+                MetricDatum::at(
+                    EVENTS_QUARANTINED.name,
+                    1.0,
+                    EVENTS_QUARANTINED.unit,
+                    chrono::Utc::now(),
+                )
+                .with_dim(dims::REASON, reason.as_str()),
             );
         }
         Ok(LineOutcome {

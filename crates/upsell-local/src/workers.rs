@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use upsell_core::ports::Metrics;
-use upsell_core::worker::{StableError, Worker, invoke};
+use upsell_core::worker::{CallClock, StableError, Worker, invoke};
 
 use crate::runtime::{WorkerFailure, WorkerRegistry};
 
@@ -19,6 +19,19 @@ pub const DESERIALIZE_ERROR: &str = "lambda_runtime::deserializer::DeserializeEr
 
 /// Error type of a call to a function that does not exist.
 pub const NO_SUCH_WORKER: &str = "Lambda.ResourceNotFoundException";
+
+/// The system clock, which times and stamps each call as in Lambda (latency is real time
+/// also when the engine runs on the virtual clock).
+struct SystemClock;
+
+impl CallClock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+    fn instant(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}
 
 /// A worker behind JSON in, JSON out.
 #[async_trait]
@@ -40,7 +53,7 @@ impl<W: Worker> JsonWorker for Typed<W> {
                 ),
             )
         })?;
-        match invoke(&self.0, input, metrics).await {
+        match invoke(&self.0, input, metrics, &SystemClock).await {
             Ok(out) => serde_json::to_value(out).map_err(|e| {
                 WorkerFailure::new(
                     "InternalError",

@@ -266,10 +266,8 @@ mod tests {
     use upsell_core::telemetry::{STATE, STATE_LATENCY, WORKER_ERRORS};
 
     fn datum(name: &str, value: f64, at_ms: i64) -> MetricDatum {
-        let mut d =
-            MetricDatum::new(name, value, MetricUnit::Milliseconds).with_dim(STATE, "Judge");
-        d.timestamp = DateTime::from_timestamp_millis(at_ms).unwrap();
-        d
+        let at = DateTime::from_timestamp_millis(at_ms).unwrap();
+        MetricDatum::at(name, value, MetricUnit::Milliseconds, at).with_dim(STATE, "Judge")
     }
 
     #[tokio::test]
@@ -277,7 +275,7 @@ mod tests {
         let log = SqliteMetricLog::in_memory().unwrap();
         log.record(datum(STATE_LATENCY.name, 12.5, 2_000));
         log.record(
-            MetricDatum::new(WORKER_ERRORS.name, 1.0, MetricUnit::Count)
+            MetricDatum::at(WORKER_ERRORS.name, 1.0, MetricUnit::Count, Utc::now())
                 .with_dim(STATE, "Generate")
                 .with_dim("ErrorType", "ModelThrottled"),
         );

@@ -12,7 +12,19 @@ use upsell_core::events::CustomerEvent;
 use upsell_core::message::MessageRecord;
 use upsell_core::ports::{MetricDatum, Metrics, PortError};
 use upsell_core::sample::{DriftScenario, SampleConfig, generate_jsonl};
-use upsell_core::worker::invoke;
+use upsell_core::worker::{CallClock, invoke};
+
+/// The system clock, as the Lambda runner and the local runtime pass it.
+struct SystemClock;
+
+impl CallClock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn instant(&self) -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}
 
 struct Events(Vec<CustomerEvent>);
 
@@ -69,7 +81,7 @@ fn deps(drift: Option<DriftScenario>) -> (Deps, Arc<Recorded>) {
 }
 
 async fn check(deps: &Deps, metrics: &Recorded) -> Output {
-    invoke(deps, input(), metrics).await.unwrap()
+    invoke(deps, input(), metrics, &SystemClock).await.unwrap()
 }
 
 fn input() -> Input {
@@ -220,7 +232,9 @@ async fn skipped_run_succeeds_without_report_or_metrics() {
         "baseline": "2025-01-01..2026-01-01", "at": "2026-01-01T02:30:00Z",
     }))
     .unwrap();
-    let out = invoke(&deps, input, metrics.as_ref()).await.unwrap();
+    let out = invoke(&deps, input, metrics.as_ref(), &SystemClock)
+        .await
+        .unwrap();
     let json = serde_json::to_value(&out).unwrap();
     let skipped = out.skipped.expect("skipped");
     assert_eq!(skipped.reason, SkipReason::CurrentOverlapsBaseline);

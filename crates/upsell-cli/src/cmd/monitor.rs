@@ -415,28 +415,18 @@ mod tests {
     #[test]
     fn text_has_every_section_or_only_the_chosen_one() {
         let t = Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap();
-        let at = |mut d: MetricDatum| {
-            d.timestamp = t;
-            d
-        };
         let data = vec![
-            at(
-                MetricDatum::new(STATE_LATENCY.name, 12.0, STATE_LATENCY.unit)
-                    .with_dim(STATE, "Generate")
-                    .with_dim(AGENT_ID, "upsell-generator")
-                    .with_dim(AGENT_VERSION, "1.0.0"),
-            ),
-            at(
-                MetricDatum::new(MESSAGES_APPROVED.name, 1.0, MESSAGES_APPROVED.unit)
-                    .with_dim(AGENT_ID, "upsell-generator")
-                    .with_dim(AGENT_VERSION, "1.0.0"),
-            ),
-            at(
-                MetricDatum::new(MESSAGES_REJECTED.name, 1.0, MESSAGES_REJECTED.unit)
-                    .with_dim(AGENT_ID, "upsell-generator")
-                    .with_dim(AGENT_VERSION, "1.0.0")
-                    .with_dim(REASON, "OffBrand"),
-            ),
+            MetricDatum::at(STATE_LATENCY.name, 12.0, STATE_LATENCY.unit, t)
+                .with_dim(STATE, "Generate")
+                .with_dim(AGENT_ID, "upsell-generator")
+                .with_dim(AGENT_VERSION, "1.0.0"),
+            MetricDatum::at(MESSAGES_APPROVED.name, 1.0, MESSAGES_APPROVED.unit, t)
+                .with_dim(AGENT_ID, "upsell-generator")
+                .with_dim(AGENT_VERSION, "1.0.0"),
+            MetricDatum::at(MESSAGES_REJECTED.name, 1.0, MESSAGES_REJECTED.unit, t)
+                .with_dim(AGENT_ID, "upsell-generator")
+                .with_dim(AGENT_VERSION, "1.0.0")
+                .with_dim(REASON, "OffBrand"),
         ];
         let r = MonitorReport::build(&data, None);
         let all = text(&r);
