@@ -28,7 +28,7 @@ pub mod task;
 pub mod template;
 
 pub use checkpoint::{Checkpoint, CheckpointStore, MemoryCheckpoints};
-pub use clock::{Clock, RealClock, VirtualClock, virtual_runtime};
+pub use clock::{Clock, HeldTime, RealClock, VirtualClock, virtual_runtime};
 pub use definition::{MachineType, ParseOptions, QueryLanguage, StateMachine, parse, parse_str};
 pub use error::{Failure, InvalidDefinition, Problem};
 pub use exec::{Engine, EngineBuilder, Execution, Outcome, StartOptions};

@@ -7,7 +7,8 @@
 //! On the virtual clock (the default for `upsell rollout start`) the rollout's Wait states pass
 //! as soon as nothing else can run: the traffic driver puts `events_per_look` sample events on
 //! the bus, in `batches_per_look` batches separated by sleeps that add up to the wait, so every
-//! look sees the traffic of one wait period and a whole rollout takes seconds.
+//! look sees the traffic of one wait period and a whole rollout takes seconds. Each batch runs on
+//! a multi-threaded runtime while simulated time is held (`Clock::hold`), so it uses every core.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,7 +207,10 @@ pub async fn run_rollout(mut opts: AppOptions, req: &RolloutRequest) -> anyhow::
                 let end = (next + per_batch).min(events.len());
                 let batch = events[next..end].join("\n");
                 next = end;
-                let (s, _) = app.run_lines(&batch, "rollout-traffic", |_| {}).await?;
+                let s = match clock.hold() {
+                    Some(_held) => run_held(&app, &batch)?,
+                    None => app.run_lines(&batch, "rollout-traffic", |_| {}).await?.0,
+                };
                 summary.events += s.events;
                 summary.published += s.published;
                 summary.rejected += s.rejected;
@@ -229,6 +233,26 @@ pub async fn run_rollout(mut opts: AppOptions, req: &RolloutRequest) -> anyhow::
         history,
         traffic: summary,
         elapsed: started.elapsed(),
+    })
+}
+
+/// Runs one traffic batch on a multi-threaded runtime of its own, so the workflows use every
+/// core, while simulated time is held and the caller's (paused, current-thread) runtime blocks:
+/// to the rollout the batch takes no simulated time, as it would on the paused runtime.
+fn run_held(app: &Arc<LocalApp>, batch: &str) -> anyhow::Result<RunSummary> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the traffic's runtime")?;
+                Ok(rt
+                    .block_on(app.run_lines(batch, "rollout-traffic", |_| {}))?
+                    .0)
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the simulated traffic panicked"))?
     })
 }
 
