@@ -11,6 +11,7 @@ use thiserror::Error;
 use upsell_core::kb::RerankSettings;
 
 use crate::bedrock::BedrockModelProvider;
+use crate::customer_index::S3VectorsCustomerIndex;
 use crate::dynamo::contacts::DynamoContactStore;
 use crate::dynamo::counters::DynamoVersionCounters;
 use crate::dynamo::drift::DynamoDriftSource;
@@ -60,6 +61,10 @@ pub mod env {
     /// [`upsell_core::kb::RerankSettings::DEFAULT_CANDIDATES`]); no effect without
     /// [`KB_RERANK_MODEL_ARN`].
     pub const KB_RERANK_CANDIDATES: &str = "UPSELL_KB_RERANK_CANDIDATES";
+    /// S3 Vectors bucket of the customer vector index.
+    pub const CUSTOMER_VECTOR_BUCKET: &str = "UPSELL_CUSTOMER_VECTOR_BUCKET";
+    /// Index (in [`CUSTOMER_VECTOR_BUCKET`]) of the customer embeddings (`cust-emb-v1`).
+    pub const CUSTOMER_VECTOR_INDEX: &str = "UPSELL_CUSTOMER_VECTOR_INDEX";
     /// Embedding model id (default [`super::DEFAULT_EMBEDDING_MODEL_ID`]).
     pub const EMBEDDING_MODEL_ID: &str = "UPSELL_EMBEDDING_MODEL_ID";
     /// Embedding dimensions: 256, 512 or 1024 (default 1024).
@@ -116,6 +121,8 @@ struct Settings {
     kb_rerank_candidates: Option<usize>,
     embedding_model_id: Option<String>,
     embedding_dimensions: Option<usize>,
+    customer_vector_bucket: Option<String>,
+    customer_vector_index: Option<String>,
 }
 
 /// Builds an [`AwsContext`]; every setting can come from the environment or be given in code.
@@ -214,6 +221,8 @@ impl AwsContextBuilder {
                 )?,
                 embedding_model_id: var(get, env::EMBEDDING_MODEL_ID),
                 embedding_dimensions: parse_var(get, env::EMBEDDING_DIMENSIONS, check_dimensions)?,
+                customer_vector_bucket: var(get, env::CUSTOMER_VECTOR_BUCKET),
+                customer_vector_index: var(get, env::CUSTOMER_VECTOR_INDEX),
             },
             endpoint_url: var(get, env::ENDPOINT_URL),
             region: None,
@@ -340,6 +349,17 @@ impl AwsContextBuilder {
         self
     }
 
+    /// The customer vector index: `index` in the S3 Vectors bucket `bucket`.
+    pub fn customer_vector_index(
+        mut self,
+        bucket: impl Into<String>,
+        index: impl Into<String>,
+    ) -> Self {
+        self.settings.customer_vector_bucket = Some(bucket.into());
+        self.settings.customer_vector_index = Some(index.into());
+        self
+    }
+
     /// Embedding model id and dimensions.
     pub fn embedding_model(mut self, model_id: impl Into<String>, dimensions: usize) -> Self {
         self.settings.embedding_model_id = Some(model_id.into());
@@ -385,6 +405,7 @@ pub struct AwsContext {
     secretsmanager: aws_sdk_secretsmanager::Client,
     s3: aws_sdk_s3::Client,
     bedrock_agent_control: aws_sdk_bedrockagent::Client,
+    s3vectors: aws_sdk_s3vectors::Client,
 }
 
 impl AwsContext {
@@ -415,6 +436,7 @@ impl AwsContext {
             bedrock_agent: aws_sdk_bedrockagentruntime::Client::new(&config),
             eventbridge: aws_sdk_eventbridge::Client::new(&config),
             secretsmanager: aws_sdk_secretsmanager::Client::new(&config),
+            s3vectors: aws_sdk_s3vectors::Client::new(&config),
             config,
             settings,
         }
@@ -458,6 +480,11 @@ impl AwsContext {
     /// The Bedrock Agent client (control plane: data sources, ingestion jobs).
     pub fn bedrock_agent_control(&self) -> &aws_sdk_bedrockagent::Client {
         &self.bedrock_agent_control
+    }
+
+    /// The S3 Vectors client.
+    pub fn s3vectors(&self) -> &aws_sdk_s3vectors::Client {
+        &self.s3vectors
     }
 
     fn need(value: &Option<String>, name: &'static str) -> Result<String, ConfigError> {
@@ -552,6 +579,24 @@ impl AwsContext {
             None => None,
         };
         Ok(S3PastSuccesses::new(self.s3.clone(), bucket, ingestion))
+    }
+
+    /// The customer vector index `UPSELL_CUSTOMER_VECTOR_INDEX` in the S3 Vectors bucket
+    /// `UPSELL_CUSTOMER_VECTOR_BUCKET`.
+    pub fn customer_index(&self) -> Result<S3VectorsCustomerIndex, ConfigError> {
+        let bucket = Self::need(
+            &self.settings.customer_vector_bucket,
+            env::CUSTOMER_VECTOR_BUCKET,
+        )?;
+        let index = Self::need(
+            &self.settings.customer_vector_index,
+            env::CUSTOMER_VECTOR_INDEX,
+        )?;
+        Ok(S3VectorsCustomerIndex::new(
+            self.s3vectors.clone(),
+            bucket,
+            index,
+        ))
     }
 
     /// The Titan embedder (`UPSELL_EMBEDDING_MODEL_ID`, `UPSELL_EMBEDDING_DIMENSIONS`).

@@ -2,8 +2,8 @@
 //! store, customer contacts, per-version counters), Bedrock Runtime (Converse model provider,
 //! Titan Text Embeddings v2), Bedrock Agent Runtime (`Retrieve` over a Knowledge Base),
 //! EventBridge (`PutEvents`), S3 + Bedrock Agent (accepted messages as knowledge-base
-//! documents and their data-source sync), the webhook's idempotency receipts (DynamoDB) and its HMAC secret
-//! (Secrets Manager).
+//! documents and their data-source sync), S3 Vectors (the customer vector index), the
+//! webhook's idempotency receipts (DynamoDB) and its HMAC secret (Secrets Manager).
 //! (CloudWatch metrics are EMF lines on stdout, written by `upsell-lambda`.)
 //!
 //! This is the only library crate that depends on the AWS SDK. Lambda mains build one
@@ -14,6 +14,7 @@
 
 pub mod bedrock;
 pub mod context;
+pub mod customer_index;
 pub mod dynamo;
 pub mod error;
 pub mod eventbridge;
@@ -23,6 +24,7 @@ pub mod secrets;
 
 pub use bedrock::BedrockModelProvider;
 pub use context::{AwsContext, AwsContextBuilder, ConfigError, env};
+pub use customer_index::S3VectorsCustomerIndex;
 pub use dynamo::contacts::DynamoContactStore;
 pub use dynamo::counters::DynamoVersionCounters;
 pub use dynamo::drift::DynamoDriftSource;
@@ -46,5 +48,6 @@ pub mod sdk {
     pub use aws_sdk_dynamodb as dynamodb;
     pub use aws_sdk_eventbridge as eventbridge;
     pub use aws_sdk_s3 as s3;
+    pub use aws_sdk_s3vectors as s3vectors;
     pub use aws_sdk_secretsmanager as secretsmanager;
 }

@@ -344,3 +344,76 @@ fn enrich_writes_accepted_messages_into_the_past_messages_data_source() {
         assert!(schedule.contains(needle), "{needle} in {schedule}");
     }
 }
+
+/// The customer vector index exists in every stage (no Condition) with the embedding's
+/// dimension, Euclidean distance and the metadata the adapter filters on; enrich gets its names
+/// and may only read, write and query that index.
+#[test]
+fn enrich_keeps_embeddings_in_the_customer_vector_index() {
+    use upsell_aws::customer_index::meta;
+    use upsell_core::features::{EMBEDDING_VERSION, embedding_len};
+    let t = template();
+    let bucket = resource(&t, "CustomerVectorBucket");
+    let index = resource(&t, "CustomerVectorIndex");
+    for (id, r) in [
+        ("CustomerVectorBucket", bucket),
+        ("CustomerVectorIndex", index),
+    ] {
+        assert!(
+            r.get("Condition").is_none(),
+            "{id} must exist in every stage"
+        );
+    }
+    let props = &index["Properties"];
+    assert_eq!(text(&props["IndexName"]), EMBEDDING_VERSION);
+    assert_eq!(props["Dimension"].as_u64(), Some(embedding_len() as u64));
+    assert_eq!(text(&props["DistanceMetric"]), "euclidean");
+    assert_eq!(text(&props["DataType"]), "float32");
+    let non_filterable: Vec<&str> = props["MetadataConfiguration"]["NonFilterableMetadataKeys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(non_filterable, [meta::AS_OF]);
+    assert!(format!("{:?}", props["VectorBucketArn"]).contains("CustomerVectorBucket"));
+
+    let f = &resource(&t, "EnrichFunction")["Properties"];
+    let vars = &f["Environment"]["Variables"];
+    assert_eq!(
+        format!("{:?}", vars[env::CUSTOMER_VECTOR_BUCKET]),
+        format!("{:?}", bucket["Properties"]["VectorBucketName"]),
+        "{} names the customer vector bucket",
+        env::CUSTOMER_VECTOR_BUCKET
+    );
+    assert_eq!(text(&vars[env::CUSTOMER_VECTOR_INDEX]), EMBEDDING_VERSION);
+    let statements = f["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.get("Statement").and_then(Value::as_sequence))
+        .flatten()
+        .collect::<Vec<_>>();
+    let vector_statements: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| format!("{:?}", s["Action"]).contains("s3vectors:"))
+        .collect();
+    assert_eq!(vector_statements.len(), 1, "one S3 Vectors statement");
+    let s = vector_statements[0];
+    let actions: BTreeSet<&str> = s["Action"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(text)
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "s3vectors:GetVectors",
+            "s3vectors:PutVectors",
+            "s3vectors:QueryVectors"
+        ])
+    );
+    let target = format!("{:?}", s["Resource"]);
+    assert!(target.contains("CustomerVectorIndex.IndexArn"), "{target}");
+}

@@ -660,6 +660,26 @@ pub struct CustomerEmbedding {
 }
 
 impl CustomerEmbedding {
+    /// Checks the vector has [`embedding_len`] finite values (every index refuses others).
+    pub fn check(&self) -> Result<(), PortError> {
+        if self.vector.len() != embedding_len() || self.vector.iter().any(|x| !x.is_finite()) {
+            return Err(PortError::Invalid(format!(
+                "embedding of {} must have {} finite values, has {}",
+                self.customer_id,
+                embedding_len(),
+                self.vector.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether this embedding may replace the stored one (its `as_of` and version): an older
+    /// embedding never replaces a newer one of the same version; a different version always
+    /// replaces (a re-embedding with new definitions).
+    pub fn supersedes(&self, stored_as_of: DateTime<Utc>, stored_version: &str) -> bool {
+        self.as_of >= stored_as_of || self.embedding_version != stored_version
+    }
+
     pub fn from_features(f: &CustomerFeatures) -> CustomerEmbedding {
         CustomerEmbedding {
             customer_id: f.customer_id.clone(),
@@ -686,6 +706,72 @@ pub struct SimilarQuery {
     pub service: Option<Service>,
 }
 
+/// Largest `k` of a similar-customer query (a store may allow fewer, see [`SimilarQuery::check`]).
+pub const MAX_SIMILAR_K: usize = 1000;
+/// Dimensions listed per neighbour in [`SimilarCustomer::closest_features`].
+pub const CLOSEST_FEATURES: usize = 6;
+
+impl SimilarQuery {
+    /// Checks `k` is between 1 and `max_k`, the store's limit (at most [`MAX_SIMILAR_K`]).
+    pub fn check(&self, max_k: usize) -> Result<(), PortError> {
+        let max_k = max_k.min(MAX_SIMILAR_K);
+        if self.k == 0 || self.k > max_k {
+            return Err(PortError::Invalid(format!(
+                "k must be between 1 and {max_k}, got {}",
+                self.k
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether a customer with this region and these services passes the query's filters.
+    pub fn filters_admit(&self, region: Option<Region>, services: &[Service]) -> bool {
+        self.region.is_none_or(|r| region == Some(r))
+            && self.service.is_none_or(|s| services.contains(&s))
+    }
+
+    /// The error for a query customer without an embedding.
+    pub fn not_found(&self) -> PortError {
+        PortError::NotFound(format!(
+            "customer {} has no embedding ({EMBEDDING_VERSION}): ingest its events first",
+            self.customer_id
+        ))
+    }
+
+    /// The `k` nearest of `candidates` to `query_vector` that pass the filters, the query
+    /// customer excluded, nearest first (ties by customer id). For stores whose search returns
+    /// candidates: distances and agreeing dimensions are computed here, as locally.
+    pub fn nearest(
+        &self,
+        query_vector: &[f32],
+        candidates: impl IntoIterator<Item = CustomerEmbedding>,
+    ) -> Vec<SimilarCustomer> {
+        let mut out: Vec<SimilarCustomer> = candidates
+            .into_iter()
+            .filter(|c| {
+                c.customer_id != self.customer_id
+                    && self.filters_admit(c.region, &c.services_bought)
+            })
+            .map(|c| {
+                SimilarCustomer::of(
+                    query_vector,
+                    c.customer_id,
+                    c.region,
+                    c.services_bought,
+                    &c.vector,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then_with(|| a.customer_id.cmp(&b.customer_id))
+        });
+        out.truncate(self.k);
+        out
+    }
+}
+
 /// A neighbour and why it is close.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -697,6 +783,26 @@ pub struct SimilarCustomer {
     pub services_bought: Vec<Service>,
     /// The features that agree most, closest first (dimension name and absolute difference).
     pub closest_features: Vec<(String, f32)>,
+}
+
+impl SimilarCustomer {
+    /// The neighbour `vector` of `query_vector`: Euclidean distance and the
+    /// [`CLOSEST_FEATURES`] dimensions that agree most ([`closest_features`]).
+    pub fn of(
+        query_vector: &[f32],
+        customer_id: String,
+        region: Option<Region>,
+        services_bought: Vec<Service>,
+        vector: &[f32],
+    ) -> SimilarCustomer {
+        SimilarCustomer {
+            customer_id,
+            distance: squared_distance(query_vector, vector).max(0.0).sqrt(),
+            region,
+            services_bought,
+            closest_features: closest_features(query_vector, vector, CLOSEST_FEATURES),
+        }
+    }
 }
 
 /// The dimensions on which two embeddings agree most: numeric ones with a difference under
@@ -760,8 +866,8 @@ pub trait FeatureStore: Send + Sync {
     }
 }
 
-/// Customer embeddings and exact nearest-neighbour search. Local: SQLite + in-memory scan;
-/// AWS: an S3 Vectors index (or OpenSearch), see docs/feature-store.md.
+/// Customer embeddings and nearest-neighbour search. Local: SQLite + an exact in-memory scan;
+/// AWS: an S3 Vectors index (docs/feature-store.md).
 #[async_trait::async_trait]
 pub trait CustomerIndex: Send + Sync {
     /// Inserts or replaces the customer's current embedding.
@@ -1076,5 +1182,116 @@ mod tests {
         assert!(close.iter().any(|(n, _)| n == "bought:lawn-care"));
         assert!(!close.iter().any(|(n, _)| n == "region:midwest"));
         assert_eq!(squared_distance(&v, &v), 0.0);
+    }
+
+    fn emb(
+        id: &str,
+        as_of: &str,
+        region: Region,
+        services: &[Service],
+        x: f32,
+    ) -> CustomerEmbedding {
+        let mut vector = vec![0.0; embedding_len()];
+        vector[0] = x;
+        CustomerEmbedding {
+            customer_id: id.into(),
+            embedding_version: EMBEDDING_VERSION.into(),
+            as_of: t(as_of),
+            region: Some(region),
+            services_bought: services.to_vec(),
+            vector,
+        }
+    }
+
+    #[test]
+    fn an_embedding_supersedes_only_an_older_one_of_its_version() {
+        let e = emb("c1", "2024-07-01T00:00:00Z", Region::West, &[], 0.0);
+        assert!(e.supersedes(t("2024-06-30T00:00:00Z"), EMBEDDING_VERSION));
+        assert!(e.supersedes(t("2024-07-01T00:00:00Z"), EMBEDDING_VERSION));
+        assert!(!e.supersedes(t("2024-07-02T00:00:00Z"), EMBEDDING_VERSION));
+        assert!(e.supersedes(t("2024-07-02T00:00:00Z"), "cust-emb-v0"));
+        assert!(e.check().is_ok());
+        let mut bad = e.clone();
+        bad.vector.push(0.0);
+        assert_eq!(bad.check().unwrap_err().error_type(), "InvalidRequest");
+        bad.vector.pop();
+        bad.vector[2] = f32::INFINITY;
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn nearest_excludes_the_query_customer_filters_ranks_and_keeps_k() {
+        let q = |k, region, service| SimilarQuery {
+            customer_id: "c1".into(),
+            k,
+            region,
+            service,
+        };
+        let me = emb(
+            "c1",
+            "2024-07-01T00:00:00Z",
+            Region::West,
+            &[Service::LawnCare],
+            0.0,
+        );
+        let candidates = || {
+            vec![
+                emb("far", "2024-07-01T00:00:00Z", Region::West, &[], 2.0),
+                me.clone(),
+                emb(
+                    "b",
+                    "2024-07-01T00:00:00Z",
+                    Region::West,
+                    &[Service::LawnCare],
+                    0.5,
+                ),
+                emb(
+                    "a",
+                    "2024-07-01T00:00:00Z",
+                    Region::Midwest,
+                    &[Service::LawnCare],
+                    0.5,
+                ),
+            ]
+        };
+        let ids = |hits: Vec<SimilarCustomer>| -> Vec<String> {
+            hits.into_iter().map(|h| h.customer_id).collect()
+        };
+        // Ties on distance by customer id; the query customer never appears.
+        assert_eq!(
+            ids(q(10, None, None).nearest(&me.vector, candidates())),
+            ["a", "b", "far"]
+        );
+        assert_eq!(
+            ids(q(2, None, None).nearest(&me.vector, candidates())),
+            ["a", "b"]
+        );
+        assert_eq!(
+            ids(q(10, Some(Region::West), None).nearest(&me.vector, candidates())),
+            ["b", "far"]
+        );
+        assert_eq!(
+            ids(q(10, None, Some(Service::LawnCare)).nearest(&me.vector, candidates())),
+            ["a", "b"]
+        );
+        let hit = &q(1, None, None).nearest(&me.vector, candidates())[0];
+        assert!((hit.distance - 0.5).abs() < 1e-6);
+        let a = &candidates()[3];
+        assert_eq!(
+            hit.closest_features,
+            closest_features(&me.vector, &a.vector, CLOSEST_FEATURES)
+        );
+        assert_eq!(hit.closest_features.len(), CLOSEST_FEATURES);
+        assert_eq!(
+            q(0, None, None).check(10).unwrap_err().error_type(),
+            "InvalidRequest"
+        );
+        assert!(q(11, None, None).check(10).is_err());
+        assert!(q(10, None, None).check(10).is_ok());
+        assert!(
+            q(1001, None, None).check(5000).is_err(),
+            "never above MAX_SIMILAR_K"
+        );
+        assert_eq!(q(1, None, None).not_found().error_type(), "NotFound");
     }
 }

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use upsell_core::events::{CustomerEvent, Region, Service};
 use upsell_core::features::{
     CustomerEmbedding, CustomerFeatures, CustomerIndex, EMBEDDING_VERSION, FEATURE_SET_VERSION,
-    FeatureStore, SimilarCustomer, SimilarQuery, closest_features, embedding_len, replay,
+    FeatureStore, MAX_SIMILAR_K, SimilarCustomer, SimilarQuery, embedding_len, replay,
     squared_distance,
 };
 use upsell_core::ports::PortError;
@@ -137,7 +137,7 @@ impl SqliteFeatureStore {
             }
             let mut put_e = tx.prepare_cached(PUT_EMBEDDING).map_err(db_err)?;
             for e in embeddings {
-                check_embedding(e)?;
+                e.check()?;
                 put_e.execute(embedding_params(e)?).map_err(db_err)?;
             }
         }
@@ -292,42 +292,32 @@ impl SqliteFeatureStore {
 
     /// Similar-customer search, synchronously.
     pub fn similar_sync(&self, query: &SimilarQuery) -> Result<Vec<SimilarCustomer>, PortError> {
-        if query.k == 0 || query.k > 1000 {
-            return Err(PortError::Invalid(format!(
-                "k must be between 1 and 1000, got {}",
-                query.k
-            )));
-        }
+        query.check(MAX_SIMILAR_K)?;
         let cache = {
             let conn = self.conn();
             self.cache(&conn)?
         };
         let Some(&me) = cache.index_of.get(&query.customer_id) else {
-            return Err(PortError::NotFound(format!(
-                "customer {} has no embedding ({EMBEDDING_VERSION}): ingest its events first",
-                query.customer_id
-            )));
+            return Err(query.not_found());
         };
         let q = cache.vectors.row(me).to_vec();
         let hits = cache.vectors.top_k_by(
             &q,
             query.k,
-            |i| {
-                i != me
-                    && query.region.is_none_or(|r| cache.regions[i] == Some(r))
-                    && query.service.is_none_or(|s| cache.services[i].contains(&s))
-            },
+            |i| i != me && query.filters_admit(cache.regions[i], &cache.services[i]),
             // Highest score = nearest: negate the squared distance.
             |a, b| -squared_distance(a, b),
         );
         Ok(hits
             .into_iter()
-            .map(|(i, neg_sq)| SimilarCustomer {
-                customer_id: cache.ids[i].clone(),
-                distance: (-neg_sq).max(0.0).sqrt(),
-                region: cache.regions[i],
-                services_bought: cache.services[i].clone(),
-                closest_features: closest_features(&q, cache.vectors.row(i), 6),
+            .map(|(i, _)| {
+                SimilarCustomer::of(
+                    &q,
+                    cache.ids[i].clone(),
+                    cache.regions[i],
+                    cache.services[i].clone(),
+                    cache.vectors.row(i),
+                )
             })
             .collect())
     }
@@ -349,6 +339,8 @@ const PUT_FEATURES: &str = "INSERT INTO feature_history
     DO UPDATE SET recorded_at = excluded.recorded_at, features = excluded.features";
 
 // Only replaces an embedding with one at least as new, so replays out of order keep the latest.
+// The WHERE clause is `CustomerEmbedding::supersedes` in SQL, so the check and the write are
+// one statement.
 const PUT_EMBEDDING: &str = "INSERT INTO customer_embeddings
     (customer_id, embedding_version, as_of, region, services, vector)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -357,17 +349,6 @@ const PUT_EMBEDDING: &str = "INSERT INTO customer_embeddings
         region = excluded.region, services = excluded.services, vector = excluded.vector
     WHERE excluded.as_of >= customer_embeddings.as_of
        OR excluded.embedding_version <> customer_embeddings.embedding_version";
-
-fn check_embedding(e: &CustomerEmbedding) -> Result<(), PortError> {
-    if e.vector.len() != embedding_len() || e.vector.iter().any(|x| !x.is_finite()) {
-        return Err(PortError::Invalid(format!(
-            "embedding of {} must have {} finite values",
-            e.customer_id,
-            embedding_len()
-        )));
-    }
-    Ok(())
-}
 
 type EmbeddingRow = (String, String, String, Option<String>, String, Vec<u8>);
 
@@ -473,7 +454,7 @@ impl FeatureStore for SqliteFeatureStore {
 #[async_trait::async_trait]
 impl CustomerIndex for SqliteFeatureStore {
     async fn upsert(&self, embedding: &CustomerEmbedding) -> Result<(), PortError> {
-        check_embedding(embedding)?;
+        embedding.check()?;
         self.conn()
             .prepare_cached(PUT_EMBEDDING)
             .map_err(db_err)?

@@ -94,8 +94,8 @@ pub struct Deps {
     pub features: Arc<dyn FeatureStore>,
     /// First names and consent.
     pub contacts: Arc<dyn ContactStore>,
-    /// Customer embeddings for similar-customer search, refreshed on every event; `None`
-    /// where no index is deployed (AWS today, docs/feature-store.md).
+    /// Customer embeddings for similar-customer search, refreshed on every event (SQLite
+    /// locally, S3 Vectors in AWS); `None` to keep features only.
     pub index: Option<Arc<dyn CustomerIndex>>,
     /// Message records and the knowledge base's past successes, for responses; `None` to only
     /// count responses in the features.

@@ -18,8 +18,9 @@ async fn build_deps() -> Result<Deps, upsell_aws::ConfigError> {
     Ok(Deps {
         features: Arc::new(ctx.feature_store()?),
         contacts: Arc::new(ctx.contact_store()?),
-        // No customer vector index is deployed yet (docs/feature-store.md).
-        index: None,
+        // Every event refreshes the customer's embedding in the S3 Vectors customer index
+        // (docs/feature-store.md, "Customer index in AWS").
+        index: Some(Arc::new(ctx.customer_index()?)),
         // Accepted messages become past successes in the knowledge base's bucket, synced by
         // the past-messages data source (docs/knowledge-base.md).
         outcomes: Some(enrich::outcome::OutcomeDeps {
