@@ -1,7 +1,8 @@
 //! Customer outcomes close the loop, end to end on the local workflow: after `upsell run` on
 //! the sample events (which include `UpsellResponded`), every customer the run saw can be
 //! searched for similar customers, responses are counted in the features and recorded as
-//! skipped events, and every accepted approved message is in the knowledge base.
+//! skipped events, every accepted approved message is in the knowledge base, and approved
+//! messages carry the similar-customer grounding where the facts support it (and only then).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,8 +10,11 @@ use std::sync::Arc;
 
 use upsell_asl::{VirtualClock, virtual_runtime};
 use upsell_cli::app::{AppOptions, LocalApp, Outcome};
+use upsell_core::agent::AgentRef;
+use upsell_core::counters::VersionCounters;
 use upsell_core::events::{CustomerEvent, UpsellResponse};
 use upsell_core::features::{CustomerIndex, FeatureStore, SimilarQuery};
+use upsell_core::grounding::{SimilarCustomers, similar_claims};
 use upsell_core::kb::{Filter, HashingEmbedder, KnowledgeBase, MetaValue, RetrieveRequest};
 use upsell_core::message::MessageStatus;
 use upsell_core::ports::MessageStore;
@@ -18,6 +22,21 @@ use upsell_core::sample::{LineKind, SampleConfig, generate};
 use upsell_core::validate::check_event;
 use upsell_models::offline::OfflineModel;
 use upsell_sqlite::kb::SqliteKnowledgeBase;
+
+/// The enrich step's `facts.similarCustomers` of an execution, from its history.
+fn similar_fact(app: &LocalApp, arn: &str) -> Option<SimilarCustomers> {
+    let history = app.executions.history(arn).unwrap();
+    history
+        .iter()
+        .filter(|e| e.event_type == "TaskStateExited")
+        .filter_map(|e| e.details.as_ref())
+        .filter(|(_, d)| d.get("name").and_then(serde_json::Value::as_str) == Some("Enrich"))
+        .filter_map(|(_, d)| d.get("output").and_then(serde_json::Value::as_str))
+        .filter_map(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        .find_map(|doc| {
+            serde_json::from_value(doc["enriched"]["facts"]["similarCustomers"].clone()).ok()
+        })
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -104,6 +123,43 @@ fn after_a_run_every_customer_has_neighbours_and_accepted_messages_are_retrievab
         }
     }
     assert!(!accepted.is_empty(), "the sample has acceptances");
+
+    // Each response is counted once for the generator and judge versions of the approved
+    // message it answers (the message record names them), and for no version otherwise.
+    let mut want: HashMap<AgentRef, [u64; 4]> = HashMap::new();
+    for e in &events {
+        if let CustomerEvent::UpsellResponded(r) = e
+            && let Some(rec) = rt
+                .block_on(app.messages.get(&r.detail.message_event_id))
+                .unwrap()
+            && rec.status == MessageStatus::Approved
+        {
+            let i = UpsellResponse::ALL
+                .iter()
+                .position(|x| *x == r.detail.response)
+                .unwrap();
+            for agent in [rec.generator.clone(), rec.judge.clone()] {
+                want.entry(agent).or_default()[i] += 1;
+            }
+        }
+    }
+    assert!(!want.is_empty(), "no response answers an approved message");
+    let mut counted = 0;
+    for agent_id in ["upsell-generator", "upsell-judge"] {
+        for (version, c) in rt.block_on(app.counters.versions(agent_id)).unwrap() {
+            let agent = AgentRef {
+                agent_id: agent_id.to_owned(),
+                version,
+            };
+            assert_eq!(
+                c.responses,
+                want.get(&agent).copied().unwrap_or_default(),
+                "{agent}"
+            );
+            counted += c.response_count();
+        }
+    }
+    assert_eq!(counted, want.values().flatten().sum::<u64>());
     for (c, n) in &accepted_by_customer {
         let f = rt.block_on(app.features.get(c, None)).unwrap().unwrap();
         assert_eq!(f.offers_accepted, *n, "{c}");
@@ -136,4 +192,46 @@ fn after_a_run_every_customer_has_neighbours_and_accepted_messages_are_retrievab
         }
     }
     assert!(found > 0, "no accepted message was approved");
+
+    // Approved messages speak of similar customers exactly where the facts support it for
+    // the offered service, with the facts' numbers.
+    let mut grounded = 0;
+    let mut approved = 0;
+    for r in &results {
+        let (Some(id), Some(arn), Outcome::Published) = (
+            r.event_id.as_deref(),
+            r.execution_arn.as_deref(),
+            &r.outcome,
+        ) else {
+            continue;
+        };
+        let rec = rt.block_on(app.messages.get(id)).unwrap().unwrap();
+        let message = rec.message.as_deref().unwrap();
+        let service = rec.recommended_service.unwrap();
+        let fact = similar_fact(&app, arn).unwrap_or_else(|| panic!("{id}: no similarCustomers"));
+        // The index is there, and the customer is in it (enrich upserts before it searches);
+        // the run's first customers may have no neighbour yet.
+        assert!(fact.unavailable.is_none(), "{id}: {fact:?}");
+        approved += 1;
+        let claims = similar_claims(message);
+        if fact.supports(service) {
+            let want = format!(
+                "{} of the {} customers",
+                fact.accepted_count(service),
+                fact.found
+            );
+            assert!(message.contains(&want), "{id}: {message:?} lacks {want:?}");
+            grounded += 1;
+        } else {
+            assert!(
+                claims.is_empty(),
+                "{id}: unsupported claim in {message:?}: {fact:?}"
+            );
+        }
+    }
+    assert!(approved > 0);
+    assert!(
+        grounded > 0,
+        "no approved message of {approved} is grounded"
+    );
 }

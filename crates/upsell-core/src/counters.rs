@@ -20,6 +20,7 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::agent::AgentRef;
+use crate::events::UpsellResponse;
 use crate::message::{MessageRecord, MessageStatus};
 use crate::ports::PortError;
 
@@ -82,6 +83,9 @@ pub struct CounterDelta {
     pub cost_nano_usd: u64,
     /// The record's latency bucket ([`latency_bucket`]), when it has a latency.
     pub latency_bucket: Option<usize>,
+    /// Customer responses to the version's approved messages ([`response_deltas`]), in
+    /// [`UpsellResponse::ALL`] order: accepted, declined, no answer, opted out.
+    pub responses: [u64; 4],
 }
 
 /// The sums of one agent version's counters.
@@ -102,6 +106,8 @@ pub struct VersionCounts {
     pub cost_nano_usd: u64,
     /// Records per latency bucket ([`LATENCY_BUCKETS`] entries).
     pub latency: Vec<u64>,
+    /// Responses to the version's approved messages, in [`UpsellResponse::ALL`] order.
+    pub responses: [u64; 4],
 }
 
 impl Default for VersionCounts {
@@ -114,6 +120,7 @@ impl Default for VersionCounts {
             score_count: 0,
             cost_nano_usd: 0,
             latency: vec![0; LATENCY_BUCKETS],
+            responses: [0; 4],
         }
     }
 }
@@ -130,6 +137,20 @@ impl VersionCounts {
         if let Some(b) = d.latency_bucket {
             self.latency[b.min(LATENCY_BUCKETS - 1)] += 1;
         }
+        for (sum, add) in self.responses.iter_mut().zip(d.responses) {
+            *sum += add;
+        }
+    }
+
+    /// Responses counted (every kind).
+    pub fn response_count(&self) -> u64 {
+        self.responses.iter().sum()
+    }
+
+    /// Accepted responses over responses, when there is any: of the approved messages the
+    /// customers answered (a `no-answer` report included), the share they accepted.
+    pub fn acceptance_rate(&self) -> Option<f64> {
+        ratio(self.responses[0], self.response_count())
     }
 
     /// Records counted: approvals, rejections and errors.
@@ -211,6 +232,7 @@ pub fn record_deltas(
         score_count: record.attempts.len() as u64,
         cost_nano_usd: 0,
         latency_bucket: Some(latency_bucket(record.latency_ms)),
+        responses: [0; 4],
     };
     if record.status == MessageStatus::Skipped {
         return Vec::new();
@@ -231,6 +253,35 @@ pub fn record_deltas(
         )
     })
     .collect()
+}
+
+/// What one customer response adds: one count of `response` for the generator and the judge
+/// version of the approved message it answers (the message record names them). A record that
+/// is not approved, or a version that did not run, gets nothing.
+pub fn response_deltas(
+    record: &MessageRecord,
+    response: UpsellResponse,
+) -> Vec<(AgentRef, CounterDelta)> {
+    if record.status != MessageStatus::Approved {
+        return Vec::new();
+    }
+    let mut responses = [0; 4];
+    if let Some(i) = UpsellResponse::ALL.iter().position(|r| *r == response) {
+        responses[i] = 1;
+    }
+    [&record.generator, &record.judge]
+        .into_iter()
+        .filter(|agent| !agent.is_placeholder())
+        .map(|agent| {
+            (
+                agent.clone(),
+                CounterDelta {
+                    responses,
+                    ..CounterDelta::default()
+                },
+            )
+        })
+        .collect()
 }
 
 /// One version's counters as `upsell monitor` shows them (all time, from the store).
@@ -261,6 +312,16 @@ pub struct VersionCounterRow {
     pub latency_p95_ms: Option<f64>,
     /// p99.
     pub latency_p99_ms: Option<f64>,
+    /// Responses to approved messages: accepted, declined, no answer, opted out.
+    pub accepted: u64,
+    /// Declined.
+    pub declined: u64,
+    /// No answer.
+    pub no_answer: u64,
+    /// Opted out.
+    pub opted_out: u64,
+    /// [`VersionCounts::acceptance_rate`].
+    pub acceptance_rate: Option<f64>,
 }
 
 impl VersionCounterRow {
@@ -279,6 +340,11 @@ impl VersionCounterRow {
             latency_p50_ms: c.latency_percentile_ms(0.50),
             latency_p95_ms: c.latency_percentile_ms(0.95),
             latency_p99_ms: c.latency_percentile_ms(0.99),
+            accepted: c.responses[0],
+            declined: c.responses[1],
+            no_answer: c.responses[2],
+            opted_out: c.responses[3],
+            acceptance_rate: c.acceptance_rate(),
         }
     }
 }
@@ -420,5 +486,48 @@ mod tests {
         assert_eq!(c.approval_rate(), Some(0.0));
         assert_eq!(c.mean_score(), None);
         assert!((c.cost_usd() - 0.001).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_response_counts_for_the_versions_of_the_approved_message() {
+        let r = record(MessageStatus::Approved, &[9], agent("j", "2.0.0"));
+        let mut c = VersionCounts::default();
+        assert_eq!(c.acceptance_rate(), None);
+        for response in [
+            UpsellResponse::Accepted,
+            UpsellResponse::Declined,
+            UpsellResponse::NoAnswer,
+            UpsellResponse::NoAnswer,
+            UpsellResponse::OptedOut,
+        ] {
+            let d = response_deltas(&r, response);
+            assert_eq!(d.len(), 2);
+            assert_eq!(d[0].0, agent("g", "1.1.0"));
+            assert_eq!(d[1].0, agent("j", "2.0.0"));
+            // Nothing but the response: the record was counted when it was written.
+            let x = &d[0].1;
+            assert_eq!(
+                (
+                    x.approvals,
+                    x.rejections,
+                    x.errors,
+                    x.score_count,
+                    x.latency_bucket
+                ),
+                (0, 0, 0, 0, None)
+            );
+            c.apply(&d[0].1);
+        }
+        assert_eq!(c.responses, [1, 1, 2, 1]);
+        assert_eq!(c.records(), 0);
+        assert_eq!(c.acceptance_rate(), Some(0.2));
+        let row = VersionCounterRow::new("g", &Version::new(1, 1, 0), &c);
+        assert_eq!(
+            (row.accepted, row.declined, row.no_answer, row.opted_out),
+            (1, 1, 2, 1)
+        );
+        // A response to a record that was not approved counts for no version.
+        let rejected = record(MessageStatus::Rejected, &[3], agent("j", "2.0.0"));
+        assert!(response_deltas(&rejected, UpsellResponse::Accepted).is_empty());
     }
 }

@@ -60,6 +60,7 @@ pub fn sample_deltas() -> Vec<(AgentRef, CounterDelta)> {
                 cost_nano_usd: 4_000_000_000 + i * 1_234_567,
                 latency_bucket: (i % 5 != 4)
                     .then_some(((i * 13) % LATENCY_BUCKETS as u64) as usize),
+                responses: [i % 2, (i / 2) % 2, i % 5, u64::from(i % 7 == 0)],
             };
             (versions[(i % 3) as usize].clone(), delta)
         })

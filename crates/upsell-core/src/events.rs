@@ -457,6 +457,11 @@ pub struct UpsellResponded {
     pub message_event_id: String,
     /// What the customer did.
     pub response: UpsellResponse,
+    /// The service the message offered (`offer.service` of `UpsellMessageApproved`), when the
+    /// messaging system kept it; the enrich worker fills it in from the message record
+    /// otherwise, so accepted services reach the features (`servicesAccepted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Service>,
     /// Generator version that wrote the message, when the messaging system kept it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<crate::agent::AgentRef>,

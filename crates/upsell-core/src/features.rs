@@ -102,6 +102,11 @@ pub struct CustomerFeatures {
     /// Upsell messages the customer did not answer.
     #[serde(default)]
     pub offers_unanswered: u32,
+    /// Services of the upsell messages the customer accepted (responses that name the offered
+    /// service), catalogue order. What similar customers accepted is read from here
+    /// (`upsell_core::grounding`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services_accepted: Vec<Service>,
     /// The newest response to an upsell message (an opt-out included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_response: Option<UpsellResponse>,
@@ -241,6 +246,8 @@ pub struct FeatureBuilder {
     resumed_events: u32,
     /// Accepted, declined and unanswered upsell messages.
     responses: [u32; 3],
+    /// Services named by accepted responses.
+    accepted: BTreeSet<Service>,
     /// The newest response and its event time.
     last_response: Option<(DateTime<Utc>, UpsellResponse)>,
     /// Event time of the newest opt-out response.
@@ -276,6 +283,7 @@ impl FeatureBuilder {
             profile_time: None,
             resumed_events: 0,
             responses: [0; 3],
+            accepted: BTreeSet::new(),
             last_response: None,
             opted_out_at: None,
         }
@@ -342,6 +350,7 @@ impl FeatureBuilder {
                 snapshot.offers_declined,
                 snapshot.offers_unanswered,
             ],
+            accepted: snapshot.services_accepted.iter().copied().collect(),
             // Only the date is kept; a response folded in next is newer (see above).
             last_response: snapshot.last_response.map(|r| {
                 let date = snapshot
@@ -408,7 +417,10 @@ impl FeatureBuilder {
             CustomerEvent::UpsellResponded(e) => {
                 let r = e.detail.response;
                 match r {
-                    UpsellResponse::Accepted => self.responses[0] += 1,
+                    UpsellResponse::Accepted => {
+                        self.responses[0] += 1;
+                        self.accepted.extend(e.detail.service);
+                    }
                     UpsellResponse::Declined => self.responses[1] += 1,
                     UpsellResponse::NoAnswer => self.responses[2] += 1,
                     UpsellResponse::OptedOut => {
@@ -484,6 +496,10 @@ impl FeatureBuilder {
             offers_accepted: self.responses[0],
             offers_declined: self.responses[1],
             offers_unanswered: self.responses[2],
+            services_accepted: Service::ALL
+                .into_iter()
+                .filter(|s| self.accepted.contains(s))
+                .collect(),
             last_response: self.last_response.map(|(_, r)| r),
             last_response_date: self.last_response.map(|(t, _)| t.date_naive()),
             missing: Vec::new(),

@@ -11,6 +11,7 @@ pub mod drift;
 pub mod evaluation;
 pub mod events;
 pub mod features;
+pub mod grounding;
 pub mod guard;
 pub mod hash;
 pub mod ingest;

@@ -595,6 +595,7 @@ impl Gen {
                         customer_id: customer,
                         message_event_id: e.id.clone(),
                         response,
+                        service: None,
                         generator: None,
                         judge: None,
                     };

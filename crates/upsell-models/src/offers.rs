@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use upsell_core::events::{HomeType, Service};
 use upsell_core::features::{CustomerFeatures, Season};
+use upsell_core::grounding::SimilarCustomers;
 
 use crate::catalogue::{Catalogue, Offering, format_price};
 
@@ -80,6 +81,18 @@ pub fn compute_offers(
     catalogue: &Catalogue,
     limit: usize,
 ) -> Vec<Offer> {
+    compute_offers_grounded(f, date, catalogue, limit, None)
+}
+
+/// [`compute_offers`] with what similar customers accepted: each offer's score grows by
+/// [`SimilarCustomers::offer_bonus`], and an offer the fact supports says so in its reasons.
+pub fn compute_offers_grounded(
+    f: &CustomerFeatures,
+    date: NaiveDate,
+    catalogue: &Catalogue,
+    limit: usize,
+    similar: Option<&SimilarCustomers>,
+) -> Vec<Offer> {
     let season = Season::of(date);
     let no_yard = f.home_type == Some(HomeType::Condo) || f.lot_size_sqft == Some(0);
     let discount = if f.satisfaction_avg.is_some_and(|s| s <= 6.0) || f.tenure_days >= 730 {
@@ -127,6 +140,16 @@ pub fn compute_offers(
             // Cheaper first visits convert better for customers who buy little.
             if f.service_count < 3 && o.price_cents <= 15_000 {
                 score += 0.25;
+            }
+            if let Some(similar) = similar {
+                score += similar.offer_bonus(o.service);
+                if similar.supports(o.service) {
+                    reasons.push(format!(
+                        "{} of the {} most similar customers accepted it",
+                        similar.accepted_count(o.service),
+                        similar.found
+                    ));
+                }
             }
             (o, reasons, score)
         })

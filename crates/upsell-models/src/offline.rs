@@ -214,6 +214,20 @@ pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> Stri
         temperature,
     )
     .replace("{name}", &name);
+    // Grounding: what the most similar customers accepted, quoted with the fact's own
+    // numbers and only when the fact supports it for the offered service.
+    let similar = ctx
+        .facts
+        .similar_customers
+        .as_ref()
+        .filter(|s| s.supports(offer.service))
+        .map(|s| {
+            format!(
+                "{} of the {} customers with homes most like yours said yes to it.",
+                s.accepted_count(offer.service),
+                s.found
+            )
+        });
     let what = first_sentence(&offer.description).to_owned();
     let price = match &offer.discounted_price {
         Some(d) => format!(
@@ -247,6 +261,9 @@ pub fn compose(ctx: &GenerationContext, style: &Style, temperature: f32) -> Stri
             .map(|(_, t)| t.clone())
             .collect();
         sentences.push(ask.clone());
+        if let Some(s) = similar.as_ref().filter(|_| dropped <= 2) {
+            sentences.push(s.clone());
+        }
         if describe && dropped <= 3 {
             sentences.push(what.clone());
         }

@@ -120,6 +120,11 @@ pub struct Facts {
     /// what is known and must not guess these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<upsell_core::features::MissingFeature>,
+    /// What the customer's nearest similar customers accepted (counts per service only), or
+    /// why that is not known (`upsell_core::grounding`). A message may speak of similar
+    /// customers only as far as this supports; absent in facts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar_customers: Option<upsell_core::grounding::SimilarCustomers>,
 }
 
 /// Everything the generator's templates receive.
@@ -185,6 +190,10 @@ pub struct JudgeContext {
     pub catalogue: Vec<CatalogueLine>,
     /// Score at or above which a message is approved.
     pub approval_threshold: u8,
+    /// What similar customers accepted (the generator's fact): the only ground for a claim
+    /// about other customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similar_customers: Option<upsell_core::grounding::SimilarCustomers>,
 }
 
 /// Largest rendered prompt (system or user) sent to a model, in bytes. The context is bounded
@@ -484,6 +493,7 @@ mod tests {
                 .map(CatalogueLine::from)
                 .collect(),
             approval_threshold: 7,
+            similar_customers: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub fn facts(offering: &str, discount_percent: u8) -> Facts {
         },
         alternatives: Vec::new(),
         unknown: Vec::new(),
+        similar_customers: None,
     }
 }
 

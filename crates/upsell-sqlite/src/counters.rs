@@ -1,7 +1,7 @@
-//! The local [`VersionCounters`]: one row of sums per agent version and one row per non-empty
-//! latency bucket, both added to by upserts in one immediate transaction, so concurrent adds
-//! (and processes) all count. The rules (what a record adds, buckets, percentiles) are
-//! `upsell_core::counters`'; this adapter only stores sums.
+//! The local [`VersionCounters`]: one row of sums per agent version, one row per non-empty
+//! latency bucket and one per kind of response, all added to by upserts in one immediate
+//! transaction, so concurrent adds (and processes) all count. The rules (what a record adds,
+//! buckets, percentiles) are `upsell_core::counters`'; this adapter only stores sums.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use semver::Version;
 use upsell_core::agent::AgentRef;
 use upsell_core::counters::{CounterDelta, LATENCY_BUCKETS, VersionCounters, VersionCounts};
+use upsell_core::events::UpsellResponse;
 use upsell_core::ports::PortError;
 
 use crate::{SharedConnection, db_err, open_connection};
@@ -33,6 +34,13 @@ CREATE TABLE IF NOT EXISTS version_latency (
     bucket   INTEGER NOT NULL,   -- upsell_core::counters::latency_bucket
     count    INTEGER NOT NULL,
     PRIMARY KEY (agent_id, version, bucket)
+);
+CREATE TABLE IF NOT EXISTS version_responses (
+    agent_id TEXT NOT NULL,
+    version  TEXT NOT NULL,
+    response TEXT NOT NULL,      -- accepted | declined | no-answer | opted-out
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, version, response)
 );
 "#;
 
@@ -133,6 +141,28 @@ fn read_one(conn: &Connection, agent_id: &str, version: &str) -> Result<VersionC
             })?;
         c.latency[slot] = to_u64(count);
     }
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT response, count FROM version_responses WHERE agent_id = ?1 AND version = ?2",
+        )
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![agent_id, version], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(db_err)?;
+    for row in rows {
+        let (response, count) = row.map_err(db_err)?;
+        let slot = UpsellResponse::ALL
+            .iter()
+            .position(|r| r.code() == response)
+            .ok_or_else(|| {
+                PortError::Other(format!(
+                    "version_responses of {agent_id}@{version} has an unknown response {response:?}"
+                ))
+            })?;
+        c.responses[slot] = to_u64(count);
+    }
     Ok(c)
 }
 
@@ -177,6 +207,24 @@ impl VersionCounters for SqliteVersionCounters {
             )
             .map_err(db_err)?
             .execute(params![agent.agent_id, version, bucket])
+            .map_err(db_err)?;
+        }
+        for (response, n) in UpsellResponse::ALL.iter().zip(delta.responses) {
+            if n == 0 {
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT INTO version_responses (agent_id, version, response, count) \
+                 VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (agent_id, version, response) DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                agent.agent_id,
+                version,
+                response.code(),
+                to_i64(n, "responses")?
+            ])
             .map_err(db_err)?;
         }
         tx.commit().map_err(db_err)

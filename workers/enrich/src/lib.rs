@@ -23,12 +23,14 @@ use serde::{Deserialize, Serialize};
 use upsell_core::events::{CustomerEvent, RawEvent};
 use upsell_core::features::{
     CustomerEmbedding, CustomerFeatures, CustomerIndex, FeatureStore, MissingFeature, Season,
+    SimilarQuery,
 };
+use upsell_core::grounding::{DEFAULT_K, SimilarCustomers};
 use upsell_core::guard::redact;
 use upsell_core::ports::{ContactStore, CustomerContact, PortError};
 use upsell_core::worker::{ErrorName, StableError, Worker};
 use upsell_models::catalogue::Catalogue;
-use upsell_models::offers::{compute_offers, next_month_name, season_name};
+use upsell_models::offers::{compute_offers_grounded, next_month_name, season_name};
 use upsell_models::prompt::{CustomerContext, Facts, RetrievalQuery};
 
 /// Input: the normalised event (the schema-check output's `event`).
@@ -143,6 +145,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             })
             .await?;
     }
+    let event = outcome::with_offered_service(event, deps).await?;
     // The store folds the event into what was known just before it, with the feature
     // definitions of `upsell_core::features`: re-applying the same event gives the same
     // snapshot, so a retried or redelivered event is not counted twice.
@@ -157,16 +160,68 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     }
 
     let contact = deps.contacts.get(&customer_id).await?;
-    Ok(decide(&event, &features, contact))
+    // Neighbours are looked up only for an event that may lead to a message.
+    let similar = if !matches!(event, CustomerEvent::UpsellResponded(_))
+        && contact.as_ref().is_some_and(|c| c.marketing_opt_in)
+    {
+        Some(similar_customers(deps, &features).await?)
+    } else {
+        None
+    };
+    Ok(decide(&event, &features, contact, similar))
 }
 
-/// What to write for `event`, given the customer's features after it and their contact as
-/// known then: the facts and retrieval query, or why no message (pure; the evaluator calls it
-/// with point-in-time features and contact).
+/// What the customer's nearest similar customers accepted, from their features as known at
+/// the customer's snapshot time (`upsell_core::grounding`); says why when there is no index
+/// or the customer is not in it.
+pub async fn similar_customers(
+    deps: &Deps,
+    features: &CustomerFeatures,
+) -> Result<SimilarCustomers, WorkerError> {
+    let Some(index) = &deps.index else {
+        return Ok(SimilarCustomers::unavailable(
+            DEFAULT_K,
+            "no customer index is deployed",
+        ));
+    };
+    let query = SimilarQuery {
+        customer_id: features.customer_id.clone(),
+        k: DEFAULT_K,
+        region: None,
+        service: None,
+    };
+    let neighbours = match index.similar(&query).await {
+        Ok(n) => n,
+        Err(PortError::NotFound(_)) => {
+            return Ok(SimilarCustomers::unavailable(
+                DEFAULT_K,
+                "the customer is not in the customer index yet",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut known = Vec::with_capacity(neighbours.len());
+    for n in &neighbours {
+        if let Some(f) = deps
+            .features
+            .get(&n.customer_id, Some(features.as_of))
+            .await?
+        {
+            known.push(f);
+        }
+    }
+    Ok(SimilarCustomers::summarise(DEFAULT_K, &known))
+}
+
+/// What to write for `event`, given the customer's features after it, their contact as
+/// known then and what similar customers accepted (`None`: not looked up): the facts and
+/// retrieval query, or why no message (pure; the evaluator calls it with point-in-time
+/// features and contact).
 pub fn decide(
     event: &CustomerEvent,
     features: &CustomerFeatures,
     contact: Option<CustomerContact>,
+    similar: Option<SimilarCustomers>,
 ) -> Output {
     let customer_id = event.customer_id().to_owned();
     let event_id = event.id().to_owned();
@@ -187,7 +242,13 @@ pub fn decide(
         return skip(&event_id, &customer_id, bucket, "unhappy-customer");
     }
     let date = t.date_naive();
-    let mut offers = compute_offers(features, date, Catalogue::builtin(), MAX_OFFERS);
+    let mut offers = compute_offers_grounded(
+        features,
+        date,
+        Catalogue::builtin(),
+        MAX_OFFERS,
+        similar.as_ref(),
+    );
     if offers.is_empty() {
         return skip(&event_id, &customer_id, bucket, "no-suitable-offer");
     }
@@ -251,6 +312,7 @@ pub fn decide(
             offer,
             alternatives: offers,
             unknown: features.missing.clone(),
+            similar_customers: similar,
         }),
         retrieval: Some(retrieval),
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use upsell_core::events::{EventEnvelope, UpsellResponded, UpsellResponse};
+use upsell_core::events::{CustomerEvent, EventEnvelope, UpsellResponded, UpsellResponse};
 use upsell_core::features::CustomerFeatures;
 use upsell_core::outcome::{PastSuccess, PastSuccessStore};
 use upsell_core::ports::{CustomerContact, MessageStore};
@@ -19,6 +19,23 @@ pub struct OutcomeDeps {
     pub messages: Arc<dyn MessageStore>,
     /// Where past successes go (local index, or the Bedrock data source's bucket).
     pub successes: Arc<dyn PastSuccessStore>,
+}
+
+/// The event with the offered service filled in from the message record, for an accepted
+/// response that does not name it (so the features learn which service was accepted);
+/// any other event as it is.
+pub async fn with_offered_service(
+    mut event: CustomerEvent,
+    deps: &Deps,
+) -> Result<CustomerEvent, WorkerError> {
+    if let (CustomerEvent::UpsellResponded(e), Some(outcomes)) = (&mut event, &deps.outcomes)
+        && e.detail.response == UpsellResponse::Accepted
+        && e.detail.service.is_none()
+        && let Some(record) = outcomes.messages.get(&e.detail.message_event_id).await?
+    {
+        e.detail.service = record.recommended_service;
+    }
+    Ok(event)
 }
 
 /// Applies a response's side effects beyond the features. Returns whether a past success was

@@ -407,7 +407,7 @@ async fn facts(input: FactsInput, deps: &Deps) -> Result<enrich::Output, WorkerE
         Some(f) if f.last_event_time >= at => f,
         previous => CustomerFeatures::next(previous.as_ref(), &event)?,
     };
-    Ok(enrich::decide(&event, &features, known.contact))
+    Ok(enrich::decide(&event, &features, known.contact, None))
 }
 
 fn arm_result(

@@ -22,6 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::agent::{AgentRef, AgentRole};
+use upsell_core::grounding::{UNSUPPORTED_CLAIM, check_claims};
 use upsell_core::guard::MAX_MODEL_ANSWER_BYTES;
 use upsell_core::message::{AttemptRecord, JudgeVerdict, TokenUsage};
 use upsell_core::ports::dims;
@@ -241,7 +242,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
     let threshold = spec.approval_threshold.unwrap_or(DEFAULT_THRESHOLD);
     let facts = &input.facts;
     let catalogue = Catalogue::builtin();
-    let violations = check_message(
+    let mut violations = check_message(
         &input.generation.message,
         &CheckContext {
             first_name: &facts.customer.first_name,
@@ -253,6 +254,17 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
         BrandRules::builtin(),
         catalogue,
     );
+    // Claims about similar customers must be backed by `facts.similarCustomers`.
+    if let Some(message) = check_claims(
+        &input.generation.message,
+        facts.offer.service,
+        facts.similar_customers.as_ref(),
+    ) {
+        violations.push(Violation {
+            code: UNSUPPORTED_CLAIM.to_owned(),
+            message,
+        });
+    }
 
     let (verdict, usage, latency_ms) = if violations.is_empty() {
         let ctx = JudgeContext {
@@ -265,6 +277,7 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
             brand_guidelines: BRAND_GUIDELINES.to_owned(),
             catalogue: catalogue_lines().to_vec(),
             approval_threshold: threshold,
+            similar_customers: facts.similar_customers.clone(),
         };
         // One conversion of the context for both templates.
         let vars = PromptVars::new(&ctx)?;

@@ -19,8 +19,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use upsell_core::agent::AgentRef;
-use upsell_core::counters::{VersionCounters, record_deltas};
-use upsell_core::events::{EventDetail, RawEvent};
+use upsell_core::counters::{VersionCounters, record_deltas, response_deltas};
+use upsell_core::events::{CustomerEvent, EventDetail, RawEvent};
 use upsell_core::message::{
     AttemptRecord, MessageRecord, MessageStatus, QuarantineRecord, TokenUsage,
 };
@@ -156,6 +156,11 @@ pub struct Skipped {
     /// Execution start, for the latency.
     #[serde(default)]
     pub started_at: Option<DateTime<Utc>>,
+    /// The skipped event. For a response (`UpsellResponded`) its answer is counted for the
+    /// agent versions that wrote the approved message it answers
+    /// (`upsell_core::counters::response_deltas`), once, when the skipped record is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<RawEvent>,
 }
 
 /// An event that failed validation.
@@ -439,6 +444,23 @@ async fn put(
     })
 }
 
+/// Counts a response for the versions of the message it answers (nothing for another event,
+/// or a message that is unknown or was not approved).
+async fn count_response(deps: &Deps, raw: &RawEvent) -> Result<(), WorkerError> {
+    let Ok(CustomerEvent::UpsellResponded(e)) = CustomerEvent::try_from(raw.clone()) else {
+        return Ok(());
+    };
+    let d = &e.detail;
+    // A response to an unknown message counts for no version.
+    let Some(record) = deps.messages.get(&d.message_event_id).await? else {
+        return Ok(());
+    };
+    for (agent, delta) in response_deltas(&record, d.response) {
+        deps.counters.add(&agent, &delta).await?;
+    }
+    Ok(())
+}
+
 /// The judge's first reason code of the last attempt (the rejection's reason).
 fn rejection_reason(f: &Finished) -> String {
     f.history
@@ -502,14 +524,20 @@ pub async fn handle(input: Input, deps: &Deps) -> Result<Output, WorkerError> {
                 error: Some(format!("skipped: {}", s.reason)),
                 created_at: now,
             };
-            put(
+            let out = put(
                 deps,
                 &record,
                 Costs::default(),
                 "skipped",
                 Some(s.reason.clone()),
             )
-            .await
+            .await?;
+            if out.record_written
+                && let Some(raw) = &s.event
+            {
+                count_response(deps, raw).await?;
+            }
+            Ok(out)
         }
         Input::Quarantined(q) => {
             let record = quarantine_record(&q, now);

@@ -167,7 +167,7 @@ async fn every_outcome_writes_exactly_one_record() {
     let event = json!({"id": "evt-9", "source": "x", "detail-type": "ServiceCompleted", "time": "2025-01-01T00:00:00Z", "detail": {"customerId": "c9"}});
     let cases = vec![
         (Input::Rejected(Finished { event_id: "evt-2".into(), ..finished(false) }), "rejected", "evt-2"),
-        (Input::Skipped(Skipped { event_id: "evt-3".into(), customer_id: "c1".into(), reason: "opted-out".into(), started_at: None }), "skipped", "evt-3"),
+        (Input::Skipped(Skipped { event_id: "evt-3".into(), customer_id: "c1".into(), reason: "opted-out".into(), started_at: None, event: None }), "skipped", "evt-3"),
         (Input::Failed(Failed { event: event.clone(), error: StepError { error: "ModelThrottled".into(), cause: Some("429".into()) }, started_at: None, generator: None, generation: None, judged: None }), "failed", "evt-9"),
         (Input::Quarantined(Quarantined {
             event: json!({"id": "evt-q", "detail": {}}),
@@ -331,4 +331,60 @@ async fn a_failure_before_the_first_generation_names_the_routed_version_only() {
     assert_eq!(out.generator, Some(routed.clone()));
     assert_eq!(counters.read(&routed).await.unwrap().errors, 1);
     assert!(counters.versions("upsell-judge").await.unwrap().is_empty());
+}
+
+fn response(id: &str, message_event_id: &str, response: &str) -> RawEvent {
+    serde_json::from_value(json!({
+        "version": "0", "id": id, "source": "com.greenleaf.messaging",
+        "detail-type": "UpsellResponded", "time": "2025-10-08T10:00:00Z",
+        "detail": {"customerId": "c1", "messageEventId": message_event_id, "response": response}
+    }))
+    .unwrap()
+}
+
+fn skipped_response(id: &str, event: RawEvent) -> Input {
+    Input::Skipped(Skipped {
+        event_id: id.into(),
+        customer_id: "c1".into(),
+        reason: "response-recorded".into(),
+        started_at: None,
+        event: Some(event),
+    })
+}
+
+#[tokio::test]
+async fn a_response_counts_once_for_the_versions_of_the_approved_message() {
+    let (deps, _, _, counters) = setup_with_counters();
+    handle(Input::Published(finished(true)), &deps)
+        .await
+        .unwrap();
+    let before = counters.read(&agent("upsell-generator")).await.unwrap();
+    assert_eq!(before.responses, [0; 4]);
+    let accepted = response("r-1", "evt-1", "accepted");
+    for _ in 0..2 {
+        // The redelivery writes no record and counts nothing.
+        handle(skipped_response("r-1", accepted.clone()), &deps)
+            .await
+            .unwrap();
+    }
+    handle(
+        skipped_response("r-2", response("r-2", "evt-1", "no-answer")),
+        &deps,
+    )
+    .await
+    .unwrap();
+    // A response to an unknown message counts for no version.
+    handle(
+        skipped_response("r-3", response("r-3", "evt-unknown", "declined")),
+        &deps,
+    )
+    .await
+    .unwrap();
+    for id in ["upsell-generator", "upsell-judge"] {
+        let c = counters.read(&agent(id)).await.unwrap();
+        assert_eq!(c.responses, [1, 0, 1, 0], "{id}");
+        assert_eq!(c.acceptance_rate(), Some(0.5), "{id}");
+        // The record itself was counted once, when it was written.
+        assert_eq!((c.approvals, c.records()), (1, 1), "{id}");
+    }
 }

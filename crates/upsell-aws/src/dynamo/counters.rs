@@ -2,7 +2,8 @@
 //! (`UPSELL_VERSION_COUNTERS_TABLE`). One item per agent version: `pk = AGENT#<agent id>`,
 //! `sk = VERSION#<version>`, `agentId`, `version`, and number attributes added to with one
 //! atomic `ADD` update per delta: `approvals`, `rejections`, `errors`, `scoreSum`,
-//! `scoreCount`, `costNanoUsd` and `lat<i>` for latency bucket `i`
+//! `scoreCount`, `costNanoUsd`, the responses to the version's approved messages (`accepted`,
+//! `declined`, `noAnswer`, `optedOut`) and `lat<i>` for latency bucket `i`
 //! (`upsell_core::counters::latency_bucket`). Concurrent adds all count; reads are strongly
 //! consistent.
 
@@ -19,14 +20,19 @@ use upsell_core::ports::PortError;
 use super::{Item, get_s, key, n, s};
 use crate::error::port_error;
 
-/// The counters' number attributes, in [`VersionCounts`] order.
-const SUMS: [&str; 6] = [
+/// The counters' number attributes, in [`VersionCounts`] order, then the responses in
+/// `UpsellResponse::ALL` order.
+const SUMS: [&str; 10] = [
     "approvals",
     "rejections",
     "errors",
     "scoreSum",
     "scoreCount",
     "costNanoUsd",
+    "accepted",
+    "declined",
+    "noAnswer",
+    "optedOut",
 ];
 
 /// The partition of an agent.
@@ -92,6 +98,10 @@ fn counts(item: &Item, table: &str) -> Result<VersionCounts, PortError> {
         score_sum,
         score_count,
         cost_nano_usd,
+        accepted,
+        declined,
+        no_answer,
+        opted_out,
     ] = SUMS.map(|attr| number(item, attr, table));
     let mut c = VersionCounts {
         approvals: approvals?,
@@ -100,6 +110,7 @@ fn counts(item: &Item, table: &str) -> Result<VersionCounts, PortError> {
         score_sum: score_sum?,
         score_count: score_count?,
         cost_nano_usd: cost_nano_usd?,
+        responses: [accepted?, declined?, no_answer?, opted_out?],
         ..VersionCounts::default()
     };
     for (i, slot) in c.latency.iter_mut().enumerate() {
@@ -118,6 +129,10 @@ impl VersionCounters for DynamoVersionCounters {
             delta.score_sum,
             delta.score_count,
             delta.cost_nano_usd,
+            delta.responses[0],
+            delta.responses[1],
+            delta.responses[2],
+            delta.responses[3],
         ];
         let mut names = HashMap::from([
             ("#agentId".to_owned(), "agentId".to_owned()),

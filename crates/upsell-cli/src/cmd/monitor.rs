@@ -160,13 +160,15 @@ fn counters_text(rows: &[VersionCounterRow]) -> String {
     }
     let _ = writeln!(
         out,
-        "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
+        "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
         "AGENT",
         "VERSION",
         "APPROVED",
         "REJECTED",
         "FAILED",
         "APPROVAL",
+        "RESPONSES",
+        "ACCEPTED",
         "ERRORS",
         "SCORE",
         "P50 MS",
@@ -177,13 +179,15 @@ fn counters_text(rows: &[VersionCounterRow]) -> String {
     for r in rows {
         let _ = writeln!(
             out,
-            "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
+            "  {:<18} {:<9} {:>8} {:>8} {:>6} {:>8} {:>9} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8} {:>10}",
             r.agent_id,
             r.version,
             r.approvals,
             r.rejections,
             r.errors,
             rate(r.approval_rate),
+            r.accepted + r.declined + r.no_answer + r.opted_out,
+            rate(r.acceptance_rate),
             rate(r.error_rate),
             r.mean_score
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
