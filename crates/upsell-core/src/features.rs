@@ -5,7 +5,8 @@
 //! event time it describes (`as_of`), so a point-in-time read returns only what was known then.
 //! Time-relative features (tenure, days since last service, home age, season) are recomputed
 //! for the read time by [`CustomerFeatures::at`]. The definitions are documented in
-//! docs/feature-store.md; changing any of them means bumping [`FEATURE_SET_VERSION`].
+//! docs/feature-store.md; changing any of them means a new [`FeatureSet`] version, computed
+//! beside the serving one from the event log the store keeps ([`rebuild`]).
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -16,12 +17,67 @@ use serde::{Deserialize, Serialize};
 use crate::events::{CustomerEvent, HomeType, Pet, Region, Service, UpsellResponse};
 use crate::ports::PortError;
 
-/// Version of the feature definitions below.
+/// Version of the feature definitions the workflow serves ([`FeatureSet::SERVING`]).
 pub const FEATURE_SET_VERSION: &str = "fs-v1";
 /// Version of the customer embedding layout and scaling ([`embed_customer`]).
 pub const EMBEDDING_VERSION: &str = "cust-emb-v1";
-/// How many of the most recent surveys the satisfaction average and trend use.
+/// How many of the most recent surveys the satisfaction average and trend use in `fs-v1`.
 pub const SATISFACTION_WINDOW: usize = 5;
+
+/// The feature-set versions this build can compute. They share one fold ([`FeatureBuilder`])
+/// and differ only in the parameters below (docs/feature-store.md, "Feature set `fs-v2`").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeatureSet {
+    /// `fs-v1`: satisfaction over the last 5 surveys. Serves the workflow.
+    V1,
+    /// `fs-v2`: satisfaction over the last 3 surveys, so it follows a recent change sooner.
+    V2,
+}
+
+impl FeatureSet {
+    /// Every version, oldest first.
+    pub const ALL: [FeatureSet; 2] = [FeatureSet::V1, FeatureSet::V2];
+    /// The version the workflow reads and writes.
+    pub const SERVING: FeatureSet = FeatureSet::V1;
+    /// The newest definition (what `upsell features rebuild` computes by default).
+    pub const NEWEST: FeatureSet = FeatureSet::V2;
+
+    /// The version's name, as stored (`featureSetVersion`).
+    pub fn version(self) -> &'static str {
+        match self {
+            FeatureSet::V1 => FEATURE_SET_VERSION,
+            FeatureSet::V2 => "fs-v2",
+        }
+    }
+
+    /// How many of the most recent surveys `recentSatisfaction` keeps.
+    pub fn satisfaction_window(self) -> usize {
+        match self {
+            FeatureSet::V1 => SATISFACTION_WINDOW,
+            FeatureSet::V2 => 3,
+        }
+    }
+
+    /// The feature set named `version`; an unknown name is refused with the known ones.
+    pub fn parse(version: &str) -> Result<FeatureSet, PortError> {
+        FeatureSet::ALL
+            .into_iter()
+            .find(|f| f.version() == version)
+            .ok_or_else(|| {
+                let known: Vec<&str> = FeatureSet::ALL.iter().map(|f| f.version()).collect();
+                PortError::Invalid(format!(
+                    "unknown feature set {version:?} (known: {})",
+                    known.join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for FeatureSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.version())
+    }
+}
 
 /// Meteorological season (northern hemisphere) of a date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -73,7 +129,8 @@ pub struct CustomerFeatures {
     pub services_bought: Vec<Service>,
     /// Catalogue services never completed, catalogue order.
     pub services_not_bought: Vec<Service>,
-    /// Satisfaction scores (1..=10, as surveyed) of the last [`SATISFACTION_WINDOW`] surveys, oldest first.
+    /// Satisfaction scores (1..=10, as surveyed) of the last surveys (the feature set's
+    /// [`FeatureSet::satisfaction_window`]), oldest first.
     pub recent_satisfaction: Vec<u8>,
     /// Mean of `recent_satisfaction`.
     pub satisfaction_avg: Option<f64>,
@@ -150,7 +207,7 @@ impl CustomerFeatures {
         event: &CustomerEvent,
     ) -> Result<CustomerFeatures, PortError> {
         let mut builder = match previous {
-            Some(p) => FeatureBuilder::resume(p),
+            Some(p) => FeatureBuilder::resume(p)?,
             None => FeatureBuilder::new(event.customer_id()),
         };
         builder.apply(event)?;
@@ -230,6 +287,7 @@ impl CustomerFeatures {
 #[derive(Debug, Clone)]
 pub struct FeatureBuilder {
     customer_id: String,
+    feature_set: FeatureSet,
     seen: HashSet<String>,
     first_event: Option<DateTime<Utc>>,
     last_event: Option<DateTime<Utc>>,
@@ -267,9 +325,16 @@ struct ProfileFeatures {
 }
 
 impl FeatureBuilder {
+    /// A builder of the serving feature set ([`FeatureSet::SERVING`]).
     pub fn new(customer_id: impl Into<String>) -> Self {
+        Self::with_feature_set(customer_id, FeatureSet::SERVING)
+    }
+
+    /// A builder computing `feature_set`.
+    pub fn with_feature_set(customer_id: impl Into<String>, feature_set: FeatureSet) -> Self {
         FeatureBuilder {
             customer_id: customer_id.into(),
+            feature_set,
             seen: HashSet::new(),
             first_event: None,
             last_event: None,
@@ -298,7 +363,9 @@ impl FeatureBuilder {
     /// not folded in before, the snapshot's surveys come before a new survey, and a new profile
     /// replaces the snapshot's. An event older than the snapshot's newest event needs a full
     /// replay of the event log ([`replay`]) instead.
-    pub fn resume(snapshot: &CustomerFeatures) -> Self {
+    /// The snapshot's feature-set version is kept; an unknown version is refused.
+    pub fn resume(snapshot: &CustomerFeatures) -> Result<Self, PortError> {
+        let feature_set = FeatureSet::parse(&snapshot.feature_set_version)?;
         let profile = match (
             snapshot.lot_size_sqft,
             snapshot.has_pool,
@@ -323,8 +390,9 @@ impl FeatureBuilder {
             .customer_since
             .and_time(chrono::NaiveTime::MIN)
             .and_utc();
-        FeatureBuilder {
+        Ok(FeatureBuilder {
             customer_id: snapshot.customer_id.clone(),
+            feature_set,
             seen: HashSet::new(),
             first_event: Some(since.min(snapshot.last_event_time)),
             last_event: Some(snapshot.last_event_time),
@@ -358,7 +426,7 @@ impl FeatureBuilder {
                     .unwrap_or(snapshot.last_event_time.date_naive());
                 (date.and_time(chrono::NaiveTime::MIN).and_utc(), r)
             }),
-        }
+        })
     }
 
     /// Applies one event. Another customer's event is refused; a repeated event id is ignored
@@ -444,14 +512,14 @@ impl FeatureBuilder {
             .surveys
             .iter()
             .rev()
-            .take(SATISFACTION_WINDOW)
+            .take(self.feature_set.satisfaction_window())
             .rev()
             .map(|s| s.2)
             .collect();
         let profile = self.profile.as_ref();
         let mut f = CustomerFeatures {
             customer_id: self.customer_id.clone(),
-            feature_set_version: FEATURE_SET_VERSION.to_owned(),
+            feature_set_version: self.feature_set.version().to_owned(),
             as_of,
             last_event_time: last_event,
             event_count: self.resumed_events + self.seen.len() as u32,
@@ -545,7 +613,17 @@ pub fn features_from_events(
     events: &[CustomerEvent],
     as_of: DateTime<Utc>,
 ) -> Result<Option<CustomerFeatures>, PortError> {
-    let mut b = FeatureBuilder::new(customer_id);
+    features_from_events_as(FeatureSet::SERVING, customer_id, events, as_of)
+}
+
+/// [`features_from_events`] computing `feature_set`.
+pub fn features_from_events_as(
+    feature_set: FeatureSet,
+    customer_id: &str,
+    events: &[CustomerEvent],
+    as_of: DateTime<Utc>,
+) -> Result<Option<CustomerFeatures>, PortError> {
+    let mut b = FeatureBuilder::with_feature_set(customer_id, feature_set);
     for e in sorted_unique(events) {
         if e.time() <= as_of {
             b.apply(e)?;
@@ -559,7 +637,16 @@ pub fn replay(
     customer_id: &str,
     events: &[CustomerEvent],
 ) -> Result<Vec<CustomerFeatures>, PortError> {
-    let mut b = FeatureBuilder::new(customer_id);
+    replay_as(FeatureSet::SERVING, customer_id, events)
+}
+
+/// [`replay`] computing `feature_set`.
+pub fn replay_as(
+    feature_set: FeatureSet,
+    customer_id: &str,
+    events: &[CustomerEvent],
+) -> Result<Vec<CustomerFeatures>, PortError> {
+    let mut b = FeatureBuilder::with_feature_set(customer_id, feature_set);
     let events = sorted_unique(events);
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
@@ -850,19 +937,43 @@ pub fn squared_distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// Feature storage with history. Local: SQLite; AWS: DynamoDB (docs/feature-store.md).
+/// Feature storage with history, and the event log the features are computed from. Local:
+/// SQLite; AWS: DynamoDB (docs/feature-store.md).
 #[async_trait::async_trait]
 pub trait FeatureStore: Send + Sync {
     /// Adds a snapshot to the customer's history, keyed by (customer, feature-set version,
     /// `last_event_time`); writing the same key again replaces it (idempotent replays).
     async fn put(&self, features: &CustomerFeatures) -> Result<(), PortError>;
-    /// The snapshot known at `as_of` (the newest when `None`), with time-relative features
-    /// computed for `as_of`. Never returns a snapshot whose events happened after `as_of`.
+    /// [`put`](Self::put) for many snapshots (a rebuild); adapters may batch.
+    async fn put_all(&self, features: &[CustomerFeatures]) -> Result<(), PortError> {
+        for f in features {
+            self.put(f).await?;
+        }
+        Ok(())
+    }
+    /// The snapshot of the store's feature-set version (the serving one unless the adapter was
+    /// told otherwise) known at `as_of`; see [`get_version`](Self::get_version).
     async fn get(
         &self,
         customer_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<CustomerFeatures>, PortError>;
+    /// The snapshot of feature-set `version` known at `as_of` (the newest when `None`), with
+    /// time-relative features computed for `as_of`. Never returns a snapshot whose events
+    /// happened after `as_of`.
+    async fn get_version(
+        &self,
+        customer_id: &str,
+        version: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<CustomerFeatures>, PortError>;
+    /// Logs an event in its customer's event log; `Ok(false)` when an event with the same id
+    /// (and, in DynamoDB, the same event time) is already logged, which is left unchanged.
+    async fn append_event(&self, event: &CustomerEvent) -> Result<bool, PortError>;
+    /// The customer's logged events in event-time order, ties by event id.
+    async fn events(&self, customer_id: &str) -> Result<Vec<CustomerEvent>, PortError>;
+    /// Every customer with a logged event, sorted, each once.
+    async fn logged_customers(&self) -> Result<Vec<String>, PortError>;
     /// Up to `limit` snapshots, newest first.
     async fn history(
         &self,
@@ -872,8 +983,10 @@ pub trait FeatureStore: Send + Sync {
     /// Folds one event into the snapshot known just before it ([`CustomerFeatures::next`]) and
     /// stores the result under the event's time; returns it. Applying the same event again
     /// gives the same snapshot under the same key, so retries and redeliveries count it once.
-    /// Every adapter gets the same behaviour from this one definition.
+    /// The event is logged first ([`append_event`](Self::append_event)), so a later
+    /// [`rebuild`] sees it. Every adapter gets the same behaviour from this one definition.
     async fn apply_event(&self, event: &CustomerEvent) -> Result<CustomerFeatures, PortError> {
+        self.append_event(event).await?;
         let before = event.time() - chrono::Duration::microseconds(1);
         let previous = self.get(event.customer_id(), Some(before)).await?;
         let features = CustomerFeatures::next(previous.as_ref(), event)?;

@@ -11,6 +11,8 @@ pub mod drift;
 pub mod evaluation;
 pub mod events;
 pub mod features;
+#[cfg(feature = "contract")]
+pub mod features_contract;
 pub mod grounding;
 pub mod guard;
 pub mod hash;
@@ -24,6 +26,7 @@ pub mod outbound;
 pub mod outcome;
 pub mod paired_stats;
 pub mod ports;
+pub mod rebuild;
 pub mod registry;
 #[cfg(feature = "contract")]
 pub mod registry_contract;

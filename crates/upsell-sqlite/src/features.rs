@@ -157,18 +157,9 @@ impl SqliteFeatureStore {
             let mut conn = self.conn();
             let tx = conn.transaction().map_err(db_err)?;
             {
-                let mut ins = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO feature_events(event_id, customer_id, event_time, event)
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .map_err(db_err)?;
+                let mut ins = tx.prepare_cached(APPEND_EVENT).map_err(db_err)?;
                 for e in events {
-                    let json = serde_json::to_string(e).map_err(json_err)?;
-                    let n = ins
-                        .execute(params![e.id(), e.customer_id(), ts(e.time()), json])
-                        .map_err(db_err)?;
-                    if n == 1 {
+                    if append(&mut ins, e)? {
                         summary.events_added += 1;
                         touched.insert(e.customer_id().to_owned());
                     } else {
@@ -210,6 +201,45 @@ impl SqliteFeatureStore {
         rows.iter()
             .map(|r| serde_json::from_str(r).map_err(json_err))
             .collect()
+    }
+
+    /// Customer ids with a logged event, sorted.
+    pub fn logged_customers_sync(&self) -> Result<Vec<String>, PortError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT customer_id FROM feature_events ORDER BY customer_id")
+            .map_err(db_err)?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<Result<_, _>>()
+            .map_err(db_err)
+    }
+
+    /// The snapshot of `version` known at `as_of` (the newest when `None`), synchronously.
+    pub fn get_version_sync(
+        &self,
+        customer_id: &str,
+        version: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<CustomerFeatures>, PortError> {
+        let conn = self.conn();
+        // Without a bound, `~` sorts after every timestamp.
+        let upto = as_of.map_or_else(|| "~".to_owned(), ts);
+        let raw: Option<String> = conn
+            .prepare_cached(
+                "SELECT features FROM feature_history
+                 WHERE customer_id = ?1 AND feature_set_version = ?2 AND event_time <= ?3
+                 ORDER BY event_time DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![customer_id, version, upto], |r| r.get(0)))
+            .optional()
+            .map_err(db_err)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let f: CustomerFeatures = serde_json::from_str(&raw).map_err(json_err)?;
+        Ok(Some(match as_of {
+            Some(t) => f.at(t),
+            None => f,
+        }))
     }
 
     /// Customer ids with features, sorted (for listings and tests).
@@ -332,6 +362,28 @@ pub struct IngestSummary {
     pub snapshots_written: usize,
 }
 
+// A repeated event id is ignored: the log keeps the first delivery.
+const APPEND_EVENT: &str =
+    "INSERT OR IGNORE INTO feature_events(event_id, customer_id, event_time, event)
+    VALUES (?1, ?2, ?3, ?4)";
+
+/// Logs `event` with a prepared [`APPEND_EVENT`]; `true` when it was new.
+fn append(
+    ins: &mut rusqlite::CachedStatement<'_>,
+    event: &CustomerEvent,
+) -> Result<bool, PortError> {
+    let json = serde_json::to_string(event).map_err(json_err)?;
+    let n = ins
+        .execute(params![
+            event.id(),
+            event.customer_id(),
+            ts(event.time()),
+            json
+        ])
+        .map_err(db_err)?;
+    Ok(n == 1)
+}
+
 const PUT_FEATURES: &str = "INSERT INTO feature_history
     (customer_id, feature_set_version, event_time, recorded_at, features)
     VALUES (?1, ?2, ?3, ?4, ?5)
@@ -386,42 +438,39 @@ impl FeatureStore for SqliteFeatureStore {
         Ok(())
     }
 
+    async fn put_all(&self, features: &[CustomerFeatures]) -> Result<(), PortError> {
+        self.put_batch(features, &[])
+    }
+
     async fn get(
         &self,
         customer_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<CustomerFeatures>, PortError> {
+        self.get_version_sync(customer_id, FEATURE_SET_VERSION, as_of)
+    }
+
+    async fn get_version(
+        &self,
+        customer_id: &str,
+        version: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<CustomerFeatures>, PortError> {
+        self.get_version_sync(customer_id, version, as_of)
+    }
+
+    async fn append_event(&self, event: &CustomerEvent) -> Result<bool, PortError> {
         let conn = self.conn();
-        let raw: Option<String> = match as_of {
-            Some(t) => conn
-                .prepare_cached(
-                    "SELECT features FROM feature_history
-                     WHERE customer_id = ?1 AND feature_set_version = ?2 AND event_time <= ?3
-                     ORDER BY event_time DESC LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![customer_id, FEATURE_SET_VERSION, ts(t)], |r| {
-                        r.get(0)
-                    })
-                }),
-            None => conn
-                .prepare_cached(
-                    "SELECT features FROM feature_history
-                     WHERE customer_id = ?1 AND feature_set_version = ?2
-                     ORDER BY event_time DESC LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![customer_id, FEATURE_SET_VERSION], |r| r.get(0))
-                }),
-        }
-        .optional()
-        .map_err(db_err)?;
-        let Some(raw) = raw else { return Ok(None) };
-        let f: CustomerFeatures = serde_json::from_str(&raw).map_err(json_err)?;
-        Ok(Some(match as_of {
-            Some(t) => f.at(t),
-            None => f,
-        }))
+        let mut ins = conn.prepare_cached(APPEND_EVENT).map_err(db_err)?;
+        append(&mut ins, event)
+    }
+
+    async fn events(&self, customer_id: &str) -> Result<Vec<CustomerEvent>, PortError> {
+        self.events_for(customer_id)
+    }
+
+    async fn logged_customers(&self) -> Result<Vec<String>, PortError> {
+        self.logged_customers_sync()
     }
 
     async fn history(
@@ -466,5 +515,19 @@ impl CustomerIndex for SqliteFeatureStore {
 
     async fn similar(&self, query: &SimilarQuery) -> Result<Vec<SimilarCustomer>, PortError> {
         self.similar_sync(query)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SqliteFeatureStore;
+
+    async fn fresh() -> Option<SqliteFeatureStore> {
+        Some(SqliteFeatureStore::in_memory().unwrap())
+    }
+
+    mod contract {
+        use super::fresh;
+        upsell_core::feature_store_contract!(fresh());
     }
 }

@@ -10,11 +10,16 @@
 //!   `featureSetVersion`, `customerId` and `region` for the sparse `ByVersionTime`
 //!   (featureSetVersion, lastEventTime) and `ByRegion` (region, customerId) indexes; written
 //!   only when it is not older than the stored one (`attribute_not_exists(pk) OR
-//!   lastEventTime <= :t`), so late events never move it back.
+//!   lastEventTime <= :t`), so late events never move it back;
+//! - event log: `sk = EVT#<event time>#<event id>`, `event` (the event JSON as a string),
+//!   `eventId`; written with `attribute_not_exists(sk)`, so a redelivery is logged once. A
+//!   customer's log is one `Query` on `begins_with(sk, "EVT#")`, in event-time order (ties by
+//!   id). The items carry none of the index attributes, so they stay out of both indexes.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
+use upsell_core::events::CustomerEvent;
 use upsell_core::features::{CustomerFeatures, FEATURE_SET_VERSION, FeatureStore};
 use upsell_core::ports::PortError;
 
@@ -40,6 +45,9 @@ pub const BY_REGION_INDEX: &str = "ByRegion";
 pub fn sort_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
+
+/// Sort-key prefix of the event log items.
+pub const EVENT_PREFIX: &str = "EVT#";
 
 /// Partition key of a customer's items.
 pub fn customer_pk(customer_id: &str) -> String {
@@ -76,6 +84,24 @@ impl DynamoFeatureStore {
         &self.table
     }
 
+    fn event_of(&self, item: &Item) -> Result<CustomerEvent, PortError> {
+        let json = get_s(item, "event").ok_or_else(|| {
+            PortError::Other(format!(
+                "event log item (pk={:?}, sk={:?}) of table {} has no `event` string",
+                get_s(item, "pk").unwrap_or("?"),
+                get_s(item, "sk").unwrap_or("?"),
+                self.table
+            ))
+        })?;
+        serde_json::from_str(json).map_err(|e| {
+            PortError::Other(format!(
+                "event log item (sk={:?}) of table {} is not an event: {e}",
+                get_s(item, "sk").unwrap_or("?"),
+                self.table
+            ))
+        })
+    }
+
     fn features_of(&self, item: &Item) -> Result<CustomerFeatures, PortError> {
         let corrupt = |why: String| {
             PortError::Other(format!(
@@ -95,10 +121,11 @@ impl DynamoFeatureStore {
     async fn query_desc(
         &self,
         customer_id: &str,
+        version: &str,
         upto: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Result<Vec<Item>, PortError> {
-        let prefix = format!("FS#{}#", self.feature_set_version);
+        let prefix = format!("FS#{version}#");
         let request = self
             .client
             .query()
@@ -196,6 +223,16 @@ impl FeatureStore for DynamoFeatureStore {
         customer_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Option<CustomerFeatures>, PortError> {
+        self.get_version(customer_id, &self.feature_set_version, as_of)
+            .await
+    }
+
+    async fn get_version(
+        &self,
+        customer_id: &str,
+        version: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Option<CustomerFeatures>, PortError> {
         let Some(t) = as_of else {
             let out = self
                 .client
@@ -203,7 +240,7 @@ impl FeatureStore for DynamoFeatureStore {
                 .table_name(&self.table)
                 .set_key(Some(key(
                     customer_pk(customer_id),
-                    format!("LATEST#{}", self.feature_set_version),
+                    format!("LATEST#{version}"),
                 )))
                 .consistent_read(true)
                 .send()
@@ -211,7 +248,7 @@ impl FeatureStore for DynamoFeatureStore {
                 .map_err(|e| port_error("DynamoDB GetItem (latest features)", e))?;
             return out.item.map(|item| self.features_of(&item)).transpose();
         };
-        let items = self.query_desc(customer_id, Some(t), 1).await?;
+        let items = self.query_desc(customer_id, version, Some(t), 1).await?;
         // Same as the SQLite store: time-relative features are recomputed for the read time.
         items
             .first()
@@ -227,10 +264,94 @@ impl FeatureStore for DynamoFeatureStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.query_desc(customer_id, None, limit)
+        self.query_desc(customer_id, &self.feature_set_version, None, limit)
             .await?
             .iter()
             .map(|item| self.features_of(item))
             .collect()
+    }
+
+    async fn append_event(&self, event: &CustomerEvent) -> Result<bool, PortError> {
+        let json = serde_json::to_string(event).map_err(|e| {
+            PortError::Invalid(format!("cannot serialise event {}: {e}", event.id()))
+        })?;
+        let mut item = key(
+            customer_pk(event.customer_id()),
+            format!("{EVENT_PREFIX}{}#{}", sort_time(event.time()), event.id()),
+        );
+        item.extend([
+            ("event".to_owned(), s(json)),
+            ("eventId".to_owned(), s(event.id())),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(port_error("DynamoDB PutItem (event log)", e)),
+        }
+    }
+
+    async fn events(&self, customer_id: &str) -> Result<Vec<CustomerEvent>, PortError> {
+        let request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :evt)")
+            .expression_attribute_values(":pk", s(customer_pk(customer_id)))
+            .expression_attribute_values(":evt", s(EVENT_PREFIX))
+            .consistent_read(true);
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = request
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error("DynamoDB Query (event log)", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(self.event_of(&item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn logged_customers(&self) -> Result<Vec<String>, PortError> {
+        let request = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(sk, :evt)")
+            .expression_attribute_values(":evt", s(EVENT_PREFIX))
+            .projection_expression("pk");
+        let mut customers = std::collections::BTreeSet::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = request
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| port_error("DynamoDB Scan (event log customers)", e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(c) = get_s(&item, "pk").and_then(|pk| pk.strip_prefix("CUST#")) {
+                    customers.insert(c.to_owned());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(customers.into_iter().collect()),
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `upsell features`: feed events into the local feature store, read features (optionally as
-//! of a past time), their history, and similar customers.
+//! of a past time and of another feature-set version), their history, similar customers, and
+//! rebuild a feature-set version from the event log (`upsell_core::rebuild`).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -7,7 +8,10 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use upsell_core::events::{Region, Service};
-use upsell_core::features::{CustomerFeatures, CustomerIndex, FeatureStore, SimilarQuery};
+use upsell_core::features::{
+    CustomerFeatures, CustomerIndex, FeatureSet, FeatureStore, SimilarQuery,
+};
+use upsell_core::rebuild::{RebuildReport, RebuildRequest, rebuild};
 use upsell_sqlite::features::SqliteFeatureStore;
 
 use super::Context;
@@ -32,6 +36,9 @@ enum Sub {
         customer: String,
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         as_of: Option<DateTime<Utc>>,
+        /// Read this feature-set version (default: the serving one, fs-v1).
+        #[arg(long, value_name = "VERSION", value_parser = parse_feature_set)]
+        feature_set: Option<FeatureSet>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -41,6 +48,16 @@ enum Sub {
         customer: String,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay every customer's logged events under a feature-set version, store its snapshots
+    /// beside the serving version's, and report which features moved for how many customers.
+    Rebuild {
+        /// The version to compute (default: the newest definition, fs-v2).
+        #[arg(long, value_name = "VERSION", value_parser = parse_feature_set)]
+        feature_set: Option<FeatureSet>,
+        /// Print the report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -68,6 +85,10 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
         .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))
+}
+
+fn parse_feature_set(s: &str) -> Result<FeatureSet, String> {
+    FeatureSet::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_region(s: &str) -> Result<Region, String> {
@@ -105,14 +126,19 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
         Sub::Show {
             customer,
             as_of,
+            feature_set,
             json,
         } => {
-            let Some(f) = rt.block_on(store.get(&customer, as_of))? else {
+            let fs = feature_set.unwrap_or(FeatureSet::SERVING);
+            let Some(f) = rt.block_on(store.get_version(&customer, fs.version(), as_of))? else {
+                let hint = if fs == FeatureSet::SERVING {
+                    "run `upsell features ingest EVENTS` first".to_owned()
+                } else {
+                    format!("run `upsell features rebuild --feature-set {fs}` first")
+                };
                 match as_of {
-                    Some(t) => bail!("no features for customer {customer} as of {t}"),
-                    None => bail!(
-                        "no features for customer {customer}: run `upsell features ingest EVENTS` first"
-                    ),
+                    Some(t) => bail!("no {fs} features for customer {customer} as of {t}"),
+                    None => bail!("no {fs} features for customer {customer}: {hint}"),
                 }
             };
             if json {
@@ -144,6 +170,19 @@ pub fn run(args: Args, ctx: &Context) -> anyhow::Result<()> {
                         f.region.map_or("-", upsell_core::features::region_code),
                     );
                 }
+            }
+            Ok(())
+        }
+        Sub::Rebuild { feature_set, json } => {
+            let request = RebuildRequest {
+                feature_set: feature_set.unwrap_or(FeatureSet::NEWEST),
+                serving: FeatureSet::SERVING,
+            };
+            let report = rt.block_on(rebuild(&store, &request))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report)?;
             }
             Ok(())
         }
@@ -216,6 +255,30 @@ fn ingest(store: &SqliteFeatureStore, path: &PathBuf) -> anyhow::Result<()> {
         s.customers_updated,
         s.snapshots_written
     );
+    Ok(())
+}
+
+fn print_report(r: &RebuildReport) -> anyhow::Result<()> {
+    outln!(
+        "rebuilt {} for {} customers from {} logged events ({} snapshots written beside {})",
+        r.rebuilt,
+        r.customers_rebuilt,
+        r.events_replayed,
+        r.snapshots_written,
+        r.serving
+    );
+    outln!(
+        "{} of {} customers with {} features have a current value that differs",
+        r.customers_changed,
+        r.customers_compared,
+        r.serving
+    );
+    if r.features.is_empty() {
+        outln!("no feature moved");
+    }
+    for f in &r.features {
+        outln!("  {:<24} {:>7} customers", f.feature, f.customers);
+    }
     Ok(())
 }
 
