@@ -85,7 +85,7 @@ pub fn load_dataset(path: &Path, sample: Option<usize>) -> anyhow::Result<Datase
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     // (line number, parsed item or why not)
     let rows: Vec<(usize, Result<Value, String>)> = if csv {
-        upsell_asl::items::read_csv(&text, &json!({}))
+        upsell_asl::read_csv(&text, &json!({}))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             .into_iter()
             .enumerate()

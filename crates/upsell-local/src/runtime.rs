@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
-use upsell_asl::jsonpath::JsonPath;
+use upsell_asl::JsonPath;
 use upsell_asl::{
     Clock, Engine, Execution, Failure, InvalidDefinition, LambdaError, LambdaInvoker, Outcome,
     ParseOptions, Resources, StartOptions, StateMachine, parse_str,
