@@ -33,26 +33,26 @@ use upsell_local::workers::WorkerSet;
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
-use upsell_sqlite::contacts::SqliteContactStore;
-use upsell_sqlite::counters::SqliteVersionCounters;
-use upsell_sqlite::drift::SqliteDriftSource;
-use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
-use upsell_sqlite::features::SqliteFeatureStore;
-use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
-use upsell_sqlite::kb::SqliteKnowledgeBase;
-use upsell_sqlite::kb_cache::CachedKnowledgeBase;
-use upsell_sqlite::kb_source::{load_documents, read_settings};
-use upsell_sqlite::messages::{MESSAGES_TABLE, SqliteMessageStore};
-use upsell_sqlite::metrics::SqliteMetricLog;
+use upsell_sqlite::CachedKnowledgeBase;
+use upsell_sqlite::SqliteContactStore;
+use upsell_sqlite::SqliteDriftSource;
+use upsell_sqlite::SqliteFeatureStore;
+use upsell_sqlite::SqliteKnowledgeBase;
+use upsell_sqlite::SqliteMetricLog;
+use upsell_sqlite::SqlitePastSuccesses;
+use upsell_sqlite::SqliteVersionCounters;
+use upsell_sqlite::TableStore;
 use upsell_sqlite::open_shared;
-use upsell_sqlite::outcomes::SqlitePastSuccesses;
-use upsell_sqlite::registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
+use upsell_sqlite::{EVALUATIONS_TABLE, SqliteEvaluationStore};
+use upsell_sqlite::{ExecutionStore, HistoryLevel};
+use upsell_sqlite::{MESSAGES_TABLE, SqliteMessageStore};
+use upsell_sqlite::{load_documents, read_settings};
 
 /// The SQLite file under the home folder that holds the local stores (not the history).
 pub const DB_FILE: &str = "upsell.db";
 
-/// The metric log (`upsell_sqlite::metrics`), in a file of its own for the same reason.
+/// The metric log ([`upsell_sqlite::SqliteMetricLog`]), in a file of its own for the same reason.
 pub const METRICS_FILE: &str = "metrics.db";
 
 /// The execution history and checkpoints, in a file of their own: SQLite has one write lock per

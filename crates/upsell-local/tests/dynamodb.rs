@@ -12,7 +12,7 @@ use upsell_asl::{
 };
 use upsell_local::dynamodb::DynamoDbTasks;
 use upsell_local::template::{LoadOptions, SamTemplate};
-use upsell_sqlite::tables::{ItemKey, KeyValue, TableStore};
+use upsell_sqlite::{ItemKey, KeyValue, TableStore};
 
 const ENTERED: &str = "2026-12-07T10:00:00.000Z";
 

@@ -14,8 +14,8 @@ use upsell_core::ports::{EventPublisher, MessageQuery, MessageStore, PortError, 
 use upsell_local::runtime::{
     BusSource, EventOutcome, LocalEventBus, Runtime, RuntimeError, WorkerFailure, WorkerRegistry,
 };
-use upsell_sqlite::history::{ExecutionFilter, ExecutionStore};
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::TableStore;
+use upsell_sqlite::{ExecutionFilter, ExecutionStore};
 
 const TEMPLATE: &str = r#"
 AWSTemplateFormatVersion: '2010-09-09'

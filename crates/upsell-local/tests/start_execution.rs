@@ -14,8 +14,8 @@ use upsell_local::item_reader::LocalObjects;
 use upsell_local::runtime::{Runtime, WorkerFailure, WorkerRegistry};
 use upsell_local::services::StartExecutionError;
 use upsell_local::template::state_machine_arn;
-use upsell_sqlite::history::ExecutionStore;
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::ExecutionStore;
+use upsell_sqlite::TableStore;
 
 const TEMPLATE: &str = r#"
 AWSTemplateFormatVersion: '2010-09-09'

@@ -14,7 +14,7 @@ use upsell_core::registry::{ActorKind, TransitionRecord};
 use upsell_core::rollout::{HealthParams, simulate, simulation_table, standard_scenarios};
 use upsell_local::services::ExecutionDescription;
 use upsell_models::seed::load_agent_dir;
-use upsell_sqlite::history::HistoryLevel;
+use upsell_sqlite::HistoryLevel;
 
 use super::Context;
 
