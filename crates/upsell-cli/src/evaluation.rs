@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use upsell_core::evaluation::{EvalCase, EvaluationReport, EvaluationStore, ReplayTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::validate::check_event;
-use upsell_local::runtime::is_valid_execution_name;
-use upsell_local::template::state_machine_arn;
+use upsell_local::is_valid_execution_name;
+use upsell_local::state_machine_arn;
 
 use crate::app::{AppOptions, LocalApp};
 

@@ -12,7 +12,7 @@ use upsell_cli::rollout::{RolloutRequest, Traffic, rollback, run_rollout};
 use upsell_core::ports::AgentRegistry;
 use upsell_core::registry::{ActorKind, TransitionRecord};
 use upsell_core::rollout::{HealthParams, simulate, simulation_table, standard_scenarios};
-use upsell_local::services::ExecutionDescription;
+use upsell_local::ExecutionDescription;
 use upsell_models::seed::load_agent_dir;
 use upsell_sqlite::HistoryLevel;
 
