@@ -27,7 +27,7 @@ use upsell_core::monitor::MonitorReport;
 use upsell_core::outbound::OUTBOUND_SOURCE;
 use upsell_core::sample::{DriftScenario, SampleConfig, generate_jsonl};
 use upsell_core::telemetry::MetricLog;
-use upsell_sqlite::tables::{ItemKey, KeyValue, Query, SortCondition};
+use upsell_sqlite::{ItemKey, KeyValue, Query, SortCondition};
 
 const CUSTOMERS: usize = 300;
 const BASELINE: &str = "2025-01-01..2026-01-01";

@@ -21,7 +21,7 @@ use upsell_core::ports::MessageStore;
 use upsell_core::sample::{LineKind, SampleConfig, generate};
 use upsell_core::validate::check_event;
 use upsell_models::offline::OfflineModel;
-use upsell_sqlite::kb::SqliteKnowledgeBase;
+use upsell_sqlite::SqliteKnowledgeBase;
 
 /// The enrich step's `facts.similarCustomers` of an execution, from its history.
 fn similar_fact(app: &LocalApp, arn: &str) -> Option<SimilarCustomers> {

@@ -28,7 +28,7 @@ fn repo_root() -> PathBuf {
 
 fn options(home: &Path) -> AppOptions {
     let mut o = AppOptions::new(home).with_repo_root(&repo_root());
-    o.history = upsell_sqlite::history::HistoryLevel::Summary;
+    o.history = upsell_sqlite::HistoryLevel::Summary;
     o
 }
 

@@ -9,6 +9,8 @@
 //!   or SQLite.
 //! - Every path ARCHITECTURE.md names exists.
 //! - FNV-1a is written once, in `upsell_core::hash`.
+//! - upsell-jsonata, upsell-asl, upsell-sqlite and upsell-local declare no `pub mod` in their
+//!   `lib.rs`: the crate root is their API.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -324,5 +326,32 @@ fn fnv1a_is_written_once() {
     assert!(
         found.is_empty(),
         "FNV-1a outside upsell_core::hash: {found:?}"
+    );
+}
+
+/// The engine and adapter crates expose a narrow facade: private modules, re-exports at the
+/// crate root. A `pub mod` in their `lib.rs` would publish a module's whole contents.
+#[test]
+fn facade_crates_declare_no_pub_mod() {
+    let mut found = Vec::new();
+    for krate in [
+        "upsell-jsonata",
+        "upsell-asl",
+        "upsell-sqlite",
+        "upsell-local",
+    ] {
+        let path = root().join("crates").join(krate).join("src/lib.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default().trim_start();
+            if code.starts_with("pub mod ") {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "pub mod in a facade crate:\n{}",
+        found.join("\n")
     );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use upsell_asl::definition::MAX_DEFINITION_BYTES;
+use upsell_asl::MAX_DEFINITION_BYTES;
 use upsell_asl::{ParseOptions, parse, parse_str};
 
 fn config() -> ProptestConfig {

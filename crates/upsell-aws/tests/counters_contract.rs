@@ -12,7 +12,7 @@ use upsell_aws::{DynamoVersionCounters, TableKind, tables};
 use upsell_core::agent::AgentRef;
 use upsell_core::counters::{VersionCounters, record_deltas};
 use upsell_core::message::{AttemptRecord, JudgeVerdict, MessageRecord, MessageStatus, TokenUsage};
-use upsell_sqlite::counters::SqliteVersionCounters;
+use upsell_sqlite::SqliteVersionCounters;
 
 /// Counters on a fresh table, or `None` without moto.
 async fn fresh() -> Option<DynamoVersionCounters> {

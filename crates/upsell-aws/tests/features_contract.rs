@@ -13,7 +13,7 @@ use upsell_aws::{AwsContext, DynamoFeatureStore, TableKind, tables};
 use upsell_core::features::{FeatureSet, FeatureStore};
 use upsell_core::features_contract::{service, survey};
 use upsell_core::rebuild::{RebuildRequest, rebuild};
-use upsell_sqlite::features::SqliteFeatureStore;
+use upsell_sqlite::SqliteFeatureStore;
 
 /// A context and a feature store on a fresh table, or `None` without moto.
 async fn fresh_with_context() -> Option<(AwsContext, DynamoFeatureStore)> {

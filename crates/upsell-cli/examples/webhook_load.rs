@@ -13,7 +13,7 @@ use serde_json::Value;
 use upsell_cli::app::{AppOptions, DB_FILE, LocalApp};
 use upsell_cli::serve::{Extras, RuntimeIngest, bind_loopback, serve};
 use upsell_core::ports::MessageStore;
-use upsell_sqlite::receipts::SqliteIngestReceipts;
+use upsell_sqlite::SqliteIngestReceipts;
 
 const SECRET: &str = "load-test-secret-0123456789abcdef";
 

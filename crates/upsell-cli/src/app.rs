@@ -5,7 +5,7 @@
 //! the registry on first run, builds the knowledge-base index when it is empty, builds each
 //! worker's `Deps` from the local adapters and reads `sam/template.yaml` (rules, state machines,
 //! functions, tables). Workers are called in-process through [`LocalWorkers`]
-//! (`upsell_local::workers::WorkerSet`), which drives each typed `Worker` exactly as the Lambda
+//! (`upsell_local::WorkerSet`), which drives each typed `Worker` exactly as the Lambda
 //! runner does: same error names for the state machine's Retry and Catch, same metrics (into the
 //! SQLite metric log instead of EMF lines).
 //!
@@ -27,32 +27,32 @@ use upsell_core::evaluation::{CustomerTimeline, StoresTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::kb::HashingEmbedder;
 use upsell_core::ports::{ModelProvider, PortError};
-use upsell_local::item_reader::LocalObjects;
-use upsell_local::runtime::{EventOutcome, LocalEventBus, Runtime};
-use upsell_local::workers::WorkerSet;
+use upsell_local::LocalObjects;
+use upsell_local::WorkerSet;
+use upsell_local::{EventOutcome, LocalEventBus, Runtime};
 use upsell_models::offline::OfflineModel;
 use upsell_models::openai::OpenAiCompatible;
 use upsell_models::seed::{seed_agents, seed_request};
-use upsell_sqlite::contacts::SqliteContactStore;
-use upsell_sqlite::counters::SqliteVersionCounters;
-use upsell_sqlite::drift::SqliteDriftSource;
-use upsell_sqlite::evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
-use upsell_sqlite::features::SqliteFeatureStore;
-use upsell_sqlite::history::{ExecutionStore, HistoryLevel};
-use upsell_sqlite::kb::SqliteKnowledgeBase;
-use upsell_sqlite::kb_cache::CachedKnowledgeBase;
-use upsell_sqlite::kb_source::{load_documents, read_settings};
-use upsell_sqlite::messages::{MESSAGES_TABLE, SqliteMessageStore};
-use upsell_sqlite::metrics::SqliteMetricLog;
+use upsell_sqlite::CachedKnowledgeBase;
+use upsell_sqlite::SqliteContactStore;
+use upsell_sqlite::SqliteDriftSource;
+use upsell_sqlite::SqliteFeatureStore;
+use upsell_sqlite::SqliteKnowledgeBase;
+use upsell_sqlite::SqliteMetricLog;
+use upsell_sqlite::SqlitePastSuccesses;
+use upsell_sqlite::SqliteVersionCounters;
+use upsell_sqlite::TableStore;
 use upsell_sqlite::open_shared;
-use upsell_sqlite::outcomes::SqlitePastSuccesses;
-use upsell_sqlite::registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
+use upsell_sqlite::{EVALUATIONS_TABLE, SqliteEvaluationStore};
+use upsell_sqlite::{ExecutionStore, HistoryLevel};
+use upsell_sqlite::{MESSAGES_TABLE, SqliteMessageStore};
+use upsell_sqlite::{load_documents, read_settings};
 
 /// The SQLite file under the home folder that holds the local stores (not the history).
 pub const DB_FILE: &str = "upsell.db";
 
-/// The metric log (`upsell_sqlite::metrics`), in a file of its own for the same reason.
+/// The metric log ([`upsell_sqlite::SqliteMetricLog`]), in a file of its own for the same reason.
 pub const METRICS_FILE: &str = "metrics.db";
 
 /// The execution history and checkpoints, in a file of their own: SQLite has one write lock per
@@ -99,7 +99,7 @@ fn load_mounts(home: &Path) -> anyhow::Result<Vec<S3Mount>> {
 }
 
 /// Error type lambda_runtime reports when the payload does not deserialise into `Input`.
-pub use upsell_local::workers::DESERIALIZE_ERROR;
+pub use upsell_local::DESERIALIZE_ERROR;
 
 /// Which model provider the generate and judge workers call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,9 +515,9 @@ impl LocalApp {
                 }),
         );
         let lanes = opts.lanes.max(1);
-        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = workers.clone();
+        let invoked: Arc<dyn upsell_local::WorkerRegistry> = workers.clone();
         #[cfg(feature = "fault-injection")]
-        let invoked: Arc<dyn upsell_local::runtime::WorkerRegistry> = match faults {
+        let invoked: Arc<dyn upsell_local::WorkerRegistry> = match faults {
             Some(plan) => Arc::new(crate::faults::FaultyWorkers::new(invoked, plan)),
             None => invoked,
         };

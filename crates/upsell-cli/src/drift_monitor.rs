@@ -8,7 +8,7 @@
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use upsell_core::drift::DRIFT_DETECTED_DETAIL_TYPE;
-use upsell_local::template::state_machine_arn;
+use upsell_local::state_machine_arn;
 
 use crate::app::LocalApp;
 

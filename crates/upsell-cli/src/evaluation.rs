@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use upsell_core::evaluation::{EvalCase, EvaluationReport, EvaluationStore, ReplayTimeline};
 use upsell_core::hash::fnv1a;
 use upsell_core::validate::check_event;
-use upsell_local::runtime::is_valid_execution_name;
-use upsell_local::template::state_machine_arn;
+use upsell_local::is_valid_execution_name;
+use upsell_local::state_machine_arn;
 
 use crate::app::{AppOptions, LocalApp};
 
@@ -85,7 +85,7 @@ pub fn load_dataset(path: &Path, sample: Option<usize>) -> anyhow::Result<Datase
         .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     // (line number, parsed item or why not)
     let rows: Vec<(usize, Result<Value, String>)> = if csv {
-        upsell_asl::items::read_csv(&text, &json!({}))
+        upsell_asl::read_csv(&text, &json!({}))
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             .into_iter()
             .enumerate()

@@ -23,7 +23,7 @@ use serde_json::Value;
 use upsell_core::guard::MAX_MODEL_ANSWER_BYTES;
 use upsell_core::hash::{fnv1a, fnv1a_from};
 use upsell_core::ports::{ConverseRequest, ConverseResponse, ModelError, ModelProvider};
-use upsell_local::runtime::{WorkerFailure, WorkerRegistry};
+use upsell_local::{WorkerFailure, WorkerRegistry};
 use upsell_models::prompt::JUDGE_CONTEXT_TAG;
 
 /// The environment variable that turns fault injection on.

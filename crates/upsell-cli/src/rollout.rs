@@ -21,8 +21,8 @@ use upsell_core::ports::AgentRegistry;
 use upsell_core::registry::TransitionRecord;
 use upsell_core::rollout::HealthParams;
 use upsell_core::sample::{SampleConfig, generate_jsonl};
-use upsell_local::services::ExecutionDescription;
-use upsell_local::template::state_machine_arn;
+use upsell_local::ExecutionDescription;
+use upsell_local::state_machine_arn;
 
 use crate::app::{AppOptions, LocalApp, RunSummary};
 use crate::evaluation::{BUCKET, load_dataset};

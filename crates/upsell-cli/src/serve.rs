@@ -6,7 +6,7 @@
 //! same [`webhook::handle`] the Lambda calls, and writes its answer. Accepted events go to
 //! [`RuntimeIngest`], the local stand-in for EventBridge `PutEvents`: per-customer lanes (one
 //! customer's events run in arrival order, like `upsell run`) whose tasks call
-//! [`upsell_local::runtime::Runtime::submit`], so each event starts the workflow of the rules
+//! [`upsell_local::Runtime::submit`], so each event starts the workflow of the rules
 //! it matches and ends with one terminal record. Idempotency receipts live in `upsell.db`.
 //!
 //! `GET /health` answers 200 with the queue depth; `GET /dashboard` serves `upsell dashboard`'s
@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use upsell_core::events::RawEvent;
 use upsell_core::ports::{EventPublisher, PortError};
-use upsell_local::runtime::Runtime;
+use upsell_local::Runtime;
 use webhook::{EVENTS_PATH, MAX_BODY_BYTES, Response, SIGNATURE_HEADER};
 
 use crate::app::lane_key;

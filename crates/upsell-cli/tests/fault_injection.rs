@@ -26,7 +26,7 @@ use upsell_cli::faults::FAULTS_ENV;
 use upsell_core::message::MessageStatus;
 use upsell_core::ports::{MessageQuery, MessageStore};
 use upsell_core::sample::{LineKind, SampleConfig, generate};
-use upsell_sqlite::history::ExecutionFilter;
+use upsell_sqlite::ExecutionFilter;
 
 fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use upsell_core::ports::MessageStore;
-use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::SqliteMessageStore;
 
 const SECRET: &str = "serve-test-secret-0123456789abcdef";
 

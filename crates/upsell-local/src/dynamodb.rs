@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use upsell_asl::{Resources, TaskContext, TaskFailure, TaskHandler};
-use upsell_sqlite::tables::{ItemKey, KeyValue, TableStore, Write};
+use upsell_sqlite::{ItemKey, KeyValue, TableStore, Write};
 
 use crate::template::TableSpec;
 

@@ -1,16 +1,39 @@
 //! The local runtime: reads the SAM template, matches events to rules and runs the state machines
 //! with the ASL engine, calling each worker in-process.
 //!
-//! [`runtime::Runtime`] ties it together; [`template`] reads `sam/template.yaml`, [`pattern`]
-//! matches EventBridge patterns, [`dynamodb`] provides the DynamoDB getItem and putItem task
-//! integrations the state machines use, [`services`] the EventBridge and Step Functions
-//! (`states:startExecution`) ones, [`item_reader`] S3 buckets as local folders for Distributed
-//! Map `ItemReader`s and `ResultWriter`s.
+//! The crate root is the whole API (the modules are private):
+//! - [`Runtime`] ties it together (built with [`RuntimeBuilder`]), with the local event bus
+//!   ([`LocalEventBus`]), the workers ([`WorkerSet`], [`WorkerRegistry`]) and the outcomes of
+//!   events and executions;
+//! - [`SamTemplate`] reads `sam/template.yaml` (functions, state machines, rules, tables), and
+//!   [`EventPattern`] matches EventBridge patterns;
+//! - task integrations for the state machines: DynamoDB getItem and putItem
+//!   ([`DynamoDbTasks`]), EventBridge ([`EventsTasks`]) and Step Functions
+//!   `states:startExecution` ([`StatesTasks`]); [`LocalObjects`] serves folders as S3 buckets for
+//!   Distributed Map `ItemReader`s and `ResultWriter`s.
 
-pub mod dynamodb;
-pub mod item_reader;
-pub mod pattern;
-pub mod runtime;
-pub mod services;
-pub mod template;
-pub mod workers;
+mod dynamodb;
+mod item_reader;
+mod pattern;
+mod runtime;
+mod services;
+mod template;
+mod workers;
+
+pub use dynamodb::DynamoDbTasks;
+pub use item_reader::LocalObjects;
+pub use pattern::{EventPattern, PatternError};
+pub use runtime::{
+    BusEvent, BusSource, EventOutcome, ExecutionOutcome, LineOutcome, LocalEventBus, Runtime,
+    RuntimeBuilder, RuntimeError, StartStats, WorkerFailure, WorkerInvoker, WorkerRegistry,
+    execution_arn, execution_name, is_valid_execution_name, target_input,
+};
+pub use services::{
+    EventsTasks, ExecutionDescription, LocalStepFunctions, PutEventsTarget, StartExecutionError,
+    StatesTasks,
+};
+pub use template::{
+    FunctionSpec, LoadOptions, RetryPolicy, RuleSpec, RuleTarget, SamTemplate, StateMachineSpec,
+    TableSpec, TargetInput, TargetKind, TemplateError, apply_substitutions, state_machine_arn,
+};
+pub use workers::{DESERIALIZE_ERROR, WorkerSet};

@@ -31,7 +31,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
-use upsell_asl::jsonpath::JsonPath;
+use upsell_asl::JsonPath;
 use upsell_asl::{
     Clock, Engine, Execution, Failure, InvalidDefinition, LambdaError, LambdaInvoker, Outcome,
     ParseOptions, Resources, StartOptions, StateMachine, parse_str,
@@ -43,8 +43,8 @@ use upsell_core::ports::{
 };
 use upsell_core::telemetry::EVENTS_QUARANTINED;
 use upsell_core::validate::{MAX_EVENT_BYTES, Problem, RejectReason};
-use upsell_sqlite::history::{ExecutionStore, ExecutionSummary, HistoryLevel};
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::TableStore;
+use upsell_sqlite::{ExecutionStore, ExecutionSummary, HistoryLevel};
 
 use crate::dynamodb::DynamoDbTasks;
 use crate::item_reader::LocalObjects;

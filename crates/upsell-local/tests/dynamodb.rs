@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use upsell_asl::{
     Engine, Resources, TaskContext, TestStateRequest, TestStateResponse, TestStatus, run_test_state,
 };
-use upsell_local::dynamodb::DynamoDbTasks;
-use upsell_local::template::{LoadOptions, SamTemplate};
-use upsell_sqlite::tables::{ItemKey, KeyValue, TableStore};
+use upsell_local::DynamoDbTasks;
+use upsell_local::{LoadOptions, SamTemplate};
+use upsell_sqlite::{ItemKey, KeyValue, TableStore};
 
 const ENTERED: &str = "2026-12-07T10:00:00.000Z";
 

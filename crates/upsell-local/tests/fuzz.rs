@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use upsell_local::pattern::EventPattern;
+use upsell_local::EventPattern;
 
 fn config() -> ProptestConfig {
     ProptestConfig {

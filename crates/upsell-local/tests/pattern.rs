@@ -1,7 +1,7 @@
 //! EventBridge pattern matching: the table in tests/data/pattern-cases.json.
 
 use serde_json::Value;
-use upsell_local::pattern::EventPattern;
+use upsell_local::EventPattern;
 
 fn cases() -> Value {
     serde_json::from_str(include_str!("data/pattern-cases.json")).expect("pattern-cases.json")

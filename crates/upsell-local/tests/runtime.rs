@@ -11,11 +11,11 @@ use tokio::sync::Notify;
 use upsell_core::events::RawEvent;
 use upsell_core::message::{MessageRecord, QuarantineRecord};
 use upsell_core::ports::{EventPublisher, MessageQuery, MessageStore, PortError, PutOutcome};
-use upsell_local::runtime::{
+use upsell_local::{
     BusSource, EventOutcome, LocalEventBus, Runtime, RuntimeError, WorkerFailure, WorkerRegistry,
 };
-use upsell_sqlite::history::{ExecutionFilter, ExecutionStore};
-use upsell_sqlite::tables::TableStore;
+use upsell_sqlite::TableStore;
+use upsell_sqlite::{ExecutionFilter, ExecutionStore};
 
 const TEMPLATE: &str = r#"
 AWSTemplateFormatVersion: '2010-09-09'
@@ -775,9 +775,9 @@ fn the_repository_template_routes_upstream_events_but_not_announcements() {
 #[test]
 fn target_inputs_follow_eventbridge() {
     use std::collections::BTreeMap;
-    use upsell_local::pattern::EventPattern;
-    use upsell_local::runtime::target_input;
-    use upsell_local::template::{RuleSpec, TargetInput};
+    use upsell_local::EventPattern;
+    use upsell_local::target_input;
+    use upsell_local::{RuleSpec, TargetInput};
 
     let rule = RuleSpec {
         logical_id: "OrdersRule".into(),
@@ -829,7 +829,7 @@ fn target_inputs_follow_eventbridge() {
 
 #[test]
 fn execution_names_are_event_ids_when_step_functions_accepts_them() {
-    use upsell_local::runtime::{execution_name, is_valid_execution_name};
+    use upsell_local::{execution_name, is_valid_execution_name};
     for ok in [
         "8e97d202-0aec-4fe9-9aa4-73ef1259baf5",
         "ev_1.2",

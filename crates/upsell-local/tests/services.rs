@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use upsell_asl::{Resources, TaskContext};
-use upsell_local::services::{EventsTasks, PutEventsTarget};
+use upsell_local::{EventsTasks, PutEventsTarget};
 
 fn ctx() -> TaskContext {
     TaskContext {

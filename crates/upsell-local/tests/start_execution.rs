@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use upsell_core::message::{MessageRecord, QuarantineRecord};
 use upsell_core::ports::{MessageQuery, MessageStore, PortError, PutOutcome};
-use upsell_local::item_reader::LocalObjects;
-use upsell_local::runtime::{Runtime, WorkerFailure, WorkerRegistry};
-use upsell_local::services::StartExecutionError;
-use upsell_local::template::state_machine_arn;
-use upsell_sqlite::history::ExecutionStore;
-use upsell_sqlite::tables::TableStore;
+use upsell_local::LocalObjects;
+use upsell_local::StartExecutionError;
+use upsell_local::state_machine_arn;
+use upsell_local::{Runtime, WorkerFailure, WorkerRegistry};
+use upsell_sqlite::ExecutionStore;
+use upsell_sqlite::TableStore;
 
 const TEMPLATE: &str = r#"
 AWSTemplateFormatVersion: '2010-09-09'

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use upsell_local::template::{
+use upsell_local::{
     LoadOptions, RetryPolicy, SamTemplate, TargetInput, TargetKind, TemplateError,
     apply_substitutions,
 };

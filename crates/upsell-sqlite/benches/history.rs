@@ -10,7 +10,7 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Map, Value, json};
 use upsell_asl::{Checkpoint, CheckpointStore, HistoryEvent, HistorySink};
-use upsell_sqlite::history::{ExecutionStore, HistoryLevel, HistoryOptions};
+use upsell_sqlite::{ExecutionStore, HistoryLevel, HistoryOptions};
 
 const STATES: u64 = 25;
 const THREADS: usize = 4;

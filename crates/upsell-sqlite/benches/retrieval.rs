@@ -20,9 +20,9 @@ use upsell_core::kb::{
     Chunk, ChunkingSettings, Document, EvalQuery, HashingEmbedder, MetaValue, RerankSettings,
     RetrieveRequest, SearchMode, chunk_document,
 };
-use upsell_sqlite::features::SqliteFeatureStore;
-use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
-use upsell_sqlite::kb_source::load_documents;
+use upsell_sqlite::SqliteFeatureStore;
+use upsell_sqlite::load_documents;
+use upsell_sqlite::{IndexDocument, SqliteKnowledgeBase};
 
 const N: usize = 100_000;
 const REGIONS: &[&str] = &[

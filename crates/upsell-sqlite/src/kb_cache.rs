@@ -57,7 +57,7 @@ impl std::fmt::Debug for CachedKnowledgeBase {
 }
 
 impl CachedKnowledgeBase {
-    /// A cache of the results of the last [`DEFAULT_CAPACITY`] distinct requests.
+    /// A cache of the results of the last 256 distinct requests (`DEFAULT_CAPACITY`).
     pub fn new(inner: Arc<SqliteKnowledgeBase>) -> Self {
         Self::with_capacity(inner, DEFAULT_CAPACITY)
     }

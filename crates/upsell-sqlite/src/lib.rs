@@ -1,32 +1,59 @@
 //! SQLite adapters for the ports of `upsell-core`: the embedded store used on a laptop.
 //!
-//! Each store takes the path of its SQLite file. The CLI keeps the stores in one file (by default
-//! `.upsell/upsell.db`): the feature store with its history ([`features`]), the
-//! customer-embedding index for similar-customer search, and the knowledge-base index with FTS5
-//! and vectors ([`kb`], with a retrieval-result cache in [`kb_cache`]); the execution history
-//! ([`history`]) goes in a file of its own (`history.db`) so that its group commits never hold
-//! the stores' write lock, and so does the metric log ([`metrics`], `metrics.db`).
+//! The crate root is the whole API (the modules are private):
+//! - connections: [`open_connection`], [`open_shared`], [`SharedConnection`], [`db_err`];
+//! - port adapters: [`SqliteFeatureStore`], [`SqliteContactStore`], [`SqliteVersionCounters`],
+//!   [`SqliteDriftSource`], [`SqliteEvaluationStore`], [`SqliteMessageStore`],
+//!   [`SqliteAgentRegistry`], [`SqliteIngestReceipts`], [`SqlitePastSuccesses`],
+//!   [`SqliteMetricLog`], with the table names and keys the AWS adapters share;
+//! - the knowledge base: [`SqliteKnowledgeBase`], [`CachedKnowledgeBase`] and the source
+//!   loaders ([`read_settings`], [`load_documents`], [`load_sources`]);
+//! - the execution history of the ASL engine: [`ExecutionStore`] and its options and queries;
+//! - [`TableStore`]: DynamoDB-shaped tables (items under a partition and sort key).
 //!
-//! Stores in the same file should share one [`SharedConnection`] (each has a `shared`
-//! constructor): a commit on one connection makes SQLite drop every other connection's page
-//! cache, so separate connections per store re-read their pages after every write.
+//! Each store takes the path of its SQLite file. The CLI keeps the stores in one file (by default
+//! `.upsell/upsell.db`); the execution history goes in a file of its own (`history.db`) so that
+//! its group commits never hold the stores' write lock, and so does the metric log
+//! (`metrics.db`). Stores in the same file should share one [`SharedConnection`] (each has a
+//! `shared` constructor): a commit on one connection makes SQLite drop every other connection's
+//! page cache, so separate connections per store re-read their pages after every write.
 
-pub mod contacts;
-pub mod counters;
-pub mod drift;
-pub mod evaluations;
-pub mod features;
-pub mod history;
-pub mod kb;
-pub mod kb_cache;
-pub mod kb_source;
-pub mod messages;
-pub mod metrics;
-pub mod outcomes;
-pub mod receipts;
-pub mod registry;
-pub mod tables;
-pub mod vectors;
+mod contacts;
+mod counters;
+mod drift;
+mod evaluations;
+mod features;
+mod history;
+mod kb;
+mod kb_cache;
+mod kb_source;
+mod messages;
+mod metrics;
+mod outcomes;
+mod receipts;
+mod registry;
+mod tables;
+mod vectors;
+
+pub use contacts::SqliteContactStore;
+pub use counters::SqliteVersionCounters;
+pub use drift::SqliteDriftSource;
+pub use evaluations::{EVALUATIONS_TABLE, SqliteEvaluationStore};
+pub use features::{IngestSummary, SqliteFeatureStore};
+pub use history::{
+    ExecutionFilter, ExecutionStore, ExecutionSummary, HistoryLevel, HistoryOptions,
+};
+pub use kb::{IndexDocument, IngestReport, SemanticDocument, SourceDocument, SqliteKnowledgeBase};
+pub use kb_cache::CachedKnowledgeBase;
+pub use kb_source::{IngestionSettings, load_documents, load_sources, read_settings};
+pub use messages::{CLAIM_SK, MESSAGES_TABLE, SqliteMessageStore, event_pk, status_name};
+pub use metrics::SqliteMetricLog;
+pub use outcomes::SqlitePastSuccesses;
+pub use receipts::SqliteIngestReceipts;
+pub use registry::{AGENT_REGISTRY_TABLE, SqliteAgentRegistry};
+pub use tables::{
+    IndexQuery, ItemKey, KeyValue, Modified, Query, SortCondition, TableStore, Transaction, Write,
+};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

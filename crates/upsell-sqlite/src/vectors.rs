@@ -62,23 +62,8 @@ impl VectorMatrix {
         }
     }
 
-    pub fn with_capacity(dims: usize, rows: usize) -> Self {
-        VectorMatrix {
-            dims,
-            data: Vec::with_capacity(dims * rows),
-        }
-    }
-
-    pub fn dims(&self) -> usize {
-        self.dims
-    }
-
     pub fn len(&self) -> usize {
         self.data.len().checked_div(self.dims).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
     }
 
     /// Appends a row; it must have `dims` values.
@@ -163,6 +148,7 @@ impl VectorMatrix {
     }
 
     /// Top `k` by dot product (cosine similarity for unit vectors).
+    #[cfg(test)]
     pub fn top_k(
         &self,
         query: &[f32],
@@ -358,10 +344,6 @@ impl Int8Matrix {
         self.scale.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.scale.is_empty()
-    }
-
     /// First pass over `range`: int8 scores of the allowed rows, a block of rows per kernel call.
     fn first_pass(
         &self,
@@ -417,9 +399,8 @@ impl Int8Matrix {
         }
     }
 
-    /// The same result as `exact.top_k(query, k, allow)` (`exact` must be the matrix this was
-    /// quantised from), reading int8 rows for the scan and `f32` rows only for rescoring. Large
-    /// matrices are scanned on up to [`scan_threads`] threads, the caller's included.
+    /// [`Int8Matrix::top_k_on`] on up to [`scan_threads`] threads, the caller's included.
+    #[cfg(test)]
     pub fn top_k(
         &self,
         exact: &VectorMatrix,
@@ -430,8 +411,9 @@ impl Int8Matrix {
         self.top_k_on(exact, query, k, scan_threads(), allow)
     }
 
-    /// [`Int8Matrix::top_k`] on at most `threads` threads (the caller's included; 1 scans on the
-    /// caller's thread only), for callers that keep other cores busy meanwhile.
+    /// The same result as `exact.top_k(query, k, allow)` (`exact` must be the matrix this was
+    /// quantised from), reading int8 rows for the scan and `f32` rows only for rescoring, on at
+    /// most `threads` threads (the caller's included; 1 scans on the caller's thread only).
     pub fn top_k_on(
         &self,
         exact: &VectorMatrix,

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use upsell_core::events::{CustomerEvent, Region, Service};
 use upsell_core::features::{CustomerEmbedding, CustomerIndex, FeatureStore, SimilarQuery, replay};
-use upsell_sqlite::features::SqliteFeatureStore;
+use upsell_sqlite::SqliteFeatureStore;
 
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()

@@ -11,8 +11,8 @@ use upsell_core::kb::{
     SearchMode, SemanticSettings, chunk_document, rerank_passages, sentence_rerank_score,
     weighted_reciprocal_rank_fusion,
 };
-use upsell_sqlite::kb::{IndexDocument, SqliteKnowledgeBase};
-use upsell_sqlite::kb_source::load_documents;
+use upsell_sqlite::load_documents;
+use upsell_sqlite::{IndexDocument, SqliteKnowledgeBase};
 
 fn doc(id: &str, text: &str, meta: &[(&str, &str)]) -> IndexDocument {
     let metadata: Metadata = meta
@@ -853,7 +853,7 @@ fn ingestion_json_chunking_strategies() {
     ];
     for (chunking, expected) in cases {
         std::fs::write(dir.path().join("ingestion.json"), config(chunking)).unwrap();
-        let got = upsell_sqlite::kb_source::read_settings(dir.path()).and_then(|s| s.chunking());
+        let got = upsell_sqlite::read_settings(dir.path()).and_then(|s| s.chunking());
         match (got, expected) {
             (Ok(got), Ok(want)) => assert_eq!(&got, want, "{chunking}"),
             (Err(e), Err(needle)) => {
@@ -937,7 +937,7 @@ fn cloudformation_chunking(strategy: &ChunkingStrategy) -> String {
 #[test]
 fn sam_data_sources_chunk_like_ingestion_json() {
     let root = kb_root();
-    let strategy = upsell_sqlite::kb_source::read_settings(&root)
+    let strategy = upsell_sqlite::read_settings(&root)
         .unwrap()
         .chunking()
         .unwrap();
@@ -977,7 +977,7 @@ impl upsell_core::kb::Embedder for CountingEmbedder {
 
 #[tokio::test]
 async fn semantic_chunking_embeds_sentences_of_new_and_changed_documents_only() {
-    use upsell_sqlite::kb_source::load_sources;
+    use upsell_sqlite::load_sources;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("docs")).unwrap();
     std::fs::write(

@@ -226,7 +226,7 @@ mod tests {
     use super::*;
     use upsell_core::agent::AgentStatus;
     use upsell_core::registry::ActorKind;
-    use upsell_sqlite::registry::SqliteAgentRegistry;
+    use upsell_sqlite::SqliteAgentRegistry;
 
     #[tokio::test]
     async fn transition_requests_read_as_documented_and_refusals_keep_their_names() {

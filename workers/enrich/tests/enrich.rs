@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 use upsell_core::features::{CustomerIndex, FeatureStore, SimilarQuery};
 use upsell_core::kb::{Filter, HashingEmbedder, KnowledgeBase, MetaValue, RetrieveRequest};
 use upsell_core::ports::MessageStore;
-use upsell_sqlite::contacts::SqliteContactStore;
-use upsell_sqlite::features::SqliteFeatureStore;
-use upsell_sqlite::kb::SqliteKnowledgeBase;
-use upsell_sqlite::messages::SqliteMessageStore;
-use upsell_sqlite::outcomes::SqlitePastSuccesses;
+use upsell_sqlite::SqliteContactStore;
+use upsell_sqlite::SqliteFeatureStore;
+use upsell_sqlite::SqliteKnowledgeBase;
+use upsell_sqlite::SqliteMessageStore;
+use upsell_sqlite::SqlitePastSuccesses;
 
 fn deps() -> (Deps, Arc<SqliteFeatureStore>) {
     let (deps, features, _, _) = full_deps();

@@ -10,7 +10,7 @@ use upsell_models::offline::OfflineModel;
 use upsell_models::prompt::PreviousAttempt;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_models::testing::facts;
-use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::SqliteAgentRegistry;
 
 struct Failing(ModelError);
 

@@ -11,7 +11,7 @@ use upsell_core::ports::{ConverseRequest, ConverseResponse, ModelError, ModelPro
 use upsell_models::offline::OfflineModel;
 use upsell_models::seed::{seed_agents, seed_request};
 use upsell_models::testing::facts;
-use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::SqliteAgentRegistry;
 
 /// Answers a fixed text and counts calls.
 struct Canned {

@@ -15,8 +15,8 @@ use upsell_core::message::{AttemptRecord, JudgeVerdict, MessageStatus, TokenUsag
 use upsell_core::ports::{EventPublisher, MessageStore, PortError};
 use upsell_models::pricing::cost_usd;
 use upsell_models::testing::facts;
-use upsell_sqlite::counters::SqliteVersionCounters;
-use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::SqliteMessageStore;
+use upsell_sqlite::SqliteVersionCounters;
 
 #[derive(Default)]
 struct Bus {

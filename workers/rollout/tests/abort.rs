@@ -12,8 +12,8 @@ use upsell_core::ports::{AgentRegistry, EventPublisher, PortError};
 use upsell_core::registry::{Actor, ActorKind, RegisterRequest, TransitionRequest};
 use upsell_core::worker::{ErrorName, StableError};
 use upsell_models::seed::seed_agents;
-use upsell_sqlite::counters::SqliteVersionCounters;
-use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::SqliteAgentRegistry;
+use upsell_sqlite::SqliteVersionCounters;
 
 #[derive(Default)]
 struct Bus(Mutex<Vec<RawEvent>>);

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use upsell_core::events::RawEvent;
 use upsell_core::ports::{EventPublisher, PortError};
-use upsell_sqlite::receipts::SqliteIngestReceipts;
+use upsell_sqlite::SqliteIngestReceipts;
 use webhook::apigw::{ProxyRequest, ProxyResponse, answer};
 use webhook::{Deps, MAX_BODY_BYTES, Secret};
 

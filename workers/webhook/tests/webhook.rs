@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use upsell_core::events::RawEvent;
 use upsell_core::ports::{EventPublisher, PortError};
-use upsell_sqlite::receipts::SqliteIngestReceipts;
+use upsell_sqlite::SqliteIngestReceipts;
 use webhook::{Deps, MAX_BODY_BYTES, Request, Secret, handle};
 
 #[derive(Default)]

@@ -14,7 +14,7 @@ use upsell_core::agent::{AgentSpec, AgentStatus, parse_version};
 use upsell_core::ports::AgentRegistry;
 use upsell_core::registry::{Actor, ActorKind, RegisterRequest, TransitionRequest};
 use upsell_models::seed::{load_agent_dir, seed_agents, seed_request};
-use upsell_sqlite::registry::SqliteAgentRegistry;
+use upsell_sqlite::SqliteAgentRegistry;
 
 use super::Context;
 

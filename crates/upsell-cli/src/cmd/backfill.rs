@@ -15,9 +15,9 @@ use anyhow::{Context as _, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use upsell_cli::app::{AppOptions, LocalApp};
-use upsell_local::services::StartExecutionError;
-use upsell_local::template::state_machine_arn;
-use upsell_sqlite::history::HistoryLevel;
+use upsell_local::StartExecutionError;
+use upsell_local::state_machine_arn;
+use upsell_sqlite::HistoryLevel;
 
 use super::Context;
 

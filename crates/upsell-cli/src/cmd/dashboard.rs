@@ -9,7 +9,7 @@ use upsell_cli::app::{METRICS_FILE, existing_db};
 use upsell_cli::dashboard;
 use upsell_core::monitor::MonitorReport;
 use upsell_core::telemetry::MetricLog;
-use upsell_sqlite::metrics::SqliteMetricLog;
+use upsell_sqlite::SqliteMetricLog;
 
 use super::Context;
 use super::monitor::parse_since;

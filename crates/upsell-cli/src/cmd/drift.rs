@@ -17,10 +17,10 @@ use upsell_cli::drift_monitor::{DriftCheck, run_drift_monitor};
 use upsell_core::drift::{
     self, DriftConfig, DriftReport, EventSample, FeatureTest, OutcomeSample, Window, WindowData,
 };
-use upsell_sqlite::drift::SqliteDriftSource;
-use upsell_sqlite::history::ExecutionStore;
-use upsell_sqlite::history::HistoryLevel;
-use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::ExecutionStore;
+use upsell_sqlite::HistoryLevel;
+use upsell_sqlite::SqliteDriftSource;
+use upsell_sqlite::SqliteMessageStore;
 
 use super::Context;
 

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use upsell_cli::app::{AppOptions, ModelChoice};
 use upsell_cli::evaluation::{EvalRequest, evaluate};
 use upsell_core::evaluation::EvaluationReport;
-use upsell_sqlite::history::HistoryLevel;
+use upsell_sqlite::HistoryLevel;
 
 use super::Context;
 

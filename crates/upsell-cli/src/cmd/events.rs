@@ -3,11 +3,11 @@
 //! `upsell events test-pattern --pattern JSON|@FILE --event JSON|@FILE` answers like
 //! `aws events test-event-pattern`: `true` or `false` on stdout and exit 0; a pattern
 //! EventBridge would refuse exits 1 with its reason, an unreadable event exits 1 too. The
-//! matcher is the one the local runtime routes events with (`upsell_local::pattern`).
+//! matcher is the one the local runtime routes events with ([`upsell_local::EventPattern`]).
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use upsell_local::pattern::EventPattern;
+use upsell_local::EventPattern;
 
 use super::Context;
 

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use upsell_asl::HistoryEvent;
 use upsell_cli::app::existing_db;
-use upsell_sqlite::history::{ExecutionFilter, ExecutionStore, ExecutionSummary};
+use upsell_sqlite::{ExecutionFilter, ExecutionStore, ExecutionSummary};
 
 use super::Context;
 

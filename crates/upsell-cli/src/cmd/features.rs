@@ -12,7 +12,7 @@ use upsell_core::features::{
     CustomerFeatures, CustomerIndex, FeatureSet, FeatureStore, SimilarQuery,
 };
 use upsell_core::rebuild::{RebuildReport, RebuildRequest, rebuild};
-use upsell_sqlite::features::SqliteFeatureStore;
+use upsell_sqlite::SqliteFeatureStore;
 
 use super::Context;
 

@@ -9,8 +9,8 @@ use upsell_core::kb::{
     Embedder, EvalQuery, Filter, FusionWeights, HashingEmbedder, KnowledgeBase, MetaValue,
     MetricsAccumulator, RerankSettings, RetrieveRequest, RetrievedChunk, SearchMode,
 };
-use upsell_sqlite::kb::SqliteKnowledgeBase;
-use upsell_sqlite::kb_source::load_sources;
+use upsell_sqlite::SqliteKnowledgeBase;
+use upsell_sqlite::load_sources;
 
 use super::Context;
 use super::features::runtime;

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use upsell_cli::app::existing_db;
 use upsell_core::message::{MessageRecord, MessageStatus};
 use upsell_core::ports::{MessageQuery, MessageStore};
-use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::SqliteMessageStore;
 
 use super::Context;
 
@@ -52,7 +52,7 @@ fn parse_status(s: &str) -> Result<MessageStatus, String> {
 }
 
 fn status(s: MessageStatus) -> String {
-    upsell_sqlite::messages::status_name(s)
+    upsell_sqlite::status_name(s)
 }
 
 fn one_line(s: &str, max: usize) -> String {

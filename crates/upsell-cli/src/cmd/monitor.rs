@@ -11,7 +11,7 @@ use upsell_cli::dashboard::usd;
 use upsell_core::counters::{VersionCounterRow, VersionCounters};
 use upsell_core::monitor::{GroupBy, MonitorReport, Percentiles, ReasonCount};
 use upsell_models::seed::{GENERATOR_ID, JUDGE_ID};
-use upsell_sqlite::counters::SqliteVersionCounters;
+use upsell_sqlite::SqliteVersionCounters;
 
 use super::Context;
 

@@ -4,7 +4,7 @@
 use anyhow::Context as _;
 use upsell_cli::app::existing_db;
 use upsell_core::ports::MessageStore;
-use upsell_sqlite::messages::SqliteMessageStore;
+use upsell_sqlite::SqliteMessageStore;
 
 use super::Context;
 

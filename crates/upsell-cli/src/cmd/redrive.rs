@@ -18,10 +18,10 @@ use serde_json::{Value, json};
 use upsell_cli::app::{AppOptions, LocalApp, ModelChoice};
 use upsell_core::message::{MessageRecord, MessageStatus};
 use upsell_core::ports::{MessageQuery, MessageStore};
-use upsell_local::runtime::{execution_arn, is_valid_execution_name};
-use upsell_local::template::state_machine_arn;
-use upsell_sqlite::messages::{CLAIM_SK, MESSAGES_TABLE, event_pk};
-use upsell_sqlite::tables::{ItemKey, KeyValue, Write};
+use upsell_local::state_machine_arn;
+use upsell_local::{execution_arn, is_valid_execution_name};
+use upsell_sqlite::{CLAIM_SK, MESSAGES_TABLE, event_pk};
+use upsell_sqlite::{ItemKey, KeyValue, Write};
 
 use super::Context;
 

@@ -12,9 +12,9 @@ use upsell_cli::rollout::{RolloutRequest, Traffic, rollback, run_rollout};
 use upsell_core::ports::AgentRegistry;
 use upsell_core::registry::{ActorKind, TransitionRecord};
 use upsell_core::rollout::{HealthParams, simulate, simulation_table, standard_scenarios};
-use upsell_local::services::ExecutionDescription;
+use upsell_local::ExecutionDescription;
 use upsell_models::seed::load_agent_dir;
-use upsell_sqlite::history::HistoryLevel;
+use upsell_sqlite::HistoryLevel;
 
 use super::Context;
 

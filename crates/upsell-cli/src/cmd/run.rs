@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use upsell_cli::app::{AppOptions, LocalApp, ModelChoice, Outcome, RunSummary};
-use upsell_sqlite::history::HistoryLevel;
+use upsell_sqlite::HistoryLevel;
 
 use super::Context;
 

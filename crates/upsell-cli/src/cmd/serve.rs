@@ -11,8 +11,8 @@ use upsell_cli::dashboard;
 use upsell_cli::serve::{Extras, RuntimeIngest, bind_loopback, serve};
 use upsell_core::monitor::MonitorReport;
 use upsell_core::telemetry::MetricLog;
-use upsell_sqlite::metrics::SqliteMetricLog;
-use upsell_sqlite::receipts::SqliteIngestReceipts;
+use upsell_sqlite::SqliteIngestReceipts;
+use upsell_sqlite::SqliteMetricLog;
 use webhook::{EVENTS_PATH, SECRET_ENV, SIGNATURE_HEADER, Secret};
 
 use super::Context;
